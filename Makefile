@@ -1,0 +1,38 @@
+# Two set-up commands for a newcomer: `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench deps venv clean reliability
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,fast]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the tests and the demo drive for real: the CNCF Distribution
+# registry, skopeo and umoci (containerd's ctr where later work needs it).
+deps:
+	@bash scripts/install-deps.sh
+
+demo: deps venv
+	$(BIN)/python scripts/demo.py
+
+test: deps venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy --strict
+
+bench: deps venv
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .demo .bench

@@ -1,0 +1,5 @@
+"""`python -m ocidist` runs the `dist` command."""
+
+from ocidist.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,7 @@
+"""Entry point placeholder; replaced as commands land."""
+
+from __future__ import annotations
+
+
+def main(argv: list[str] | None = None) -> int:
+    return 0

@@ -1,0 +1,175 @@
+"""Descriptors, platforms and media types (OCI image-spec and Docker schema2)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocidist.digest import Digest
+from ocidist.errors import InvalidContent
+
+# Manifests and indexes.
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+# Configs.
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+
+# Layers.
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+OCI_LAYER_NONDIST_GZIP = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+OCTET_STREAM = "application/octet-stream"
+
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+# Order matters only for readability; registries pick by their own preference.
+ACCEPT_MANIFESTS = (DOCKER_MANIFEST_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST)
+
+# Manifests are read into memory; containerd caps at ~4 MB and c/image at 4 MiB.
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+
+
+def strip_params(media_type: str) -> str:
+    """``application/json; charset=utf-8`` -> ``application/json``."""
+    return media_type.split(";", 1)[0].strip().lower()
+
+
+def is_manifest(media_type: str) -> bool:
+    return strip_params(media_type) in MANIFEST_TYPES
+
+
+def is_index(media_type: str) -> bool:
+    return strip_params(media_type) in INDEX_TYPES
+
+
+def is_manifest_or_index(media_type: str) -> bool:
+    mt = strip_params(media_type)
+    return mt in MANIFEST_TYPES or mt in INDEX_TYPES
+
+
+def is_config(media_type: str) -> bool:
+    return strip_params(media_type) in (OCI_CONFIG, DOCKER_CONFIG)
+
+
+def is_layer(media_type: str) -> bool:
+    mt = strip_params(media_type)
+    return mt.startswith(("application/vnd.oci.image.layer.", "application/vnd.docker.image.rootfs."))
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str = ""
+    os_version: str = ""
+    os_features: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """``linux/arm64/v8`` -> Platform."""
+        from ocidist.errors import InvalidArgument
+
+        parts = text.strip().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise InvalidArgument(f"invalid platform {text!r}: expected os/arch[/variant]")
+        return cls(parts[0].lower(), parts[1].lower(), parts[2].lower() if len(parts) == 3 else "")
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Platform:
+        return cls(
+            os=str(obj.get("os", "")),
+            architecture=str(obj.get("architecture", "")),
+            variant=str(obj.get("variant", "")),
+            os_version=str(obj.get("os.version", "")),
+            os_features=tuple(str(f) for f in obj.get("os.features", ()) or ()),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
+        if self.os_version:
+            out["os.version"] = self.os_version
+        if self.os_features:
+            out["os.features"] = list(self.os_features)
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """What some bytes are: media type, digest and size (plus optional extras)."""
+
+    media_type: str
+    digest: Digest
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    platform: Platform | None = None
+    urls: tuple[str, ...] = ()
+    artifact_type: str = ""
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Descriptor:
+        """Decode an OCI descriptor object, rejecting what cannot be trusted."""
+        if not isinstance(obj, Mapping):
+            raise InvalidContent("descriptor is not a JSON object")
+        try:
+            dgst = Digest.parse(str(obj["digest"]))
+        except KeyError as e:
+            raise InvalidContent("descriptor has no digest") from e
+        except Exception as e:
+            raise InvalidContent(f"descriptor has a bad digest: {e}") from e
+        size = obj.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidContent(f"descriptor {dgst} has an invalid size {size!r}")
+        media_type = obj.get("mediaType", "")
+        if not isinstance(media_type, str):
+            raise InvalidContent(f"descriptor {dgst} has an invalid mediaType")
+        plat = obj.get("platform")
+        annotations = obj.get("annotations") or {}
+        if not isinstance(annotations, Mapping):
+            raise InvalidContent(f"descriptor {dgst} has invalid annotations")
+        urls = obj.get("urls") or ()
+        return cls(
+            media_type=strip_params(media_type) if media_type else "",
+            digest=dgst,
+            size=size,
+            annotations={str(k): str(v) for k, v in annotations.items()},
+            platform=Platform.from_json(plat) if isinstance(plat, Mapping) else None,
+            urls=tuple(str(u) for u in urls) if isinstance(urls, list) else (),
+            artifact_type=str(obj.get("artifactType", "")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """OCI field names, in the order the spec shows them."""
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
+        if self.urls:
+            out["urls"] = list(self.urls)
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.platform is not None:
+            out["platform"] = self.platform.to_json()
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        return out
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))

@@ -1,0 +1,141 @@
+"""Digest values and a reader that verifies a stream against one.
+
+A digest is ``algorithm:encoded`` as in the OCI image-spec. We support the
+registered algorithms sha256 and sha512; anything else is refused up front so
+that a hostile descriptor cannot make us trust bytes we cannot check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import IO, Any
+
+from ocidist.errors import DigestMismatch, InvalidArgument
+
+_ALGORITHMS = {"sha256": 64, "sha512": 128}
+_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+
+
+class InvalidDigest(InvalidArgument):
+    """A digest string is malformed or uses an unsupported algorithm."""
+
+
+@dataclass(frozen=True, order=True)
+class Digest:
+    """A validated content digest such as ``sha256:e3b0…``."""
+
+    algorithm: str
+    encoded: str
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        m = _DIGEST_RE.match(text)
+        if not m:
+            raise InvalidDigest(f"invalid digest {text!r}: expected algorithm:hex")
+        alg, enc = m.group(1), m.group(2)
+        if alg not in _ALGORITHMS:
+            raise InvalidDigest(f"invalid digest {text!r}: unsupported algorithm {alg!r}")
+        want = _ALGORITHMS[alg]
+        if len(enc) != want or not re.fullmatch(r"[0-9a-f]+", enc):
+            raise InvalidDigest(
+                f"invalid digest {text!r}: {alg} needs {want} lowercase hex characters"
+            )
+        return cls(alg, enc)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview, algorithm: str = "sha256") -> Digest:
+        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    def hasher(self) -> Any:
+        """A fresh hashlib object for this digest's algorithm."""
+        return hashlib.new(self.algorithm)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.encoded}"
+
+
+def new_hasher(algorithm: str = "sha256") -> Any:
+    return hashlib.new(algorithm)
+
+
+class VerifyingReader:
+    """Wraps a byte stream; raises ``DigestMismatch`` instead of returning the
+    last bytes of a stream that does not hash to ``expected`` or has the wrong size.
+
+    The check happens when the stream ends (a read returns fewer bytes than
+    asked for, i.e. EOF reached), so a consumer that reads to EOF never sees a
+    clean end of a corrupt object. Reading more than ``size`` bytes fails at once.
+    """
+
+    def __init__(self, raw: IO[bytes], expected: Digest, size: int, what: str = "") -> None:
+        self._raw = raw
+        self._expected = expected
+        self._size = size
+        self._hasher = expected.hasher()
+        self._seen = 0
+        self._what = what or str(expected)
+        self._done = False
+
+    @property
+    def offset(self) -> int:
+        return self._seen
+
+    def _feed(self, chunk: bytes | memoryview) -> None:
+        self._seen += len(chunk)
+        if self._size >= 0 and self._seen > self._size:
+            raise DigestMismatch(
+                f"{self._what}: size mismatch: more than the expected {self._size} bytes"
+            )
+        self._hasher.update(chunk)
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._size >= 0 and self._seen != self._size:
+            raise DigestMismatch(
+                f"{self._what}: size mismatch: got {self._seen} bytes, expected {self._size}"
+            )
+        got = self._hasher.hexdigest()
+        if got != self._expected.encoded:
+            raise DigestMismatch(
+                f"{self._what}: digest mismatch: got {self._expected.algorithm}:{got}"
+            )
+
+    def read(self, n: int = -1) -> bytes:
+        if self._done:
+            return b""
+        data = self._raw.read(n) if n >= 0 else self._raw.read()
+        if data:
+            self._feed(data)
+        if not data or n < 0:
+            self._finish()
+        return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        if self._done:
+            return 0
+        view = memoryview(buf)
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:
+            got = int(readinto(view))
+        else:
+            data = self._raw.read(len(view))
+            got = len(data)
+            view[:got] = data
+        if got:
+            self._feed(view[:got])
+        else:
+            self._finish()
+        return got
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> VerifyingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,123 @@
+"""One error hierarchy for the whole toolkit.
+
+Low-level exceptions (sockets, urllib3, OSError, JSON) are converted to these
+at one boundary per backend, so callers and the CLI see only ``DistError``::
+
+    DistError
+    ├── InvalidArgument            bad input from the user (exit 2)
+    │   └── InvalidReference
+    ├── NotFound
+    ├── AlreadyExists
+    ├── FailedPrecondition         e.g. ingest locked by another writer
+    ├── DigestMismatch             bytes do not match digest or size
+    ├── InvalidContent             malformed manifest, oversized object, bad media type
+    ├── ArchiveError               a layer tar could not be applied
+    ├── Unavailable                network/connection failures, timeouts
+    │   └── TimedOut
+    ├── NoSpace                    disk full
+    └── RegistryError              any non-success registry answer (status, codes, body)
+        ├── Unauthorized           401 (and 403 as Denied)
+        │   └── Denied
+        └── TooManyRequests        429, with retry_after
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# An error body from a registry can be arbitrarily large (an HTML page from a
+# proxy, say); we keep only enough to explain the failure.
+BODY_CAP = 2048
+
+
+class DistError(Exception):
+    """Base of every error ocidist raises on purpose."""
+
+    exit_code = 1
+
+
+class InvalidArgument(DistError):
+    """The caller (usually the command line) gave an invalid value."""
+
+    exit_code = 2
+
+
+class InvalidReference(InvalidArgument):
+    """An image reference could not be parsed."""
+
+
+class NotFound(DistError):
+    """The object, image, repository or ingest does not exist."""
+
+
+class AlreadyExists(DistError):
+    """The content or name exists already (callers like pull treat it as success)."""
+
+
+class FailedPrecondition(DistError):
+    """The operation cannot proceed in the current state (e.g. a locked ingest)."""
+
+
+class DigestMismatch(DistError):
+    """Bytes did not hash to the expected digest, or had the wrong size."""
+
+
+class InvalidContent(DistError):
+    """Content is malformed: bad JSON manifest, unsupported media type, too large."""
+
+
+class ArchiveError(DistError):
+    """A layer archive could not be applied."""
+
+
+class Unavailable(DistError):
+    """The remote could not be reached or the transfer broke off."""
+
+
+class TimedOut(Unavailable):
+    """A deadline or read timeout expired."""
+
+
+class NoSpace(DistError):
+    """The filesystem is full."""
+
+
+class RegistryError(DistError):
+    """A registry answered with an unexpected status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        codes: Sequence[str] = (),
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.codes = tuple(codes)
+        self.body = body[:BODY_CAP]
+
+
+class Unauthorized(RegistryError):
+    """The registry refused our (lack of) credentials."""
+
+
+class Denied(Unauthorized):
+    """Authenticated, but not allowed (403 / DENIED)."""
+
+
+class TooManyRequests(RegistryError):
+    """HTTP 429; ``retry_after`` is the server's requested wait in seconds, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int = 429,
+        codes: Sequence[str] = (),
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(message, status=status, codes=codes, body=body)
+        self.retry_after = retry_after

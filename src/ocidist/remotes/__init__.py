@@ -1,0 +1,1 @@
+"""remotes package."""
