@@ -65,7 +65,9 @@ def is_config(media_type: str) -> bool:
 
 def is_layer(media_type: str) -> bool:
     mt = strip_params(media_type)
-    return mt.startswith(("application/vnd.oci.image.layer.", "application/vnd.docker.image.rootfs."))
+    return mt.startswith(
+        ("application/vnd.oci.image.layer.", "application/vnd.docker.image.rootfs.")
+    )
 
 
 @dataclass(frozen=True)
