@@ -1,1 +1,87 @@
-"""content package."""
+"""Content store contracts: Provider (read), Ingester (write), Store (both + manage).
+
+Writers are shared by store ingest and remote push (DESIGN.md): bytes go in
+with ``write``; ``commit`` verifies size and digest and publishes atomically;
+``close`` without commit leaves the transaction resumable under its key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from ocidist.digest import Digest
+
+
+@dataclass(frozen=True)
+class Info:
+    """What the store knows about one committed blob."""
+
+    digest: Digest
+    size: int
+    created_at: float
+    updated_at: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Status:
+    """Progress of one ingest transaction."""
+
+    key: str
+    offset: int
+    total: int  # expected size, or -1 when unknown
+    expected: Digest | None
+    started_at: float
+    updated_at: float
+
+
+class Writer(Protocol):
+    def write(self, data: bytes | memoryview) -> int: ...
+    def status(self) -> Status: ...
+    def commit(
+        self, size: int, expected: Digest, labels: Mapping[str, str] | None = None
+    ) -> None: ...
+    def truncate(self, size: int) -> None: ...  # only 0 needs to be supported
+    def close(self) -> None: ...
+
+
+class ReaderAt(Protocol):
+    """A seekable reader of committed content."""
+
+    size: int
+
+    def read(self, n: int = -1) -> bytes: ...
+    def readinto(self, buf: bytearray | memoryview) -> int: ...
+    def seek(self, offset: int, whence: int = 0) -> int: ...
+    def close(self) -> None: ...
+
+
+class Provider(Protocol):
+    def reader(self, dgst: Digest) -> BinaryIO: ...
+    def info(self, dgst: Digest) -> Info: ...
+
+
+class Ingester(Protocol):
+    def writer(
+        self,
+        key: str,
+        *,
+        total: int = -1,
+        expected: Digest | None = None,
+        wait: bool = True,
+    ) -> Writer: ...
+
+
+WalkFilter = Callable[[Info], bool]
+
+
+class Store(Provider, Ingester, Protocol):
+    def exists(self, dgst: Digest) -> bool: ...
+    def walk(self, filter: WalkFilter | None = None) -> Iterator[Info]: ...
+    def delete(self, dgst: Digest) -> None: ...
+    def update(self, dgst: Digest, labels: Mapping[str, str], *, replace: bool = False) -> Info: ...
+    def status(self, key: str) -> Status: ...
+    def list_statuses(self) -> list[Status]: ...
+    def abort(self, key: str) -> None: ...

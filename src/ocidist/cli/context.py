@@ -1,0 +1,167 @@
+"""What every command handler gets: parsed global options and lazily built
+services (resolver, content store, metadata), plus uniform error output."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import sys
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from ocidist.errors import DistError
+
+if TYPE_CHECKING:
+    from ocidist.content.local import LocalStore
+    from ocidist.metadata import MetadataStore
+    from ocidist.remotes.docker.resolver import DockerResolver
+
+
+def default_root() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.join(base, "ocidist")
+
+
+def parse_duration(text: str) -> float:
+    """Go-style durations (`500ms`, `30s`, `1h30m`) or plain seconds."""
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    s = text.strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    total, num, i = 0.0, "", 0
+    matched = False
+    while i < len(s):
+        c = s[i]
+        if c.isdigit() or c == ".":
+            num += c
+            i += 1
+            continue
+        for unit in ("ns", "us", "µs", "ms", "h", "m", "s"):
+            if s.startswith(unit, i) and num:
+                total += float(num) * units[unit]
+                num, i, matched = "", i + len(unit), True
+                break
+        else:
+            raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 30s, 5m, 1h30m)")
+    if num or not matched:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 30s, 5m, 1h30m)")
+    return total
+
+
+def add_global_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
+    def d(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    env_timeout = os.environ.get("DIST_TIMEOUT")
+    g = p.add_argument_group("global options")
+    g.add_argument(
+        "--root",
+        default=d(os.environ.get("DIST_ROOT")),
+        help="content store root (env DIST_ROOT; default $XDG_DATA_HOME/ocidist)",
+    )
+    g.add_argument(
+        "--hosts-dir",
+        default=d(os.environ.get("DIST_HOSTS_DIR")),
+        help="registry hosts configuration directory (env DIST_HOSTS_DIR)",
+    )
+    g.add_argument(
+        "--plain-http",
+        action="store_true",
+        default=d(False),
+        help="talk plain HTTP to the registry (always for localhost/127.0.0.1/::1)",
+    )
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        default=d(False),
+        help="skip TLS certificate verification",
+    )
+    g.add_argument(
+        "--timeout",
+        type=parse_duration,
+        default=d(parse_duration(env_timeout) if env_timeout else None),
+        help="deadline for the whole command, e.g. 30s, 5m (env DIST_TIMEOUT)",
+    )
+    g.add_argument("--debug", action="store_true", default=d(False), help="tracebacks and detail")
+    g.add_argument("--quiet", "-q", action="store_true", default=d(False), help="no progress")
+    g.add_argument("--json", action="store_true", default=d(False), help="machine output")
+
+
+class Context:
+    """Per-invocation state shared by command handlers."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.debug: bool = bool(getattr(args, "debug", False))
+        self.json: bool = bool(getattr(args, "json", False))
+        self.quiet: bool = bool(getattr(args, "quiet", False))
+        timeout = getattr(args, "timeout", None)
+        self.deadline: float | None = time.monotonic() + timeout if timeout else None
+        self._resolver: DockerResolver | None = None
+        self._store: LocalStore | None = None
+        self._metadata: MetadataStore | None = None
+
+    @property
+    def root(self) -> str:
+        return str(getattr(self.args, "root", None) or default_root())
+
+    def store(self) -> LocalStore:
+        if self._store is None:
+            from ocidist.content.local import LocalStore
+
+            self._store = LocalStore(self.root)
+        return self._store
+
+    def metadata(self) -> MetadataStore:
+        if self._metadata is None:
+            from ocidist.metadata import MetadataStore
+
+            self._metadata = MetadataStore(os.path.join(self.root, "metadata.db"))
+        return self._metadata
+
+    def resolver(self) -> DockerResolver:
+        if self._resolver is None:
+            from ocidist.remotes.docker.resolver import DockerResolver, ResolverOptions
+
+            self._resolver = DockerResolver(
+                ResolverOptions(
+                    plain_http=bool(getattr(self.args, "plain_http", False)),
+                    insecure=bool(getattr(self.args, "insecure", False)),
+                    deadline=self.deadline,
+                    hosts_dir=getattr(self.args, "hosts_dir", None),
+                )
+            )
+        return self._resolver
+
+    def emit_json(self, obj: Any) -> None:
+        sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+    def fail(self, e: BaseException) -> int:
+        """Print one `dist: …` line (and a traceback with --debug); return the exit code."""
+        if self.debug:
+            traceback.print_exception(e, file=sys.stderr)
+        if isinstance(e, DistError):
+            print(f"dist: {e}", file=sys.stderr)
+            return e.exit_code
+        if isinstance(e, OSError):
+            why = os.strerror(e.errno).lower() if e.errno else str(e)
+            if e.errno == errno.ENOSPC:
+                why = "no space left on device"
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"dist: {where}{why}", file=sys.stderr)
+            return 1
+        print(f"dist: {e}", file=sys.stderr)
+        return 1
+
+    def close(self) -> None:
+        if self._resolver is not None:
+            self._resolver.close()
+        if self._metadata is not None:
+            self._metadata.close()
