@@ -11,7 +11,18 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
+from ocidist.descriptor import Descriptor
 from ocidist.digest import Digest
+
+
+def ingest_key_for(desc: Descriptor) -> str:
+    """The ingest key for fetching ``desc`` into a store.
+
+    Keyed by digest alone, so two processes fetching the same blob (for
+    different images even) share one transaction: one writes, the other waits
+    and then finds the content committed.
+    """
+    return f"fetch-{desc.digest}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class Status:
 class Writer(Protocol):
     def write(self, data: bytes | memoryview) -> int: ...
     def status(self) -> Status: ...
+    def digest(self) -> Digest: ...  # of the bytes written so far
     def commit(
         self, size: int, expected: Digest, labels: Mapping[str, str] | None = None
     ) -> None: ...

@@ -1,0 +1,82 @@
+"""Filesystem helpers for the local store, and its one OSError boundary.
+
+Every filesystem call of the store runs inside ``os_errors(what)``, which
+turns an ``OSError`` into a ``DistError`` naming what failed, in the plain
+words CLI.md asks for ("no space left on device", "permission denied").
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from ocidist.errors import DistError, FailedPrecondition, NoSpace
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_NOT_ALLOWED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+@contextmanager
+def os_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        raise convert(e, what) from e
+
+
+def convert(e: OSError, what: str) -> DistError:
+    where = f"{what}: " if what else ""
+    if e.errno in _NO_SPACE:
+        return NoSpace(f"{where}no space left on device")
+    why = os.strerror(e.errno).lower() if e.errno else str(e)
+    if e.errno in _NOT_ALLOWED:
+        # Nothing the store can fix by retrying: the root's permissions or a
+        # read-only mount.
+        return FailedPrecondition(f"{where}{why}")
+    return DistError(f"{where}{why}")
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or unlink in ``path`` durable (a file's fsync does not)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes, *, durable: bool = False) -> None:
+    """Replace ``path`` so readers see the old or the new bytes, never a mix."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(directory)
+
+
+def read_text(path: str) -> str | None:
+    """The file's text, or None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)

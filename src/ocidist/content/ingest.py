@@ -1,0 +1,272 @@
+"""One ingest transaction of the local store: ``<root>/ingest/<sha256(key)>/``.
+
+The directory holds ``data`` (the bytes so far), ``key``, ``total``,
+``expected``, ``startedat`` and ``updatedat``, plus the ``lock`` file held by
+the live writer (see locks.py). Only the lock holder changes the directory, so
+everything here runs single-threaded per key.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ocidist.content import Status
+from ocidist.content.fsutil import fsync_dir, os_errors, read_text, write_text
+from ocidist.content.labels import LabelFiles, validate
+from ocidist.content.locks import KeyLock
+from ocidist.digest import Digest, new_hasher
+from ocidist.errors import AlreadyExists, DigestMismatch, DistError, InvalidArgument
+
+BUFSIZE = 1 << 20
+
+
+def read_status(directory: str) -> Status | None:
+    """What an ingest directory says about itself, without taking its lock
+    (for ``status``/``list_statuses``); None if it is gone or half-made."""
+    key = read_text(os.path.join(directory, "key"))
+    if key is None:
+        return None
+    try:
+        st = os.stat(os.path.join(directory, "data"))
+        offset, data_mtime = st.st_size, st.st_mtime
+    except FileNotFoundError:
+        offset, data_mtime = 0, 0.0
+    started = _float(read_text(os.path.join(directory, "startedat")))
+    updated = max(_float(read_text(os.path.join(directory, "updatedat"))), data_mtime)
+    return Status(
+        key=key,
+        offset=offset,
+        total=_int(read_text(os.path.join(directory, "total")), -1),
+        expected=_digest(read_text(os.path.join(directory, "expected"))),
+        started_at=started,
+        updated_at=updated or started,
+    )
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text else default
+    except ValueError:
+        return default
+
+
+def _digest(text: str | None) -> Digest | None:
+    if not text:
+        return None
+    try:
+        return Digest.parse(text.strip())
+    except DistError:
+        return None
+
+
+class LocalWriter:
+    """A Writer over an ingest directory whose lock the caller acquired."""
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        directory: str,
+        lock: KeyLock,
+        blobs: str,
+        labels: LabelFiles,
+        total: int,
+        expected: Digest | None,
+    ) -> None:
+        self._key = key
+        self._dir = directory
+        self._lock = lock
+        self._blobs = blobs
+        self._labels = labels
+        self._what = f"ingest {key}"
+        with os_errors(self._what):
+            self._open(total, expected)
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self._dir, name)
+
+    def _open(self, total: int, expected: Digest | None) -> None:
+        now = time.time()
+        stored_key = read_text(self._path("key"))
+        if stored_key is None:
+            write_text(self._path("startedat"), repr(now))
+            # Written last: read_status ignores a directory without a key.
+            write_text(self._path("key"), self._key)
+        elif stored_key != self._key:
+            raise DistError(f"{self._what}: directory belongs to key {stored_key!r}")
+        self._started = _float(read_text(self._path("startedat"))) or now
+        self._updated = now
+        old = read_status(self._dir)
+        restart = False
+        if expected is None:
+            expected = old.expected if old else None
+        elif old is not None and old.expected is not None and old.expected != expected:
+            restart = True  # the partial data was for other content
+        if total < 0:
+            total = old.total if old else -1
+        self._total = total
+        self._expected = expected
+        write_text(self._path("total"), str(total))
+        write_text(self._path("expected"), str(expected) if expected else "")
+        self._file = open(self._path("data"), "a+b", buffering=0)  # noqa: SIM115
+        self._closed = False
+        self._algorithm = expected.algorithm if expected else "sha256"
+        size = os.fstat(self._file.fileno()).st_size
+        if restart or (total >= 0 and size > total):
+            size = 0
+        self._truncate(size)
+
+    def _truncate(self, size: int) -> None:
+        # Resume: hash the bytes already held once, so the running hash covers
+        # them without anyone sending them again.
+        self._file.truncate(size)
+        self._hasher = _hash_file(self._file, size, self._algorithm)
+        self._offset = size
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DistError(f"{self._what}: writer is closed")
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._check_open()
+        view = memoryview(data).cast("B")
+        n = len(view)
+        with os_errors(self._what):
+            # Append mode: the file position is always the end. A regular file
+            # write rarely comes up short, but the contract does not promise it.
+            done = 0
+            while done < n:
+                done += self._file.write(view[done:]) or 0
+        self._hasher.update(view)
+        self._offset += n
+        self._updated = time.time()
+        return n
+
+    def status(self) -> Status:
+        return Status(
+            key=self._key,
+            offset=self._offset,
+            total=self._total,
+            expected=self._expected,
+            started_at=self._started,
+            updated_at=self._updated,
+        )
+
+    def digest(self) -> Digest:
+        return Digest(self._algorithm, self._hasher.copy().hexdigest())
+
+    def truncate(self, size: int) -> None:
+        self._check_open()
+        if not 0 <= size <= self._offset:
+            raise InvalidArgument(f"{self._what}: cannot truncate to {size} bytes")
+        with os_errors(self._what):
+            self._truncate(size)
+        self._updated = time.time()
+
+    def commit(self, size: int, expected: Digest, labels: Mapping[str, str] | None = None) -> None:
+        self._check_open()
+        if labels:
+            validate(labels)
+        with os_errors(f"commit {self._key}"):
+            self._commit(size, expected, labels or {})
+
+    def _commit(self, size: int, expected: Digest, labels: Mapping[str, str]) -> None:
+        if size >= 0 and size != self._offset:
+            self._discard()
+            raise DigestMismatch(
+                f"commit {self._key}: size mismatch: wrote {self._offset} bytes, expected {size}"
+            )
+        if expected.algorithm != self._algorithm:
+            self._algorithm = expected.algorithm
+            self._truncate(self._offset)
+        got = self.digest()
+        if got != expected:
+            # The bytes are wrong; keeping them would make every retry resume
+            # into the same mismatch.
+            self._discard()
+            raise DigestMismatch(
+                f"commit {self._key}: digest mismatch: got {got}, expected {expected}"
+            )
+        parent = os.path.join(self._blobs, expected.algorithm)
+        target = os.path.join(parent, expected.encoded)
+        if os.path.exists(target):
+            self._discard()
+            raise AlreadyExists(f"content {expected} already exists")
+        fd = self._file.fileno()
+        os.fsync(fd)
+        os.fchmod(fd, 0o444)
+        # created_at of a blob is its mtime: make it the commit time, not the
+        # time of the last write (which may be days ago for a resumed ingest).
+        os.utime(fd)
+        os.makedirs(parent, exist_ok=True)
+        try:
+            # link, unlike rename, never replaces: a blob another process
+            # committed meanwhile is reported, not silently overwritten.
+            os.link(self._path("data"), target)
+        except FileExistsError:
+            self._discard()
+            raise AlreadyExists(f"content {expected} already exists") from None
+        except PermissionError:
+            os.rename(self._path("data"), target)  # a filesystem without hard links
+        fsync_dir(parent)
+        if labels:
+            with self._labels.locked():
+                self._labels.write(expected, {k: v for k, v in labels.items() if v})
+        self._discard()
+
+    def _discard(self) -> None:
+        """Remove the ingest directory and release the lock."""
+        self._closed = True
+        self._file.close()
+        # Rename first: a new writer for this key can start at once on a fresh
+        # directory, and a waiter on our lock sees its path gone and retries.
+        trash = os.path.join(os.path.dirname(self._dir), f".trash-{uuid.uuid4().hex}")
+        try:
+            os.rename(self._dir, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Release the lock; the data stays for a later writer with this key."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            with os_errors(self._what):
+                self._file.close()
+                write_text(self._path("updatedat"), repr(self._updated))
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> LocalWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _hash_file(f: Any, size: int, algorithm: str) -> Any:
+    hasher = new_hasher(algorithm)
+    buf = bytearray(BUFSIZE)
+    view = memoryview(buf)
+    pos = 0
+    while pos < size:
+        n = os.preadv(f.fileno(), [view[: min(BUFSIZE, size - pos)]], pos)
+        if n == 0:
+            break
+        hasher.update(view[:n])
+        pos += n
+    return hasher

@@ -1,0 +1,94 @@
+"""Blob labels kept as small JSON sidecars: ``<root>/labels/<alg>/<hex>.json``.
+
+Why sidecars and not SQLite: the content store stays plain files (the blob
+and its labels live and die by the same kind of filesystem operation, and a
+store copied with ``cp -a`` keeps its labels); readers need no lock because
+each sidecar is replaced atomically. Writers serialise their
+read-modify-write with one ``flock`` on ``labels/.lock`` so two processes
+adding different labels to one blob do not lose each other's update.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+
+from ocidist.content.fsutil import write_atomic
+from ocidist.digest import Digest
+from ocidist.errors import InvalidArgument, InvalidContent
+
+# containerd's limit on one label (key plus value); labels are for references
+# and small notes, not for data.
+MAX_LABEL_SIZE = 4096
+
+
+def validate(labels: Mapping[str, str]) -> None:
+    for k, v in labels.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not k:
+            raise InvalidArgument(f"invalid label {k!r}={v!r}: keys and values are strings")
+        if len(k.encode()) + len(v.encode()) > MAX_LABEL_SIZE:
+            raise InvalidArgument(f"label {k!r} is longer than {MAX_LABEL_SIZE} bytes")
+
+
+def merge(current: Mapping[str, str], change: Mapping[str, str], replace: bool) -> dict[str, str]:
+    """Apply ``change``: an empty value deletes the label (as in containerd);
+    ``replace`` drops every label not named in ``change``."""
+    out = {} if replace else dict(current)
+    for k, v in change.items():
+        if v:
+            out[k] = v
+        else:
+            out.pop(k, None)
+    return out
+
+
+class LabelFiles:
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def path(self, dgst: Digest) -> str:
+        return os.path.join(self.root, dgst.algorithm, dgst.encoded + ".json")
+
+    def read(self, dgst: Digest) -> dict[str, str]:
+        try:
+            with open(self.path(dgst), "rb") as f:
+                obj = json.loads(f.read())
+        except FileNotFoundError:
+            return {}
+        except ValueError as e:
+            raise InvalidContent(f"labels of {dgst} are corrupt: {e}") from e
+        if not isinstance(obj, dict):
+            raise InvalidContent(f"labels of {dgst} are not a JSON object")
+        return {str(k): str(v) for k, v in obj.items()}
+
+    def mtime(self, dgst: Digest) -> float | None:
+        try:
+            return os.stat(self.path(dgst)).st_mtime
+        except FileNotFoundError:
+            return None
+
+    def write(self, dgst: Digest, labels: Mapping[str, str]) -> None:
+        path = self.path(dgst)
+        if not labels:
+            self.remove(dgst)
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomic(path, json.dumps(dict(sorted(labels.items()))).encode())
+
+    def remove(self, dgst: Digest) -> None:
+        with suppress(FileNotFoundError):
+            os.unlink(self.path(dgst))
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive across processes, for one read-modify-write."""
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)

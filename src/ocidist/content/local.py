@@ -1,0 +1,215 @@
+"""The filesystem content store.
+
+Layout under the root::
+
+    blobs/<alg>/<hex>           committed content, read-only (0o444)
+    labels/<alg>/<hex>.json     labels of a blob (see labels.py)
+    ingest/<sha256(key)>/       one in-progress write (see ingest.py)
+
+A blob exists exactly when its file exists: commit publishes it with one
+atomic link after verifying and fsyncing, so a crash leaves either nothing or
+the whole verified blob, never a partial one under a digest name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import BinaryIO
+
+from ocidist.content import Info, Status, WalkFilter
+from ocidist.content import labels as labelmod
+from ocidist.content.fsutil import os_errors
+from ocidist.content.ingest import BUFSIZE, LocalWriter, read_status
+from ocidist.content.labels import LabelFiles
+from ocidist.content.locks import acquire
+from ocidist.digest import Digest
+from ocidist.errors import AlreadyExists, DistError, InvalidArgument, NotFound
+
+
+class LocalStore:
+    """A Store on a local directory, safe for concurrent threads and processes."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self._blobs = os.path.join(self.root, "blobs")
+        self._ingest = os.path.join(self.root, "ingest")
+        self._labels = LabelFiles(os.path.join(self.root, "labels"))
+
+    # -- paths ---------------------------------------------------------------
+
+    def blob_path(self, dgst: Digest) -> str:
+        # Digest.parse admits only [0-9a-f] of a fixed length, so the path
+        # cannot escape the store.
+        return os.path.join(self._blobs, dgst.algorithm, dgst.encoded)
+
+    def _ingest_dir(self, key: str) -> str:
+        # Hash the key: keys are free-form (they may hold '/' or be long).
+        return os.path.join(self._ingest, hashlib.sha256(key.encode()).hexdigest())
+
+    # -- Provider --------------------------------------------------------------
+
+    def reader(self, dgst: Digest) -> BinaryIO:
+        with os_errors(f"content {dgst}"):
+            try:
+                return open(self.blob_path(dgst), "rb", buffering=BUFSIZE)
+            except FileNotFoundError:
+                raise NotFound(f"content {dgst}: not found") from None
+
+    def info(self, dgst: Digest) -> Info:
+        with os_errors(f"content {dgst}"):
+            try:
+                st = os.stat(self.blob_path(dgst))
+            except FileNotFoundError:
+                raise NotFound(f"content {dgst}: not found") from None
+            labels_mtime = self._labels.mtime(dgst) or 0.0
+            return Info(
+                digest=dgst,
+                size=st.st_size,
+                created_at=st.st_mtime,
+                updated_at=max(st.st_mtime, labels_mtime),
+                labels=self._labels.read(dgst),
+            )
+
+    def exists(self, dgst: Digest) -> bool:
+        return os.path.exists(self.blob_path(dgst))
+
+    # -- Ingester --------------------------------------------------------------
+
+    def writer(
+        self,
+        key: str,
+        *,
+        total: int = -1,
+        expected: Digest | None = None,
+        wait: bool = True,
+    ) -> LocalWriter:
+        """Open (or resume) the ingest ``key``; only one writer per key at a time.
+
+        Raises AlreadyExists at once when ``expected`` is committed already
+        (also after waiting for another writer that committed it), and
+        FailedPrecondition when ``wait`` is False and the key is locked.
+        """
+        if not key:
+            raise InvalidArgument("ingest key must not be empty")
+        directory = self._ingest_dir(key)
+
+        def refuse_existing() -> None:
+            if expected is not None and self.exists(expected):
+                raise AlreadyExists(f"content {expected} already exists")
+
+        with os_errors(f"ingest {key}"):
+            lock = acquire(directory, wait=wait, what=f"ingest {key}", prepare=refuse_existing)
+        try:
+            return LocalWriter(
+                key=key,
+                directory=directory,
+                lock=lock,
+                blobs=self._blobs,
+                labels=self._labels,
+                total=total,
+                expected=expected,
+            )
+        except BaseException:
+            lock.release()
+            raise
+
+    # -- Store management ------------------------------------------------------
+
+    def walk(self, filter: WalkFilter | None = None) -> Iterator[Info]:
+        with os_errors("content store"):
+            try:
+                algorithms = sorted(os.listdir(self._blobs))
+            except FileNotFoundError:
+                return
+            for alg in algorithms:
+                for name in sorted(os.listdir(os.path.join(self._blobs, alg))):
+                    try:
+                        dgst = Digest.parse(f"{alg}:{name}")
+                    except DistError:
+                        continue  # not ours (an editor's backup file, say)
+                    try:
+                        info = self.info(dgst)
+                    except NotFound:
+                        continue  # deleted while we walked
+                    if filter is None or filter(info):
+                        yield info
+
+    def delete(self, dgst: Digest) -> None:
+        with os_errors(f"delete {dgst}"):
+            try:
+                # Unlinking needs write permission on the directory only, so the
+                # read-only mode of the blob is no obstacle.
+                os.unlink(self.blob_path(dgst))
+            except FileNotFoundError:
+                raise NotFound(f"content {dgst}: not found") from None
+            with self._labels.locked():
+                self._labels.remove(dgst)
+
+    def update(self, dgst: Digest, labels: Mapping[str, str], *, replace: bool = False) -> Info:
+        """Set labels (an empty value deletes one); ``replace`` drops the others."""
+        labelmod.validate(labels)
+        with os_errors(f"label {dgst}"):
+            with self._labels.locked():
+                if not self.exists(dgst):
+                    raise NotFound(f"content {dgst}: not found")
+                current = self._labels.read(dgst)
+                self._labels.write(dgst, labelmod.merge(current, labels, replace))
+            return self.info(dgst)
+
+    def status(self, key: str) -> Status:
+        with os_errors(f"ingest {key}"):
+            status = read_status(self._ingest_dir(key))
+        if status is None or status.key != key:
+            raise NotFound(f"ingest {key}: not found")
+        return status
+
+    def list_statuses(self) -> list[Status]:
+        out = []
+        with os_errors("content store"):
+            try:
+                names = sorted(os.listdir(self._ingest))
+            except FileNotFoundError:
+                return []
+            for name in names:
+                if name.startswith("."):
+                    continue
+                status = read_status(os.path.join(self._ingest, name))
+                if status is not None:
+                    out.append(status)
+        return sorted(out, key=lambda s: s.key)
+
+    def abort(self, key: str) -> None:
+        """Drop the ingest ``key``; FailedPrecondition while a writer holds it."""
+        directory = self._ingest_dir(key)
+        if not os.path.isdir(directory):
+            raise NotFound(f"ingest {key}: not found")
+        with os_errors(f"abort {key}"):
+            lock = acquire(directory, wait=False, what=f"ingest {key}")
+            try:
+                had_key = os.path.exists(os.path.join(directory, "key"))
+                trash = os.path.join(self._ingest, f".trash-{uuid.uuid4().hex}")
+                os.rename(directory, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            finally:
+                lock.release()
+        if not had_key:
+            raise NotFound(f"ingest {key}: not found")
+
+    def verify(self, dgst: Digest) -> bool:
+        """Re-hash the blob: True when its bytes still match its name."""
+        hasher = dgst.hasher()
+        buf = bytearray(BUFSIZE)
+        view = memoryview(buf)
+        with os_errors(f"verify {dgst}"):
+            try:
+                f = open(self.blob_path(dgst), "rb", buffering=0)  # noqa: SIM115
+            except FileNotFoundError:
+                raise NotFound(f"content {dgst}: not found") from None
+            with f:
+                while n := f.readinto(view):
+                    hasher.update(view[:n])
+        return bool(hasher.hexdigest() == dgst.encoded)
