@@ -88,6 +88,11 @@ class Reference:
         rest = path[len(OFFICIAL_PREFIX) :]
         if path.startswith(OFFICIAL_PREFIX) and "/" not in rest:
             path = rest
+        # Unlike Docker, keep the domain when the short form would read back
+        # as another registry ("docker.io/a.b/c" is not "a.b/c"), so that
+        # parse(ref.familiar()) == ref always holds.
+        if _split_docker_domain(path)[0] != DEFAULT_DOMAIN:
+            return self.repository + self._suffix()
         return path + self._suffix()
 
     def with_tag(self, tag: str) -> Reference:
