@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ocidist.stream import Readable
 
 from ocidist.errors import DigestMismatch, InvalidArgument
 
@@ -69,7 +72,7 @@ class VerifyingReader:
     clean end of a corrupt object. Reading more than ``size`` bytes fails at once.
     """
 
-    def __init__(self, raw: IO[bytes], expected: Digest, size: int, what: str = "") -> None:
+    def __init__(self, raw: Readable, expected: Digest, size: int, what: str = "") -> None:
         self._raw = raw
         self._expected = expected
         self._size = size
@@ -89,6 +92,10 @@ class VerifyingReader:
                 f"{self._what}: size mismatch: more than the expected {self._size} bytes"
             )
         self._hasher.update(chunk)
+        if self._seen == self._size:
+            # Verify before the final bytes are handed out, so a consumer never
+            # holds a complete-looking copy of a corrupt object.
+            self._finish()
 
     def _finish(self) -> None:
         if self._done:
@@ -118,13 +125,7 @@ class VerifyingReader:
         if self._done:
             return 0
         view = memoryview(buf)
-        readinto = getattr(self._raw, "readinto", None)
-        if readinto is not None:
-            got = int(readinto(view))
-        else:
-            data = self._raw.read(len(view))
-            got = len(data)
-            view[:got] = data
+        got = self._raw.readinto(view)
         if got:
             self._feed(view[:got])
         else:

@@ -1,1 +1,33 @@
-"""remotes package."""
+"""Remote contracts: a Resolver turns a reference into (name, descriptor) and
+hands out Fetchers (bytes by descriptor) and Pushers (writers by descriptor).
+
+The registry implementation lives in ``remotes.docker``; anything else that
+can resolve and fetch (an OCI layout, a daemon) can implement these too.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ocidist.content import Writer
+from ocidist.descriptor import Descriptor
+from ocidist.stream import Readable
+
+
+class Fetcher(Protocol):
+    def fetch(self, desc: Descriptor, offset: int = 0) -> Readable:
+        """Stream the object from ``offset``; the stream raises DigestMismatch
+        before handing out the final bytes of a corrupt object (when offset is 0)."""
+        ...
+
+
+class Pusher(Protocol):
+    def push(self, desc: Descriptor) -> Writer:
+        """A writer uploading ``desc``; AlreadyExists when the remote has it."""
+        ...
+
+
+class Resolver(Protocol):
+    def resolve(self, ref: str) -> tuple[str, Descriptor]: ...
+    def fetcher(self, ref: str) -> Fetcher: ...
+    def pusher(self, ref: str) -> Pusher: ...

@@ -1,0 +1,34 @@
+"""`dist resolve REF`: canonical name and descriptor of a reference."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ocidist.cli.context import Context
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "resolve",
+        parents=[common],
+        help="resolve a reference to its name, digest, media type and size",
+        description="Resolve REF against its registry (HEAD, GET fallback) and print "
+        "the canonical name and descriptor.",
+    )
+    p.add_argument("ref", metavar="REF", help="image reference, e.g. redis or host:5000/a/b:tag")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    name, desc = ctx.resolver().resolve(args.ref)
+    if ctx.json:
+        ctx.emit_json({"name": name, **desc.to_json()})
+        return 0
+    out = sys.stdout
+    out.write(f"name:      {name}\n")
+    out.write(f"digest:    {desc.digest}\n")
+    out.write(f"mediaType: {desc.media_type}\n")
+    out.write(f"size:      {desc.size}\n")
+    return 0

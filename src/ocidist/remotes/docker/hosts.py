@@ -1,0 +1,51 @@
+"""Which endpoints serve a registry domain, and how to talk to them.
+
+Today: Docker Hub's alias and plain HTTP for loopback or ``--plain-http``.
+Mirrors and per-host TLS from a containerd-style ``hosts.toml`` directory
+plug in here (``RegistryHost`` lists are ordered: mirrors first, then upstream).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ocidist.remotes.docker.transport import TLSConfig
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_REGISTRY = "registry-1.docker.io"
+
+PULL, RESOLVE, PUSH = "pull", "resolve", "push"
+ALL_CAPABILITIES = frozenset({PULL, RESOLVE, PUSH})
+
+
+@dataclass(frozen=True)
+class RegistryHost:
+    host: str  # host[:port] as dialled
+    scheme: str = "https"
+    path: str = "/v2"  # API prefix (hosts.toml override_path can change it)
+    capabilities: frozenset[str] = ALL_CAPABILITIES
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.host}{self.path}"
+
+
+def is_loopback(host: str) -> bool:
+    name = host
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
+def default_hosts(
+    domain: str, *, plain_http: bool = False, insecure: bool = False
+) -> list[RegistryHost]:
+    """The upstream endpoint for ``domain`` without any configuration file."""
+    dial = DOCKER_HUB_REGISTRY if domain == DOCKER_HUB else domain
+    scheme = "http" if plain_http or is_loopback(dial) else "https"
+    return [RegistryHost(host=dial, scheme=scheme, tls=TLSConfig(insecure=insecure))]

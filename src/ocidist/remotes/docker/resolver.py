@@ -1,0 +1,217 @@
+"""Resolving references against registries (OCI distribution-spec).
+
+HEAD ``/v2/<name>/manifests/<tag|digest>`` with every manifest and index type
+in ``Accept``; ``Docker-Content-Digest`` is trusted for tags only when present
+with a known length, otherwise (or on 405) the manifest is fetched and hashed.
+For a digest reference the reference's digest is the truth: the header never
+overrides it, and a fetched body must hash to it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ocidist import reference
+from ocidist.descriptor import (
+    ACCEPT_MANIFESTS,
+    DOCKER_SCHEMA1,
+    DOCKER_SCHEMA1_SIGNED,
+    MAX_MANIFEST_SIZE,
+    Descriptor,
+    is_manifest_or_index,
+    strip_params,
+)
+from ocidist.digest import Digest, InvalidDigest
+from ocidist.errors import DigestMismatch, InvalidContent, NotFound, RegistryError, Unavailable
+from ocidist.manifest import detect_media_type
+from ocidist.remotes.docker.auth import Authorizer, CredentialFunc, no_credentials, pull_scope
+from ocidist.remotes.docker.fetcher import DockerFetcher
+from ocidist.remotes.docker.hosts import RESOLVE, RegistryHost, default_hosts
+from ocidist.remotes.docker.retry import RetryPolicy
+from ocidist.remotes.docker.session import Session
+from ocidist.remotes.docker.token import HTTPTokenSource
+from ocidist.remotes.docker.transport import Deadline, Response, Transport
+
+DEFAULT_RETRY = RetryPolicy()
+HostsFunc = Callable[[str], list[RegistryHost]]
+
+
+@dataclass(frozen=True)
+class ResolverOptions:
+    plain_http: bool = False
+    insecure: bool = False
+    deadline: float | None = None  # time.monotonic() value for the whole command
+    hosts_dir: str | None = None
+    credentials: CredentialFunc = no_credentials
+    retry: RetryPolicy = DEFAULT_RETRY
+    pool_size: int = 16
+    hosts: HostsFunc | None = None  # overrides hosts_dir/default lookup
+
+
+class DockerResolver:
+    def __init__(self, options: ResolverOptions | None = None) -> None:
+        self.options = opts = options or ResolverOptions()
+        self.transport = Transport(pool_size=opts.pool_size)
+        self.deadline = Deadline(opts.deadline)
+        self.tokens = HTTPTokenSource(self.transport, deadline=self.deadline)
+        self.session = Session(
+            self.transport,
+            Authorizer(self.tokens, opts.credentials),
+            retry=opts.retry,
+            deadline=self.deadline,
+        )
+        self._fetchers: dict[str, DockerFetcher] = {}
+        self._lock = threading.Lock()
+
+    def hosts(self, domain: str) -> list[RegistryHost]:
+        if self.options.hosts is not None:
+            return self.options.hosts(domain)
+        return default_hosts(
+            domain, plain_http=self.options.plain_http, insecure=self.options.insecure
+        )
+
+    def fetcher(self, ref: str) -> DockerFetcher:
+        r = reference.parse(ref)
+        with self._lock:
+            f = self._fetchers.get(r.repository)
+            if f is None:
+                f = DockerFetcher(self.session, self.hosts(r.domain), r.path)
+                self._fetchers[r.repository] = f
+            return f
+
+    def resolve(self, ref: str) -> tuple[str, Descriptor]:
+        r = reference.parse(ref)
+        hosts = [h for h in self.hosts(r.domain) if RESOLVE in h.capabilities]
+        if not hosts:
+            raise NotFound(f"{r.name}: no host configured to resolve {r.domain}")
+        errors: list[str] = []
+        last: Exception | None = None
+        for host in hosts:
+            try:
+                desc = self._resolve_on(host, r)
+                return r.name, desc
+            except (NotFound, Unavailable, RegistryError) as e:
+                if len(hosts) == 1:
+                    raise
+                errors.append(f"{host.host}: {e}")
+                last = e
+        if isinstance(last, NotFound):
+            raise NotFound(f"{r.name}: not found on any host ({'; '.join(errors)})")
+        raise Unavailable(f"{r.name}: every host failed ({'; '.join(errors)})")
+
+    def _resolve_on(self, host: RegistryHost, r: reference.Reference) -> Descriptor:
+        path = f"/{r.path}/manifests/{r.object}"
+        scopes = (pull_scope(r.path),)
+        accept = ", ".join((*ACCEPT_MANIFESTS, "*/*"))
+        try:
+            resp = self.session.request(
+                host,
+                "HEAD",
+                path,
+                scopes=scopes,
+                headers={"Accept": accept},
+                what=r.name,
+                ok=(200, 405),
+            )
+        except NotFound:
+            if r.digest is None:
+                raise
+            return self._resolve_blob(host, r, r.digest)
+        resp.close()
+        if resp.status == 200:
+            desc = _descriptor_from_head(resp, r.digest)
+            if desc is not None:
+                return desc
+        # Some registries answer 405 to HEAD or omit Docker-Content-Digest: GET and hash.
+        resp = self.session.request(
+            host, "GET", path, scopes=scopes, headers={"Accept": accept}, what=r.name
+        )
+        return self._descriptor_from_body(r, resp)
+
+    def _descriptor_from_body(self, r: reference.Reference, resp: Response) -> Descriptor:
+        body = resp.read_capped(MAX_MANIFEST_SIZE)
+        media_type = _media_type(resp.header("Content-Type"), body)
+        if r.digest is not None:
+            got = Digest.from_bytes(body, r.digest.algorithm)
+            if got != r.digest:
+                raise DigestMismatch(f"{r.name}: digest mismatch: registry sent {got}")
+            dgst = r.digest
+        else:
+            dgst = Digest.from_bytes(body)
+        f = self.fetcher(r.name)
+        f.cached[str(dgst)] = body
+        return Descriptor(media_type=media_type, digest=dgst, size=len(body))
+
+    def describe(self, ref: str, dgst: Digest, media_type: str = "") -> Descriptor:
+        """The descriptor of object ``dgst`` in ``ref``'s repository, by HEAD.
+
+        A manifest-typed (or unknown) hint tries ``manifests/`` first, anything
+        else ``blobs/`` first; the other endpoint is tried only on 404."""
+        r = reference.parse(ref).with_digest(dgst)
+        hosts = [h for h in self.hosts(r.domain) if RESOLVE in h.capabilities]
+        host = hosts[0]
+        if media_type and not is_manifest_or_index(media_type):
+            try:
+                desc = self._resolve_blob(host, r, dgst)
+            except NotFound:
+                return self._resolve_on(host, r)
+            return Descriptor(media_type=media_type, digest=dgst, size=desc.size)
+        desc = self._resolve_on(host, r)
+        if media_type and desc.media_type != media_type:
+            return Descriptor(media_type=media_type, digest=dgst, size=desc.size)
+        return desc
+
+    def _resolve_blob(self, host: RegistryHost, r: reference.Reference, dgst: Digest) -> Descriptor:
+        # Only a digest reference may fall back to blobs/, and only on 404.
+        resp = self.session.request(
+            host, "HEAD", f"/{r.path}/blobs/{dgst}", scopes=(pull_scope(r.path),), what=r.name
+        )
+        resp.close()
+        size = resp.content_length()
+        if size is None:
+            raise InvalidContent(f"{r.name}: registry gave no size for the blob")
+        mt = strip_params(resp.header("Content-Type") or "application/octet-stream")
+        return Descriptor(media_type=mt, digest=dgst, size=size)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def _descriptor_from_head(resp: Response, ref_digest: Digest | None) -> Descriptor | None:
+    """A descriptor from HEAD headers, or None when they are not enough to trust."""
+    size = resp.content_length()
+    ct = resp.header("Content-Type")
+    header = resp.header("Docker-Content-Digest")
+    if size is None or not ct:
+        return None
+    media_type = strip_params(ct)
+    if media_type in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
+        raise InvalidContent("schema1 manifests are not supported")
+    if not is_manifest_or_index(media_type):
+        return None  # e.g. text/plain or application/json: let GET sniff the body
+    if size > MAX_MANIFEST_SIZE:
+        raise InvalidContent(f"manifest of {size} bytes exceeds {MAX_MANIFEST_SIZE}")
+    if ref_digest is not None:
+        return Descriptor(media_type=media_type, digest=ref_digest, size=size)
+    if not header:
+        return None
+    try:
+        dgst = Digest.parse(header.strip())
+    except InvalidDigest:
+        return None  # a registry sending a broken header: hash the body instead
+    return Descriptor(media_type=media_type, digest=dgst, size=size)
+
+
+def _media_type(content_type: str | None, body: bytes) -> str:
+    mt = strip_params(content_type or "")
+    if mt in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
+        raise InvalidContent("schema1 manifests are not supported")
+    if not is_manifest_or_index(mt):
+        mt = detect_media_type(body)
+        if mt in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
+            raise InvalidContent("schema1 manifests are not supported")
+        if not is_manifest_or_index(mt):
+            raise InvalidContent(f"unsupported manifest media type {mt!r}")
+    return mt

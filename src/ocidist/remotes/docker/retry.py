@@ -1,0 +1,50 @@
+"""Retry policy: which failures are worth another attempt, and how long to wait.
+
+Only idempotent requests are replayed (GET/HEAD, or a PUT of a manifest whose
+bytes we hold); an upload body that was consumed is never replayed — the
+caller restarts the upload instead.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from dataclasses import dataclass
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5  # total attempts, including the first
+    backoff: float = 0.2  # first wait, doubled each attempt
+    max_backoff: float = 10.0
+    max_retry_after: float = 60.0  # a server asking for longer gets a clear error instead
+    jitter: float = 0.25  # +/- fraction, so a fleet does not retry in lockstep
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        base = min(self.backoff * (2 ** (attempt - 1)), self.max_backoff)
+        return float(max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter))))
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` is either delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -1,0 +1,182 @@
+"""One registry request with authorization and retries; error answers mapped.
+
+``Session.request`` is where the retry policy and the auth state machine meet
+the transport: 401 → challenge → one retry with a fresh token; 408/429/5xx and
+broken connections → backoff and retry, but only for idempotent requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ocidist.errors import (
+    Denied,
+    DistError,
+    NotFound,
+    RegistryError,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
+from ocidist.remotes.docker.auth import Authorizer
+from ocidist.remotes.docker.hosts import RegistryHost
+from ocidist.remotes.docker.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from ocidist.remotes.docker.transport import Deadline, Response, Transport
+
+log = logging.getLogger("ocidist.remotes")
+
+MAX_ERROR_BODY = 64 * 1024
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+class Session:
+    def __init__(
+        self,
+        transport: Transport,
+        authorizer: Authorizer,
+        *,
+        retry: RetryPolicy | None = None,
+        deadline: Deadline | None = None,
+        user_agent: str = "ocidist/0.1",
+    ) -> None:
+        self.transport = transport
+        self.authorizer = authorizer
+        self.retry = retry or RetryPolicy()
+        self.deadline = deadline or Deadline(None)
+        self.user_agent = user_agent
+
+    def request(
+        self,
+        host: RegistryHost,
+        method: str,
+        path: str,
+        *,
+        scopes: Iterable[str],
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        what: str = "",
+        idempotent: bool | None = None,
+        ok: Iterable[int] = (200,),
+    ) -> Response:
+        """Send, retrying as the policy allows; non-``ok`` answers raise mapped errors.
+
+        ``path`` is relative to the host's API base (``/<name>/manifests/<ref>``)
+        or an absolute URL (upload locations)."""
+        scopes = tuple(scopes)
+        ok_set = frozenset(ok)
+        url = path if "://" in path else host.base + path
+        what = what or f"{method} {url}"
+        replay = method in IDEMPOTENT if idempotent is None else idempotent
+        attempts = self.retry.attempts if replay else 1
+        reauthed = False
+        attempt = 0
+        last: DistError | None = None
+        while True:
+            attempt += 1
+            hdrs = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
+            hdrs.update(host.headers)
+            hdrs.update(headers or {})
+            auth = self.authorizer.header(host.host, scopes)
+            if auth:
+                hdrs["Authorization"] = auth
+            try:
+                resp = self.transport.request(
+                    method,
+                    url,
+                    headers=hdrs,
+                    body=body,
+                    tls=host.tls,
+                    deadline=self.deadline,
+                    what=what,
+                    auth_host=host.host,
+                )
+            except Unavailable as e:
+                last = e
+                if attempt < attempts:
+                    self._sleep(what, attempt, None, str(e))
+                    continue
+                raise self._gave_up(e, attempt) from e
+            if resp.status in ok_set:
+                return resp
+            if resp.status == 401 and not reauthed:
+                challenges = resp.header_all("WWW-Authenticate")
+                resp.read_capped(MAX_ERROR_BODY)
+                if self.authorizer.challenge(host.host, challenges, scopes):
+                    reauthed = True
+                    attempt -= 1  # an auth round trip is not a failed attempt
+                    continue
+                raise Unauthorized(f"{what}: unauthorized", status=401)
+            err = error_for(resp, what)
+            if resp.status in RETRYABLE_STATUS and replay and attempt < attempts:
+                last = err
+                ra = err.retry_after if isinstance(err, TooManyRequests) else None
+                self._sleep(what, attempt, ra, f"{resp.status}")
+                continue
+            if resp.status in RETRYABLE_STATUS and attempt > 1:
+                raise self._gave_up(err, attempt) from last
+            raise err
+
+    def backoff(self, what: str, attempt: int, why: str) -> None:
+        """Wait before another attempt (used by streams resuming a broken body)."""
+        self._sleep(what, attempt, None, why)
+
+    def _sleep(self, what: str, attempt: int, retry_after: float | None, why: str) -> None:
+        delay = self.retry.delay(attempt, retry_after)
+        left = self.deadline.remaining()
+        if left is not None and delay >= left:
+            from ocidist.errors import TimedOut
+
+            raise TimedOut(f"{what}: timed out after {attempt} attempts ({why})")
+        log.debug("%s: attempt %d failed (%s); retrying in %.2fs", what, attempt, why, delay)
+        time.sleep(delay)
+
+    @staticmethod
+    def _gave_up(e: DistError, attempts: int) -> DistError:
+        msg = f"{e}; gave up after {attempts} attempts" if attempts > 1 else str(e)
+        if isinstance(e, RegistryError):
+            return type(e)(msg, status=e.status, codes=e.codes, body=e.body)
+        return type(e)(msg)
+
+
+def error_for(resp: Response, what: str) -> DistError:
+    """Map an error answer to the hierarchy, with the registry's own codes."""
+    try:
+        body = resp.read_capped(MAX_ERROR_BODY)
+    except DistError:
+        body = b""
+    codes: list[str] = []
+    messages: list[str] = []
+    try:
+        obj = json.loads(body) if body else None
+        errs = obj.get("errors") if isinstance(obj, dict) else None
+        for e in errs if isinstance(errs, list) else []:
+            if isinstance(e, dict):
+                codes.append(str(e.get("code", "")))
+                if e.get("message"):
+                    messages.append(str(e["message"]))
+    except ValueError:
+        pass
+    detail = f" ({', '.join(messages)[:200]})" if messages else ""
+    s = resp.status
+    if s == 404:
+        return NotFound(f"{what}: not found{detail}")
+    if s == 401:
+        return Unauthorized(f"{what}: unauthorized{detail}", status=s, codes=codes, body=body)
+    if s == 403:
+        return Denied(f"{what}: denied{detail}", status=s, codes=codes, body=body)
+    if s == 429:
+        ra = parse_retry_after(resp.headers.get("Retry-After"))
+        return TooManyRequests(
+            f"{what}: too many requests (429){detail}",
+            retry_after=ra,
+            codes=codes,
+            body=body,
+        )
+    code = f" {codes[0]}" if codes else ""
+    return RegistryError(
+        f"{what}: registry answered {s}{code}{detail}", status=s, codes=codes, body=body
+    )
