@@ -1,0 +1,1 @@
+"""Test suite package (a package so scripts can ``from tests.harness import ...``)."""

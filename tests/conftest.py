@@ -1,0 +1,80 @@
+"""pytest fixtures over tests/harness (real registry, skopeo, fault proxy)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.harness import FaultProxy, Registry, repo_name_for
+from tests.harness.registry import REGISTRY_BIN
+
+
+def _require(program: str) -> None:
+    if shutil.which(program) is None:
+        pytest.skip(f"{program} is not installed (run `make deps`)")
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """One anonymous registry for the whole session; tests must use their own
+    repository (``repo_name``) and must not stop or restart it."""
+    _require(REGISTRY_BIN)
+    with Registry(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg
+
+
+@pytest.fixture
+def repo_name(request: pytest.FixtureRequest) -> str:
+    """A repository name unique to this test (``t/<module>/<test-name>``)."""
+    return repo_name_for(request.node.nodeid)
+
+
+RegistryFactory = Callable[..., Registry]
+
+
+@pytest.fixture
+def fresh_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
+    """``fresh_registry(**Registry kwargs) -> Registry``: a started registry of
+    the test's own (restartable, any auth/TLS/proxy mode), stopped afterwards."""
+    _require(REGISTRY_BIN)
+    started: list[Registry] = []
+
+    def make(**kwargs: Any) -> Registry:
+        reg = Registry(tmp_path_factory.mktemp("fresh-registry"), **kwargs)
+        started.append(reg)
+        return reg.start()
+
+    yield make
+    for reg in started:
+        reg.stop()
+
+
+@pytest.fixture
+def fault_proxy(registry: Registry) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the session registry; no rules yet."""
+    with FaultProxy(registry) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def skopeo() -> str:
+    """Path of skopeo; skips the test when it is missing."""
+    _require("skopeo")
+    path = shutil.which("skopeo")
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def umoci() -> str:
+    _require("umoci")
+    path = shutil.which("umoci")
+    assert path is not None
+    return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: long-running test")
