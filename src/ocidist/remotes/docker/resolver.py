@@ -147,18 +147,24 @@ class DockerResolver:
     def describe(self, ref: str, dgst: Digest, media_type: str = "") -> Descriptor:
         """The descriptor of object ``dgst`` in ``ref``'s repository, by HEAD.
 
-        A manifest-typed (or unknown) hint tries ``manifests/`` first, anything
-        else ``blobs/`` first; the other endpoint is tried only on 404."""
+        A manifest-typed hint tries ``manifests/`` first and ``blobs/`` only on
+        404. Without a hint (or with a blob type) ``blobs/`` goes first: every
+        object, manifests included, is a blob to the registry, while
+        Distribution 2.8 answers ``manifests/<digest of a layer>`` with 500
+        UNKNOWN rather than 404 (seen 2026-11 with docker-registry 2.8.2).
+        """
         r = reference.parse(ref).with_digest(dgst)
         hosts = [h for h in self.hosts(r.domain) if RESOLVE in h.capabilities]
+        if not hosts:
+            raise NotFound(f"{r.name}: no host configured to resolve {r.domain}")
         host = hosts[0]
-        if media_type and not is_manifest_or_index(media_type):
+        if is_manifest_or_index(media_type):
+            desc = self._resolve_on(host, r)
+        else:
             try:
                 desc = self._resolve_blob(host, r, dgst)
             except NotFound:
-                return self._resolve_on(host, r)
-            return Descriptor(media_type=media_type, digest=dgst, size=desc.size)
-        desc = self._resolve_on(host, r)
+                desc = self._resolve_on(host, r)
         if media_type and desc.media_type != media_type:
             return Descriptor(media_type=media_type, digest=dgst, size=desc.size)
         return desc
