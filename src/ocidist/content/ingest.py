@@ -8,6 +8,7 @@ everything here runs single-threaded per key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ocidist.content import Status
-from ocidist.content.fsutil import fsync_dir, os_errors, read_text, write_text
+from ocidist.content.fsutil import convert, fsync_dir, os_errors, read_text, write_text
 from ocidist.content.labels import LabelFiles, validate
 from ocidist.content.locks import KeyLock
 from ocidist.digest import Digest, new_hasher
@@ -143,12 +144,23 @@ class LocalWriter:
         self._check_open()
         view = memoryview(data).cast("B")
         n = len(view)
-        with os_errors(self._what):
+        try:
             # Append mode: the file position is always the end. A regular file
             # write rarely comes up short, but the contract does not promise it.
             done = 0
             while done < n:
                 done += self._file.write(view[done:]) or 0
+        except OSError as e:
+            # Part of the chunk may be on disk (a full disk takes what fits).
+            # Cut it off so file, offset and hash agree and the writer stays
+            # usable, e.g. after the user frees space.
+            try:
+                self._file.truncate(self._offset)
+            except OSError:
+                self._closed = True
+                self._file.close()
+                self._lock.release()
+            raise convert(e, self._what) from e
         self._hasher.update(view)
         self._offset += n
         self._updated = time.time()
@@ -247,6 +259,9 @@ class LocalWriter:
         try:
             with os_errors(self._what):
                 self._file.close()
+            # Advisory only (the data file's mtime says as much), so a full
+            # disk must not turn a close into a failure.
+            with contextlib.suppress(OSError):
                 write_text(self._path("updatedat"), repr(self._updated))
         finally:
             self._lock.release()
