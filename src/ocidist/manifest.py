@@ -73,16 +73,18 @@ def decode(data: bytes, media_type: str) -> Manifest | Index:
     if declared is not None:
         if not isinstance(declared, str):
             raise InvalidContent("manifest has a non-string mediaType")
+        if strip_params(declared) in SCHEMA1_TYPES:
+            raise InvalidContent("schema1 manifests are not supported")
         if strip_params(declared) != given:
             raise InvalidContent(
                 f"manifest declares mediaType {declared!r} but was served as {given!r}"
             )
     version = obj.get("schemaVersion")
+    # bool is an int in Python (True == 1); `true` is no schema version at all.
+    if not isinstance(version, int) or isinstance(version, bool) or version not in (1, 2):
+        raise InvalidContent(f"unsupported schemaVersion {version!r} (want 2)")
     if version == 1:
         raise InvalidContent("schema1 manifests are not supported")
-    # bool is an int in Python; `true` must not pass for 2 (nor 1).
-    if version != 2 or isinstance(version, bool):
-        raise InvalidContent(f"unsupported schemaVersion {version!r} (want 2)")
     annotations = _annotations(obj)
     subject = _descriptor(obj["subject"], "subject") if "subject" in obj else None
     artifact_type = obj.get("artifactType", "")
@@ -184,7 +186,10 @@ def _descriptor_list(obj: Mapping[str, Any], key: str) -> tuple[Descriptor, ...]
 
 
 def _annotations(obj: Mapping[str, Any]) -> dict[str, str]:
-    annotations = obj.get("annotations") or {}
+    # null is what some encoders write for an empty map; [] or "" is corrupt.
+    annotations = obj.get("annotations")
+    if annotations is None:
+        return {}
     if not isinstance(annotations, dict) or not all(
         isinstance(v, str) for v in annotations.values()
     ):
