@@ -1,0 +1,200 @@
+"""Names -> descriptors: the image records, in SQLite inside the root.
+
+SQLite in WAL mode lets readers work while one process writes, and the busy
+timeout makes a second writer (another `dist fetch` finishing at the same
+moment) wait instead of failing. Each public call is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocidist.descriptor import Descriptor
+from ocidist.errors import DistError, InvalidArgument, NoSpace, NotFound, Unavailable
+
+BUSY_TIMEOUT_MS = 10_000
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    name        TEXT PRIMARY KEY,
+    media_type  TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    target_json TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    labels_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS images_digest ON images(digest);
+"""
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    target: Descriptor
+    created_at: float
+    updated_at: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class MetadataStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        with self._errors(f"metadata {path}"):
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            # Autocommit mode (isolation_level=None): transactions are ours,
+            # explicit, and short. One connection shared by threads under a lock.
+            self._db = sqlite3.connect(
+                path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable enough under WAL (a power cut may lose the last
+            # commit, never corrupt the database) and avoids an fsync per write.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            with self._tx():
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        self._db.execute(stmt)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            msg = str(e).lower()
+            if "full" in msg:
+                raise NoSpace(f"{what}: no space left on device") from e
+            if "locked" in msg or "busy" in msg:
+                raise Unavailable(f"{what}: database is locked by another process") from e
+            raise DistError(f"{what}: {e}") from e
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front, so a read-modify-write
+        # cannot be overtaken by another process between its read and write.
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def put_image(
+        self, name: str, desc: Descriptor, labels: Mapping[str, str] | None = None
+    ) -> Image:
+        """Create or update ``name``; keeps created_at, and the labels unless given."""
+        _check_name(name)
+        now = time.time()
+        with self._errors(f"image {name}"), self._tx() as db:
+            row = db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()
+            created = row[5] if row else now
+            new_labels = dict(labels) if labels is not None else (_labels(row[7]) if row else {})
+            db.execute(
+                "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    desc.media_type,
+                    str(desc.digest),
+                    desc.size,
+                    desc.dumps(),
+                    created,
+                    now,
+                    json.dumps(new_labels, sort_keys=True),
+                ),
+            )
+        return Image(name, desc, created, now, new_labels)
+
+    def get_image(self, name: str) -> Image:
+        with self._errors(f"image {name}"), self._lock:
+            row = self._db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"image {name}: not found")
+        return _image(row)
+
+    def list_images(
+        self, prefix: str = "", filter: Callable[[Image], bool] | None = None
+    ) -> list[Image]:
+        """Images whose name starts with ``prefix`` (and pass ``filter``), by name."""
+        # LIKE would treat % and _ in names as wildcards; compare the prefix instead.
+        with self._errors("list images"), self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM images WHERE substr(name, 1, ?) = ? ORDER BY name",
+                (len(prefix), prefix),
+            ).fetchall()
+        images = [_image(r) for r in rows]
+        return [i for i in images if filter is None or filter(i)]
+
+    def delete_image(self, name: str) -> None:
+        with self._errors(f"image {name}"), self._tx() as db:
+            if db.execute("DELETE FROM images WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"image {name}: not found")
+
+    def update_labels(
+        self, name: str, labels: Mapping[str, str], *, replace: bool = False
+    ) -> Image:
+        """Set labels; an empty value deletes one; ``replace`` drops the others."""
+        now = time.time()
+        with self._errors(f"image {name}"), self._tx() as db:
+            row = db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"image {name}: not found")
+            current = {} if replace else _labels(row[7])
+            for k, v in labels.items():
+                if v:
+                    current[k] = v
+                else:
+                    current.pop(k, None)
+            db.execute(
+                "UPDATE images SET labels_json = ?, updated_at = ? WHERE name = ?",
+                (json.dumps(current, sort_keys=True), now, name),
+            )
+            row = db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()
+        return _image(row)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> MetadataStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_name(name: str) -> None:
+    if not name or not name.strip() or any(c.isspace() for c in name):
+        raise InvalidArgument(f"invalid image name {name!r}")
+
+
+def _labels(text: Any) -> dict[str, str]:
+    obj = json.loads(text or "{}")
+    return {str(k): str(v) for k, v in obj.items()} if isinstance(obj, dict) else {}
+
+
+def _image(row: Any) -> Image:
+    return Image(
+        name=row[0],
+        target=Descriptor.from_json(json.loads(row[4])),
+        created_at=float(row[5]),
+        updated_at=float(row[6]),
+        labels=_labels(row[7]),
+    )

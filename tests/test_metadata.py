@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from ocidist.descriptor import OCI_INDEX, OCI_MANIFEST, Descriptor
+from ocidist.digest import Digest
+from ocidist.errors import InvalidArgument, NotFound
+from ocidist.metadata import MetadataStore
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _desc(seed: bytes, media_type: str = OCI_MANIFEST) -> Descriptor:
+    return Descriptor(media_type, Digest.from_bytes(seed), len(seed))
+
+
+def test_put_get_update_keeps_created(tmp_path: Path) -> None:
+    with MetadataStore(str(tmp_path / "m.db")) as md:
+        first = md.put_image("docker.io/library/a:1", _desc(b"one"), {"k": "v"})
+        time.sleep(0.01)
+        second = md.put_image("docker.io/library/a:1", _desc(b"two", OCI_INDEX))
+        assert second.created_at == first.created_at
+        assert second.updated_at > first.updated_at
+        got = md.get_image("docker.io/library/a:1")
+        assert got.target == _desc(b"two", OCI_INDEX)
+        assert got.target.media_type == OCI_INDEX
+        assert dict(got.labels) == {"k": "v"}  # kept when not given
+        assert got.created_at == first.created_at
+
+
+def test_persisted_across_instances(tmp_path: Path) -> None:
+    path = str(tmp_path / "m.db")
+    with MetadataStore(path) as md:
+        md.put_image("n", _desc(b"x"))
+    with MetadataStore(path) as md:
+        assert md.get_image("n").target.digest == Digest.from_bytes(b"x")
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_list_prefix_and_filter(tmp_path: Path) -> None:
+    with MetadataStore(str(tmp_path / "m.db")) as md:
+        for name in ("b/x:1", "a/x:1", "a/y:2", "a%:3"):
+            md.put_image(name, _desc(name.encode()))
+        assert [i.name for i in md.list_images()] == ["a%:3", "a/x:1", "a/y:2", "b/x:1"]
+        assert [i.name for i in md.list_images("a/")] == ["a/x:1", "a/y:2"]
+        # % is not a wildcard
+        assert [i.name for i in md.list_images("a%")] == ["a%:3"]
+        assert [i.name for i in md.list_images(filter=lambda i: i.name.endswith(":2"))] == ["a/y:2"]
+
+
+def test_delete_and_not_found(tmp_path: Path) -> None:
+    with MetadataStore(str(tmp_path / "m.db")) as md:
+        md.put_image("n", _desc(b"x"))
+        md.delete_image("n")
+        with pytest.raises(NotFound, match="image n: not found"):
+            md.get_image("n")
+        with pytest.raises(NotFound):
+            md.delete_image("n")
+        with pytest.raises(NotFound):
+            md.update_labels("n", {"a": "b"})
+
+
+def test_update_labels(tmp_path: Path) -> None:
+    with MetadataStore(str(tmp_path / "m.db")) as md:
+        md.put_image("n", _desc(b"x"), {"a": "1", "b": "2"})
+        assert dict(md.update_labels("n", {"a": "", "c": "3"}).labels) == {"b": "2", "c": "3"}
+        assert dict(md.update_labels("n", {"z": "9"}, replace=True).labels) == {"z": "9"}
+        assert dict(md.get_image("n").labels) == {"z": "9"}
+
+
+def test_invalid_name(tmp_path: Path) -> None:
+    with MetadataStore(str(tmp_path / "m.db")) as md, pytest.raises(InvalidArgument):
+        md.put_image("has space", _desc(b"x"))
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from ocidist.descriptor import Descriptor
+    from ocidist.digest import Digest
+    from ocidist.metadata import MetadataStore
+    path, who = sys.argv[1], sys.argv[2]
+    md = MetadataStore(path)
+    for i in range(150):
+        data = f"{who}-{i}".encode()
+        md.put_image(f"img-{i % 10}", Descriptor("application/json", Digest.from_bytes(data), 1))
+        md.put_image(f"{who}/{i}", Descriptor("application/json", Digest.from_bytes(data), 1))
+        md.update_labels(f"img-{i % 10}", {who: str(i)})
+    md.close()
+    """
+)
+
+
+def test_concurrent_processes(tmp_path: Path) -> None:
+    path = str(tmp_path / "m.db")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, path, f"p{n}"],
+            env={**os.environ, "PYTHONPATH": SRC},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    with MetadataStore(path) as md:
+        names = [i.name for i in md.list_images()]
+        assert len(names) == 10 + 4 * 150
+        for n in range(4):
+            assert len(md.list_images(f"p{n}/")) == 150
+        # Every process's last label update on a shared name survived.
+        labels = md.get_image("img-9").labels
+        assert {k: labels[k] for k in ("p0", "p1", "p2", "p3")} == dict.fromkeys(
+            ("p0", "p1", "p2", "p3"), "149"
+        )
