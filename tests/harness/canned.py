@@ -28,12 +28,12 @@ def simple_image(
 ) -> BuiltImage:
     """Three layers exercising files, dirs, a symlink, a hardlink and a whiteout:
     the unpacked rootfs has /bin/sh, /etc/os-release, /app/{main.py,current,
-    main-link.py} and no /etc/motd. ``tag`` varies the content (and digests)."""
+    same-as-main.py} and no /etc/motd. ``tag`` varies the content (and digests)."""
     app: dict[str, Entry] = {
         "app": Dir(),
         "app/main.py": File(f"print({tag!r})\n".encode(), mode=0o755),
         "app/current": Symlink("main.py"),
-        "app/main-link.py": Hardlink("app/main.py"),
+        "app/same-as-main.py": Hardlink("app/main.py"),
     }
     cleanup: dict[str, Entry] = {"etc/motd": Whiteout()}
     return build_image([base_layer(tag), app, cleanup], fmt=fmt, compression=compression)

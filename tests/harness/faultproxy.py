@@ -101,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for a in actions:
                 if isinstance(a, Stall) and a.after_bytes is None:
-                    self.owner._stopping.wait(a.seconds)
+                    self._stall(a.seconds)
             terminal = actions[-1] if actions else None
             if isinstance(terminal, Drop) and terminal.before_headers:
                 raise _Dropped(terminal)
@@ -112,6 +112,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._forward(path, body, chunked, actions)
         except _Dropped as e:
             self._drop(e.args[0])
+
+    def _stall(self, seconds: float) -> None:
+        # A stall interrupted by stop() abandons the connection rather than
+        # finishing the answer: the stopped proxy must look dead to clients.
+        if self.owner._stopping.wait(seconds):
+            raise _Dropped(Drop())
 
     def _drop(self, how: Drop) -> None:
         self.close_connection = True
@@ -223,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
                         raise _Dropped(d)
                 for s in stalls:
                     if s.after_bytes == sent:
-                        self.owner._stopping.wait(s.seconds)
+                        self._stall(s.seconds)
                 cuts = [c for c in cuts if c != sent]
                 continue
             if nxt is not None:

@@ -3,7 +3,8 @@
 A layer spec is either a mapping ``path -> entry`` (rendered in sorted path
 order) or a sequence of ``(path, entry)`` pairs (rendered exactly in the given
 order — unpack tests need e.g. an opaque marker *after* the entries it must
-not hide). An entry is ``bytes`` (a regular file) or one of the classes below.
+not hide; a hard link must come after its target, so in a mapping the target
+must sort first). An entry is ``bytes`` (a regular file) or one of the classes below.
 Parent directories are not added implicitly: tests of unpackers need to
 control exactly which headers exist.
 
