@@ -1,0 +1,36 @@
+"""Running the real `dist` command in a subprocess, as users and CI do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+
+
+def run_dist(
+    *args: str,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "ocidist", *args],
+        input=input,
+        capture_output=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """The single `dist: …` line a failure must print (no traceback)."""
+    err = proc.stderr.decode()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("dist: "), err
+    return lines[0]
