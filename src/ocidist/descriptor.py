@@ -90,12 +90,13 @@ class Platform:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Platform:
+        feats = obj.get("os.features")
         return cls(
             os=str(obj.get("os", "")),
             architecture=str(obj.get("architecture", "")),
             variant=str(obj.get("variant", "")),
             os_version=str(obj.get("os.version", "")),
-            os_features=tuple(str(f) for f in obj.get("os.features", ()) or ()),
+            os_features=tuple(str(f) for f in feats) if isinstance(feats, list) else (),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 from ocidist.errors import DigestMismatch, InvalidArgument
 
 _ALGORITHMS = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+_DIGEST_RE = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 
 
 class InvalidDigest(InvalidArgument):
@@ -34,7 +34,7 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        m = _DIGEST_RE.match(text)
+        m = _DIGEST_RE.fullmatch(text) if isinstance(text, str) else None
         if not m:
             raise InvalidDigest(f"invalid digest {text!r}: expected algorithm:hex")
         alg, enc = m.group(1), m.group(2)

@@ -126,10 +126,7 @@ class Response:
 def _convert(e: BaseException, what: str) -> Exception:
     if isinstance(e, MaxRetryError) and e.reason is not None:
         e = e.reason
-    if isinstance(e, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
-        return TimedOut(f"{what}: timed out")
-    if isinstance(e, SSLError | ssl.SSLError):
-        return Unavailable(f"{what}: TLS error: {e}")
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3: test it first.
     if isinstance(e, NewConnectionError):
         msg = str(e).lower()
         if "refused" in msg:
@@ -137,6 +134,10 @@ def _convert(e: BaseException, what: str) -> Exception:
         if "name or service not known" in msg or "nodename nor servname" in msg:
             return Unavailable(f"{what}: unknown host")
         return Unavailable(f"{what}: cannot connect: {e}")
+    if isinstance(e, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
+        return TimedOut(f"{what}: timed out")
+    if isinstance(e, SSLError | ssl.SSLError):
+        return Unavailable(f"{what}: TLS error: {e}")
     if isinstance(e, ProtocolError):
         return Unavailable(f"{what}: connection broken")
     return Unavailable(f"{what}: {e}")
