@@ -8,6 +8,7 @@ import http.client
 import io
 import json
 import socket
+import ssl
 import subprocess
 import tarfile
 import time
@@ -33,12 +34,15 @@ from tests.harness import (
     docker_image,
     http_push,
     inspect_digest,
+    large_image,
+    make_tls_cert,
     many_small_layers,
     multiplatform_index,
     push_image,
     repo_name_for,
     sha256,
     simple_image,
+    write_htpasswd,
     write_layout,
 )
 from tests.harness.registry import build_config
@@ -97,6 +101,24 @@ def test_restart_keeps_port_and_content(fresh_registry: RegistryFactory, repo_na
     assert not reg.running()
     with pytest.raises(OSError):
         _get(host, "/v2/")
+
+
+def test_htpasswd_tls_mode(fresh_registry: RegistryFactory, tmp_path: Path, repo_name: str) -> None:
+    cert, key = make_tls_cert(tmp_path / "tls")
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "s3cret"})
+    reg = fresh_registry(htpasswd=htpasswd, tls_cert=cert, tls_key=key)
+    assert reg.url.startswith("https://")
+    ctx = ssl.create_default_context(cafile=str(cert))
+    conn = http.client.HTTPSConnection(reg.host, context=ctx, timeout=10)
+    conn.request("GET", "/v2/")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 401 and "Basic" in (resp.getheader("WWW-Authenticate") or "")
+    image = simple_image(tag="auth")
+    push_image(reg, repo_name, "v1", image, creds="alice:s3cret")
+    assert inspect_digest(reg, f"{repo_name}:v1", creds="alice:s3cret") == image.digest
+    with pytest.raises(RuntimeError, match=r"unauthorized|authentication required"):
+        inspect_digest(reg, f"{repo_name}:v1", creds="alice:wrong")
 
 
 def test_pull_through_proxy_mode(
@@ -421,3 +443,44 @@ def test_proxy_stop_cuts_a_stall_short(registry: Registry, pushed: tuple[str, Bu
     with pytest.raises((http.client.IncompleteRead, ConnectionError)):
         resp.read()
     assert time.monotonic() - start < 5
+
+
+def test_large_layer_is_valid_and_cached(
+    tmp_path: Path, registry: Registry, repo_name: str
+) -> None:
+    image = large_image(tmp_path / "big", total_compressed=2_000_000, layers=2)
+    first = image.layers[0]
+    assert first.blob.path is not None and first.blob.size >= 1_000_000
+    raw = gzip.decompress(first.blob.path.read_bytes())
+    assert (
+        sha256(raw) == first.diff_id and sha256(first.blob.path.read_bytes()) == first.blob.digest
+    )
+    assert len(raw) > 2 * first.blob.size, "text-like content compresses"
+    again = large_image(tmp_path / "big", total_compressed=2_000_000, layers=2)
+    assert again.digest == image.digest
+    push_image(registry, repo_name, "big", image)
+    assert inspect_digest(registry, f"{repo_name}:big") == image.digest
+
+
+def test_proxy_forwards_chunked_uploads(
+    fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    data = b"chunked upload body\n" * 5000
+    conn = http.client.HTTPConnection(fault_proxy.host, timeout=10)
+    conn.request("POST", f"/v2/{repo_name}/blobs/uploads/")
+    resp = conn.getresponse()
+    resp.read()
+    location = (resp.getheader("Location") or "").removeprefix(fault_proxy.url)
+    pieces = iter([data[:40000], data[40000:]])
+    conn.request("PATCH", location, body=pieces, encode_chunked=True,
+                 headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 202, resp.status
+    location = (resp.getheader("Location") or "").removeprefix(fault_proxy.url)
+    conn.request("PUT", f"{location}&digest={sha256(data)}", headers={"Content-Length": "0"})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 201
+    blob = _get(registry.host, f"/v2/{repo_name}/blobs/{sha256(data)}")
+    assert blob.read() == data

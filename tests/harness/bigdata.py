@@ -10,6 +10,7 @@ bytes within any compressor's match window, made at memory speed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -32,11 +33,11 @@ class TextSource:
         words = [bytes(self._rng.choices(_LETTERS, k=self._rng.randint(2, 10)))
                  for _ in range(4096)]  # fmt: skip
         # Zipf-like word frequencies, as in natural text and source code.
-        weights = [1.0 / (rank + 1) for rank in range(len(words))]
+        cum = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(words))))
         lines = []
         size = 0
         while size < BLOCK:
-            picked = self._rng.choices(words, weights, k=self._rng.randint(4, 14))
+            picked = self._rng.choices(words, cum_weights=cum, k=self._rng.randint(4, 14))
             line = b" ".join(picked) + b"\n"
             lines.append(line)
             size += len(line)

@@ -13,7 +13,7 @@ import io
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 Compression = Literal["gzip", "zstd", "none"]
 
@@ -116,7 +116,8 @@ class CompressingWriter:
             import zstandard
 
             cctx = zstandard.ZstdCompressor(level=level or 3)
-            self._zstd = cctx.stream_writer(self._Sink(self), closefd=False)
+            sink = cast(BinaryIO, self._Sink(self))
+            self._zstd = cctx.stream_writer(sink, closefd=False)
         elif compression != "none":
             raise ValueError(f"unknown compression {compression!r}")
 

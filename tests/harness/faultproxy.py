@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import re
 import socket
 import ssl
@@ -19,7 +20,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol, cast
 
 from tests.harness.faultredirect import RedirectTarget
 from tests.harness.faultrules import (
@@ -75,7 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def owner(self) -> FaultProxy:
-        return self.server.owner
+        return cast(FaultProxy, self.server.owner)
 
     def finish(self) -> None:
         try:
@@ -85,7 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._up.close()
 
     # -- request side ----------------------------------------------------
-    def _request_body(self) -> tuple[BinaryIO | Iterator[bytes] | None, bool]:
+    def _request_body(self) -> tuple[_Limited | Iterator[bytes] | None, bool]:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             return _read_chunked(self.rfile), True
         length = int(self.headers.get("Content-Length") or 0)
@@ -255,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Limited:
     """Exactly ``n`` bytes of a request body, read on demand."""
 
-    def __init__(self, f: BinaryIO, n: int) -> None:
+    def __init__(self, f: io.BufferedIOBase, n: int) -> None:
         self._f, self._left = f, n
 
     def read(self, size: int = -1) -> bytes:
@@ -267,7 +268,7 @@ class _Limited:
         return data
 
 
-def _read_chunked(f: BinaryIO) -> Iterator[bytes]:
+def _read_chunked(f: io.BufferedIOBase) -> Iterator[bytes]:
     while True:
         size = int(f.readline().split(b";", 1)[0].strip(), 16)
         if size == 0:

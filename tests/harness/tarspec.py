@@ -124,9 +124,9 @@ def _header_name(path: str, entry: Entry) -> str:
 
 def _info(name: str, entry: Entry) -> tuple[tarfile.TarInfo, bytes | None]:
     if isinstance(entry, Raw):
-        info, data = _info(name, entry.entry)
-        info.name = name
-        return info, data
+        raw_info, raw_data = _info(name, entry.entry)
+        raw_info.name = name
+        return raw_info, raw_data
     info = tarfile.TarInfo(name)
     info.mtime = EPOCH
     info.uid = info.gid = 0
