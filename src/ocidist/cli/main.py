@@ -20,6 +20,8 @@ from ocidist.errors import DistError
 COMMAND_MODULES = (
     "ocidist.cli.resolve",
     "ocidist.cli.fetch_object",
+    "ocidist.cli.content",
+    "ocidist.cli.images",
 )
 
 
