@@ -114,6 +114,7 @@ class RemoteBody(io.RawIOBase):
         self._desc = desc
         self._pos = offset
         self._resp: Response | None = None
+        self._resp_end = -1  # offset where the current response's body ends, if known
         self._failures = 0
 
     def readable(self) -> bool:
@@ -129,6 +130,8 @@ class RemoteBody(io.RawIOBase):
             if n == 0:
                 raise Unavailable(f"{self._desc.digest}: body ended before offset {self._pos}")
             skip -= n
+        length = resp.content_length()
+        self._resp_end = start + length if length is not None else -1
         self._resp = resp
         return resp
 
@@ -152,6 +155,13 @@ class RemoteBody(io.RawIOBase):
                 )
                 continue
             if n == 0 and self._desc.size >= 0 and self._pos < self._desc.size:
+                if self._pos == self._resp_end:
+                    # The server sent all it meant to: the object is shorter
+                    # than its descriptor says.
+                    raise DigestMismatch(
+                        f"{self._desc.digest}: size mismatch: got {self._pos} bytes, "
+                        f"expected {self._desc.size}"
+                    )
                 # A clean EOF short of the size is a dropped connection too.
                 resp.close()
                 self._resp = None

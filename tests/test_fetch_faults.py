@@ -1,0 +1,163 @@
+"""Fetching through injected faults: resume, retries, verification, redirects."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+
+from ocidist.descriptor import Descriptor
+from ocidist.digest import Digest
+from ocidist.errors import DigestMismatch, RegistryError, TimedOut, TooManyRequests
+from ocidist.remotes.docker.resolver import DockerResolver, ResolverOptions
+from ocidist.remotes.docker.retry import RetryPolicy
+from tests.dist_cli import one_error_line, run_dist
+from tests.harness import FaultProxy, Registry, large_image, push_image, simple_image
+
+FAST = RetryPolicy(attempts=4, backoff=0.05, max_backoff=0.2)
+
+
+def _big(registry: Registry, repo: str, tmp: Path) -> tuple[Descriptor, bytes]:
+    """Push an image with one ~3 MB layer; return that layer and its bytes."""
+    img = large_image(tmp, total_compressed=3 << 20, layers=1)
+    push_image(registry, repo, "big", img)
+    (blob,) = [b for b in img.blobs().values() if b.size > 1 << 20]
+    return Descriptor(blob.media_type, Digest.parse(blob.digest), blob.size), blob.read()
+
+
+def _fetch(resolver: DockerResolver, ref: str, desc: Descriptor) -> bytes:
+    with resolver.fetcher(ref).fetch(desc) as f:  # type: ignore[attr-defined]
+        return f.read()
+
+
+def test_dropped_connection_resumes_with_range(
+    fault_proxy: FaultProxy, registry: Registry, repo_name: str, tmp_path: Path
+) -> None:
+    desc, data = _big(registry, repo_name, tmp_path)
+    fault_proxy.drop(f"/blobs/{desc.digest}", after_bytes=1_000_000)
+    r = DockerResolver(ResolverOptions(retry=FAST))
+    got = _fetch(r, f"{fault_proxy.host}/{repo_name}:big", desc)
+    assert got == data
+    ranges = [e.header("Range") for e in fault_proxy.log if str(desc.digest) in e.path]
+    assert ranges[0] is None and ranges[1] is not None
+    resumed_at = int(ranges[1].removeprefix("bytes=").rstrip("-"))
+    assert 0 < resumed_at <= 1_000_000
+    # Only the missing bytes came over again (plus what was in flight).
+    assert fault_proxy.bytes_sent[f"/v2/{repo_name}/blobs/{desc.digest}"] < desc.size + (1 << 20)
+
+
+def test_server_ignoring_range_gets_prefix_discarded(
+    fault_proxy: FaultProxy, registry: Registry, repo_name: str, tmp_path: Path
+) -> None:
+    desc, data = _big(registry, repo_name, tmp_path)
+    fault_proxy.drop(f"/blobs/{desc.digest}", after_bytes=700_000)
+    fault_proxy.ignore_range(f"/blobs/{desc.digest}")
+    r = DockerResolver(ResolverOptions(retry=FAST))
+    assert _fetch(r, f"{fault_proxy.host}/{repo_name}:big", desc) == data
+    assert fault_proxy.count("GET", str(desc.digest)) == 2
+
+
+def test_flipped_byte_is_a_digest_mismatch(
+    fault_proxy: FaultProxy, registry: Registry, repo_name: str, tmp_path: Path
+) -> None:
+    desc, _ = _big(registry, repo_name, tmp_path)
+    fault_proxy.flip_byte(12345, f"/blobs/{desc.digest}")
+    r = DockerResolver(ResolverOptions(retry=FAST))
+    stream = r.fetcher(f"{fault_proxy.host}/{repo_name}:big").fetch(desc)
+    received = 0
+    buf = bytearray(1 << 16)
+    with pytest.raises(DigestMismatch, match="digest mismatch"):
+        while n := stream.readinto(buf):
+            received += n
+    # The final bytes of the corrupt object were never handed out.
+    assert received < desc.size
+
+
+def test_429_retry_after_is_honoured(
+    fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    img = simple_image()
+    push_image(registry, repo_name, "v1", img)
+    fault_proxy.respond(429, "/manifests/", retry_after="1", times=1)
+    start = time.monotonic()
+    _, desc = DockerResolver(ResolverOptions(retry=FAST)).resolve(
+        f"{fault_proxy.host}/{repo_name}:v1"
+    )
+    assert str(desc.digest) == img.digest
+    assert time.monotonic() - start >= 0.9  # waited as asked, not the 50 ms backoff
+
+
+def test_5xx_burst_then_success(
+    fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    img = simple_image()
+    push_image(registry, repo_name, "v1", img)
+    fault_proxy.respond(503, "/manifests/", times=2)
+    fault_proxy.respond(502, "/blobs/", times=1)
+    r = DockerResolver(ResolverOptions(retry=FAST))
+    ref = f"{fault_proxy.host}/{repo_name}:v1"
+    r.resolve(ref)
+    config = img.manifest["config"]
+    cdesc = Descriptor(config["mediaType"], Digest.parse(config["digest"]), config["size"])
+    assert _fetch(r, ref, cdesc) == img.config.read()  # type: ignore[union-attr]
+    assert fault_proxy.count("HEAD", "/manifests/v1") == 3
+
+
+def test_persistent_errors_give_up_with_count(
+    fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    push_image(registry, repo_name, "v1", simple_image())
+    fault_proxy.respond(503, "/manifests/", times=None)
+    with pytest.raises(RegistryError) as exc:
+        DockerResolver(ResolverOptions(retry=FAST)).resolve(f"{fault_proxy.host}/{repo_name}:v1")
+    assert "gave up after 4 attempts" in str(exc.value)
+    fault_proxy.clear()
+    fault_proxy.respond(429, "/manifests/", times=None)
+    with pytest.raises(TooManyRequests, match="gave up after 4 attempts"):
+        DockerResolver(ResolverOptions(retry=FAST)).resolve(f"{fault_proxy.host}/{repo_name}:v1")
+
+
+def test_stall_respects_total_timeout(
+    fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    push_image(registry, repo_name, "v1", simple_image())
+    fault_proxy.stall(30, "/manifests/", method=None, times=None)
+    start = time.monotonic()
+    out = run_dist("--timeout", "2s", "resolve", f"{fault_proxy.host}/{repo_name}:v1")
+    assert time.monotonic() - start < 15
+    assert out.returncode == 1
+    assert "timed out" in one_error_line(out)
+    with pytest.raises(TimedOut):
+        DockerResolver(ResolverOptions(deadline=time.monotonic() + 1.5)).resolve(
+            f"{fault_proxy.host}/{repo_name}:v1"
+        )
+
+
+def test_blob_redirect_to_other_host(
+    fault_proxy: FaultProxy, registry: Registry, repo_name: str, tmp_path: Path
+) -> None:
+    img = simple_image()
+    push_image(registry, repo_name, "v1", img)
+    fault_proxy.redirect("/blobs/sha256:")
+    layer = img.manifest["layers"][0]
+    out = run_dist("fetch-object", f"{fault_proxy.host}/{repo_name}:v1", layer["digest"])
+    assert out.returncode == 0, out.stderr
+    assert "sha256:" + hashlib.sha256(out.stdout).hexdigest() == layer["digest"]
+    served = [e for e in fault_proxy.redirect_log if layer["digest"] in e.path]
+    assert served and all(e.header("Authorization") is None for e in served)
+
+
+def test_cli_digest_mismatch_words(
+    fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    img = simple_image()
+    push_image(registry, repo_name, "v1", img)
+    layer = img.manifest["layers"][0]
+    fault_proxy.flip_byte(3, f"/blobs/{layer['digest']}", times=None)
+    out = run_dist("fetch-object", f"{fault_proxy.host}/{repo_name}:v1", layer["digest"])
+    assert out.returncode == 1
+    assert "digest mismatch" in one_error_line(out)
+    # Whatever reached stdout is short of the object: never a complete bad copy.
+    assert len(out.stdout) < layer["size"]
