@@ -20,6 +20,7 @@ from ocidist.errors import DistError
 COMMAND_MODULES = (
     "ocidist.cli.resolve",
     "ocidist.cli.fetch_object",
+    "ocidist.cli.fetch",
     "ocidist.cli.content",
     "ocidist.cli.images",
 )

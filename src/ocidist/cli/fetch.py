@@ -1,0 +1,91 @@
+"""`dist fetch REF` / `dist pull REF`: a whole image into the content store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ocidist.cli.context import Context
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    for name, help_text in (
+        ("fetch", "fetch an image (index, manifests, config, layers) into the content store"),
+        ("pull", "same as fetch: everything into the store, then record the name"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        add_pull_options(p)
+        p.set_defaults(handler=run)
+
+
+def add_pull_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ref", metavar="REF", help="image reference, e.g. redis or host:5000/a/b:tag")
+    p.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to fetch (repeatable; default: this machine's)",
+    )
+    p.add_argument("--all-platforms", action="store_true", help="fetch every platform")
+    p.add_argument(
+        "--concurrency", type=int, default=0, help="parallel transfers (default: 2 per core, 4+)"
+    )
+    p.add_argument("--progress", action="store_true", help="live progress even when not a TTY")
+
+
+def matcher_for(args: argparse.Namespace) -> tuple[Any, int]:
+    """(matcher, per-index limit) for the platform options."""
+    from ocidist.descriptor import Platform
+    from ocidist.errors import InvalidArgument
+    from ocidist.images.platforms import AllPlatforms, any_of, default_matcher, only
+
+    if args.all_platforms and args.platform:
+        raise InvalidArgument("--platform and --all-platforms exclude each other")
+    if args.all_platforms:
+        return AllPlatforms(), 0
+    if len(args.platform) == 1:
+        return only(Platform.parse(args.platform[0])), 1
+    if args.platform:
+        return any_of(Platform.parse(p) for p in args.platform), 0
+    return default_matcher(), 1
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.errors import InvalidArgument
+    from ocidist.progress import for_terminal, human_size
+    from ocidist.pull import fetch_image
+
+    if args.concurrency < 0:
+        raise InvalidArgument("--concurrency must not be negative")
+    matcher, limit = matcher_for(args)
+    progress = for_terminal(quiet=ctx.quiet, json_events=ctx.json, force=args.progress)
+    try:
+        result = fetch_image(
+            ctx.resolver(),
+            ctx.store(),
+            ctx.metadata(),
+            args.ref,
+            matcher=matcher,
+            limit=limit,
+            concurrency=args.concurrency,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    if ctx.json:
+        doc = {"event": "done", "name": result.name, **result.target.to_json()}
+        doc["fetched"] = len(result.fetched)
+        doc["fetchedBytes"] = result.fetched_bytes
+        doc["existing"] = len(result.skipped)
+        sys.stdout.write(__import__("json").dumps(doc, separators=(",", ":")) + "\n")
+        return 0
+    print(f"{result.name} {result.target.digest}")
+    if not ctx.quiet:
+        print(
+            f"fetched {len(result.fetched)} objects ({human_size(result.fetched_bytes)}), "
+            f"{len(result.skipped)} already present",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,119 @@
+"""Handlers for walking images: fetch one descriptor into a store, name its children.
+
+The parent's blob gets containerd-style ``containerd.io/gc.ref.content.*``
+labels for exactly the children that were kept (after platform filtering), so
+garbage collection keeps what a pull brought in and nothing it skipped. Every
+fetched blob records where it came from (``containerd.io/distribution.source.
+<registry>=<repository>``), which later lets a push mount instead of upload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ocidist import manifest
+from ocidist.content import Store, ingest_key_for
+from ocidist.content.copy import ingest
+from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_index, is_manifest
+from ocidist.errors import InvalidContent
+from ocidist.images.platforms import MatchComparer, select
+from ocidist.progress import NullProgress, Progress
+from ocidist.remotes import Fetcher
+
+GC_REF = "containerd.io/gc.ref.content"
+SOURCE_LABEL = "containerd.io/distribution.source."
+# Bound the graph a hostile index can make us walk.
+MAX_CHILDREN = 10_000
+
+
+def read_manifest(store: Store, desc: Descriptor) -> bytes:
+    if desc.size > MAX_MANIFEST_SIZE:
+        raise InvalidContent(f"{desc.digest}: manifest of {desc.size} bytes is too large")
+    with store.reader(desc.digest) as f:
+        return f.read(MAX_MANIFEST_SIZE + 1)
+
+
+def child_labels(desc: Descriptor, children: list[Descriptor]) -> dict[str, str]:
+    if is_index(desc.media_type):
+        return {f"{GC_REF}.m.{i}": str(c.digest) for i, c in enumerate(children)}
+    if is_manifest(desc.media_type) and children:
+        labels = {f"{GC_REF}.config": str(children[0].digest)}
+        labels.update({f"{GC_REF}.l.{i}": str(c.digest) for i, c in enumerate(children[1:])})
+        return labels
+    return {}
+
+
+class FetchHandler:
+    """Fetch ``desc`` into ``store`` unless present; return its kept children."""
+
+    def __init__(
+        self,
+        store: Store,
+        fetcher: Fetcher,
+        matcher: MatchComparer,
+        *,
+        limit: int = 0,
+        progress: Progress | None = None,
+        source: tuple[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.matcher = matcher
+        self.limit = limit  # keep at most this many platform manifests per index (0: all)
+        self.progress = progress or NullProgress()
+        self._source: Mapping[str, str] = {SOURCE_LABEL + source[0]: source[1]} if source else {}
+        self.fetched: list[Descriptor] = []
+        self.skipped: list[Descriptor] = []
+
+    def __call__(self, desc: Descriptor) -> list[Descriptor]:
+        self._fetch(desc)
+        if not (is_index(desc.media_type) or is_manifest(desc.media_type)):
+            return []
+        children = manifest.children(desc, read_manifest(self.store, desc))
+        if is_index(desc.media_type):
+            children = select(children, self.matcher)
+            if self.limit:
+                children = children[: self.limit]
+        if len(children) > MAX_CHILDREN:
+            raise InvalidContent(f"{desc.digest}: {len(children)} children is too many")
+        labels = child_labels(desc, children)
+        if labels:
+            self.store.update(desc.digest, labels)
+        return children
+
+    def _fetch(self, desc: Descriptor) -> None:
+        if self.store.exists(desc.digest):
+            if self._source:
+                self.store.update(desc.digest, self._source)
+            self.skipped.append(desc)
+            self.progress.done(desc, "exists")
+            return
+        started = False
+
+        def progress(held: int) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                self.progress.start(desc, held)
+            self.progress.update(desc, held)
+
+        def open_at(offset: int):  # type: ignore[no-untyped-def]
+            return self.fetcher.fetch(desc, offset)
+
+        fetched = ingest(
+            self.store,
+            ingest_key_for(desc),
+            open_at,
+            desc.size,
+            desc.digest,
+            labels=self._source,
+            progress=progress,
+        )
+        if fetched:
+            self.fetched.append(desc)
+            self.progress.done(desc, "fetched")
+        else:
+            if self._source:
+                self.store.update(desc.digest, self._source)
+            self.skipped.append(desc)
+            self.progress.done(desc, "exists")
