@@ -21,7 +21,8 @@ from ocidist.remotes.docker.challenge import Challenge, parse_challenges
 
 # Docker's token spec: a token without expires_in is good for 60 seconds.
 DEFAULT_TOKEN_TTL = 60.0
-# Refresh a little early so a token does not expire in flight.
+# Refresh a little early so a token does not expire in flight; short-lived
+# tokens get a quarter of their life as slack instead, or they'd never be reused.
 EXPIRY_SLACK = 5.0
 
 
@@ -45,8 +46,12 @@ def no_credentials(host: str) -> Credential | None:
 @dataclass(frozen=True)
 class Token:
     token: str
-    expires_at: float
+    expires_at: float  # time.monotonic() value
     refresh_token: str = ""
+    ttl: float = DEFAULT_TOKEN_TTL
+
+    def fresh(self, now: float) -> bool:
+        return self.expires_at - min(EXPIRY_SLACK, self.ttl / 4) > now
 
     def __repr__(self) -> str:
         return f"Token(expires_at={self.expires_at}, token=***)"
@@ -100,14 +105,14 @@ class Authorizer:
         key = (host, scopes)
         with self._lock:
             tok = self._cache.get(key)
-            if tok is not None and tok.expires_at - EXPIRY_SLACK > time.monotonic():
+            if tok is not None and tok.fresh(time.monotonic()):
                 return tok
             gate = self._inflight.setdefault(key, threading.Lock())
         # One fetch in flight per key: others wait here, then find the cache warm.
         with gate:
             with self._lock:
                 tok = self._cache.get(key)
-                if tok is not None and tok.expires_at - EXPIRY_SLACK > time.monotonic():
+                if tok is not None and tok.fresh(time.monotonic()):
                     return tok
             tok = self._tokens.fetch_token(ch, scopes, self._credentials(host))
             with self._lock:
@@ -135,5 +140,12 @@ class Authorizer:
                 del self._cache[key]
         if pick.scheme == "basic":
             cred = self._credentials(host)
-            return bool(cred and cred.username) and previous != pick
+            if not (cred and cred.username):
+                raise Unauthorized(
+                    f"{host}: unauthorized (no credentials for this registry; "
+                    "use dist login or --user)",
+                    status=401,
+                )
+            # Same challenge again after we sent Basic: the password is wrong.
+            return previous != pick
         return True

@@ -1,8 +1,9 @@
 """Which endpoints serve a registry domain, and how to talk to them.
 
-Today: Docker Hub's alias and plain HTTP for loopback or ``--plain-http``.
-Mirrors and per-host TLS from a containerd-style ``hosts.toml`` directory
-plug in here (``RegistryHost`` lists are ordered: mirrors first, then upstream).
+Without configuration: Docker Hub's alias and plain HTTP for loopback or
+``--plain-http``. Mirrors and per-host TLS come from a containerd-style
+``hosts.toml`` (see hostsconfig.py); ``RegistryHost`` lists are ordered:
+mirrors first, then the upstream.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ocidist.errors import DistError, RegistryError, TooManyRequests
 from ocidist.remotes.docker.transport import TLSConfig
 
 DOCKER_HUB = "docker.io"
@@ -49,3 +51,22 @@ def default_hosts(
     dial = DOCKER_HUB_REGISTRY if domain == DOCKER_HUB else domain
     scheme = "http" if plain_http or is_loopback(dial) else "https"
     return [RegistryHost(host=dial, scheme=scheme, tls=TLSConfig(insecure=insecure))]
+
+
+def every_host_failed(what: str, failures: list[tuple[RegistryHost, DistError]]) -> DistError:
+    """One error naming every host tried and why, typed like the last failure
+    (the upstream's, since it comes last), so "not found" stays NotFound."""
+    parts = []
+    for host, e in failures:
+        why = str(e)
+        # Each error starts with the object's name; say it once, not per host.
+        if why.startswith(what + ": "):
+            why = why[len(what) + 2 :]
+        parts.append(f"{host.host}: {why}")
+    last = failures[-1][1]
+    msg = f"{what}: tried {len(failures)} hosts: " + "; ".join(parts)
+    if isinstance(last, TooManyRequests):
+        return TooManyRequests(msg, retry_after=last.retry_after, codes=last.codes, body=last.body)
+    if isinstance(last, RegistryError):
+        return type(last)(msg, status=last.status, codes=last.codes, body=last.body)
+    return type(last)(msg)

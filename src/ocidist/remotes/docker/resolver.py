@@ -24,11 +24,19 @@ from ocidist.descriptor import (
     strip_params,
 )
 from ocidist.digest import Digest, InvalidDigest
-from ocidist.errors import DigestMismatch, InvalidContent, NotFound, RegistryError, Unavailable
+from ocidist.errors import (
+    DigestMismatch,
+    DistError,
+    InvalidContent,
+    NotFound,
+    RegistryError,
+    Unavailable,
+)
 from ocidist.manifest import detect_media_type
 from ocidist.remotes.docker.auth import Authorizer, CredentialFunc, no_credentials, pull_scope
 from ocidist.remotes.docker.fetcher import DockerFetcher
-from ocidist.remotes.docker.hosts import RESOLVE, RegistryHost, default_hosts
+from ocidist.remotes.docker.hosts import PULL, RESOLVE, RegistryHost, every_host_failed
+from ocidist.remotes.docker.hostsconfig import configure_hosts
 from ocidist.remotes.docker.retry import RetryPolicy
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.token import HTTPTokenSource
@@ -63,21 +71,33 @@ class DockerResolver:
             deadline=self.deadline,
         )
         self._fetchers: dict[str, DockerFetcher] = {}
+        self._hosts: dict[str, list[RegistryHost]] = {}
         self._lock = threading.Lock()
 
     def hosts(self, domain: str) -> list[RegistryHost]:
+        """Mirrors first, then the upstream (hosts.toml under ``hosts_dir``)."""
         if self.options.hosts is not None:
             return self.options.hosts(domain)
-        return default_hosts(
-            domain, plain_http=self.options.plain_http, insecure=self.options.insecure
-        )
+        with self._lock:
+            hosts = self._hosts.get(domain)
+        if hosts is None:
+            hosts = configure_hosts(
+                domain,
+                hosts_dir=self.options.hosts_dir,
+                plain_http=self.options.plain_http,
+                insecure=self.options.insecure,
+            )
+            with self._lock:
+                self._hosts[domain] = hosts
+        return hosts
 
     def fetcher(self, ref: str) -> DockerFetcher:
         r = reference.parse(ref)
         with self._lock:
             f = self._fetchers.get(r.repository)
             if f is None:
-                f = DockerFetcher(self.session, self.hosts(r.domain), r.path)
+                pull = [h for h in self.hosts(r.domain) if PULL in h.capabilities]
+                f = DockerFetcher(self.session, pull, r.path)
                 self._fetchers[r.repository] = f
             return f
 
@@ -86,20 +106,17 @@ class DockerResolver:
         hosts = [h for h in self.hosts(r.domain) if RESOLVE in h.capabilities]
         if not hosts:
             raise NotFound(f"{r.name}: no host configured to resolve {r.domain}")
-        errors: list[str] = []
-        last: Exception | None = None
+        # A mirror that is down, failing or missing the image is skipped; the
+        # final error names every host and why, typed like the upstream's.
+        failures: list[tuple[RegistryHost, DistError]] = []
         for host in hosts:
             try:
-                desc = self._resolve_on(host, r)
-                return r.name, desc
+                return r.name, self._resolve_on(host, r)
             except (NotFound, Unavailable, RegistryError) as e:
                 if len(hosts) == 1:
                     raise
-                errors.append(f"{host.host}: {e}")
-                last = e
-        if isinstance(last, NotFound):
-            raise NotFound(f"{r.name}: not found on any host ({'; '.join(errors)})")
-        raise Unavailable(f"{r.name}: every host failed ({'; '.join(errors)})")
+                failures.append((host, e))
+        raise every_host_failed(r.name, failures)
 
     def _resolve_on(self, host: RegistryHost, r: reference.Reference) -> Descriptor:
         path = f"/{r.path}/manifests/{r.object}"

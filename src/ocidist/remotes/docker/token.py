@@ -113,6 +113,7 @@ class HTTPTokenSource:
             token=tok,
             expires_at=time.monotonic() + float(ttl),
             refresh_token=refresh if isinstance(refresh, str) else "",
+            ttl=float(ttl),
         )
 
 
