@@ -12,11 +12,12 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from ocidist.errors import DistError
+from ocidist.errors import DistError, InvalidArgument
 
 if TYPE_CHECKING:
     from ocidist.content.local import LocalStore
     from ocidist.metadata import MetadataStore
+    from ocidist.remotes.docker.auth import Credential, CredentialFunc
     from ocidist.remotes.docker.resolver import DockerResolver
 
 
@@ -69,7 +70,23 @@ def add_global_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     g.add_argument(
         "--hosts-dir",
         default=d(os.environ.get("DIST_HOSTS_DIR")),
-        help="registry hosts configuration directory (env DIST_HOSTS_DIR)",
+        help="containerd-style registry hosts directory, <dir>/<host>/hosts.toml "
+        "(env DIST_HOSTS_DIR; default $XDG_CONFIG_HOME/ocidist/certs.d)",
+    )
+    g.add_argument(
+        "--user",
+        "-u",
+        metavar="USER[:PASS]",
+        default=d(None),
+        help="registry credentials; without :PASS the password is read from stdin "
+        "(--password-stdin) or prompted for. Otherwise credentials come from Docker's "
+        "config.json (env DOCKER_CONFIG; default ~/.docker)",
+    )
+    g.add_argument(
+        "--password-stdin",
+        action="store_true",
+        default=d(False),
+        help="read the password for --user (or dist login) from stdin",
     )
     g.add_argument(
         "--plain-http",
@@ -105,6 +122,7 @@ class Context:
         timeout = getattr(args, "timeout", None)
         self.deadline: float | None = time.monotonic() + timeout if timeout else None
         self._resolver: DockerResolver | None = None
+        self._user_cred: Credential | None = None
         self._store: LocalStore | None = None
         self._metadata: MetadataStore | None = None
 
@@ -136,9 +154,48 @@ class Context:
                     insecure=bool(getattr(self.args, "insecure", False)),
                     deadline=self.deadline,
                     hosts_dir=getattr(self.args, "hosts_dir", None),
+                    credentials=self.credentials(),
                 )
             )
         return self._resolver
+
+    def user_credential(self, prompt_user: bool = False) -> Credential | None:
+        """``--user USER[:PASS]``; the password from stdin or a TTY prompt.
+        ``prompt_user`` (dist login) also asks for the user name on a TTY."""
+        if self._user_cred is not None:
+            return self._user_cred
+        from ocidist.remotes.docker.auth import Credential
+        from ocidist.remotes.docker.credentials import parse_user
+
+        text = getattr(self.args, "user", None)
+        if not text:
+            if not (prompt_user and sys.stdin.isatty()):
+                return None
+            text = input("Username: ").strip()
+        user, password = parse_user(text)
+        if password is None:
+            password = self.read_password()
+        self._user_cred = Credential(username=user, secret=password)
+        return self._user_cred
+
+    def read_password(self) -> str:
+        if getattr(self.args, "password_stdin", False):
+            # docker login strips the trailing newline only; so do we.
+            return sys.stdin.readline().rstrip("\r\n")
+        if sys.stdin.isatty():
+            import getpass
+
+            return getpass.getpass("Password: ")
+        raise InvalidArgument("no password: give USER:PASS, --password-stdin, or use a terminal")
+
+    def credentials(self) -> CredentialFunc:
+        """``--user`` first, then Docker's config.json (file, helpers)."""
+        from ocidist.remotes.docker import credentials as creds
+
+        cred = self.user_credential()
+        if cred is None:
+            return creds.from_docker_config()
+        return creds.chain(creds.static(cred), creds.from_docker_config())
 
     def emit_json(self, obj: Any) -> None:
         sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")

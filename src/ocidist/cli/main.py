@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "ocidist.cli.fetch",
     "ocidist.cli.content",
     "ocidist.cli.images",
+    "ocidist.cli.login",
 )
 
 

@@ -1,0 +1,104 @@
+"""`dist login REGISTRY` and `dist logout REGISTRY`, in Docker's config.json.
+
+Same file, keys and helpers as `docker login`, so docker, skopeo and crane
+read what we write. The credentials are checked against the registry (a
+``GET /v2/`` that must pass its auth challenge) before anything is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ocidist.cli.context import Context
+from ocidist.errors import InvalidArgument
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "login",
+        parents=[common],
+        help="log in to a registry (stores credentials in Docker's config.json)",
+        description="Check credentials against REGISTRY and store them in Docker's "
+        "config.json ($DOCKER_CONFIG/config.json or ~/.docker/config.json), or in the "
+        "credsStore/credHelpers helper it names. The user comes from -u/--user; the "
+        "password from -p, --password-stdin or a prompt.",
+    )
+    p.add_argument("registry", metavar="REGISTRY", nargs="?", default="docker.io")
+    p.add_argument("--password", "-p", help="password (insecure: prefer --password-stdin)")
+    p.set_defaults(handler=run_login)
+    q = sub.add_parser(
+        "logout",
+        parents=[common],
+        help="remove a registry's stored credentials",
+        description="Remove REGISTRY's credentials from Docker's config.json or helper.",
+    )
+    q.add_argument("registry", metavar="REGISTRY", nargs="?", default="docker.io")
+    q.set_defaults(handler=run_logout)
+
+
+def registry_domain(text: str) -> str:
+    """``https://index.docker.io/v1/``, ``registry-1.docker.io`` → ``docker.io``;
+    anything else → its host[:port]."""
+    from ocidist.remotes.docker.credentials import DOCKER_HUB_KEY, config_key, hostname
+
+    return "docker.io" if config_key(text) == DOCKER_HUB_KEY else hostname(text)
+
+
+def run_login(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.remotes.docker import credentials as creds
+    from ocidist.remotes.docker.auth import Credential
+    from ocidist.remotes.docker.resolver import DockerResolver, ResolverOptions
+
+    domain = registry_domain(args.registry)
+    if args.password is not None:
+        if args.password_stdin:
+            raise InvalidArgument("--password and --password-stdin exclude each other")
+        if not getattr(args, "user", None):
+            raise InvalidArgument("--password needs --user")
+        print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
+              file=sys.stderr)  # fmt: skip
+        user, _ = creds.parse_user(args.user)
+        cred: Credential | None = Credential(username=user, secret=args.password)
+    else:
+        if args.password_stdin and not getattr(args, "user", None):
+            raise InvalidArgument("--password-stdin needs --user")
+        cred = ctx.user_credential(prompt_user=True)
+    if cred is None or not cred.secret:
+        raise InvalidArgument("login needs --user USER (and a password)")
+    resolver = DockerResolver(
+        ResolverOptions(
+            plain_http=bool(getattr(args, "plain_http", False)),
+            insecure=bool(getattr(args, "insecure", False)),
+            deadline=ctx.deadline,
+            hosts_dir=getattr(args, "hosts_dir", None),
+            credentials=creds.static(cred),
+        )
+    )
+    try:
+        # The upstream server, never a mirror: it is the one that must accept these.
+        host = resolver.hosts(domain)[-1]
+        resp = resolver.session.request(host, "GET", "/", scopes=(), what=f"login to {domain}")
+        resp.close()
+    finally:
+        resolver.close()
+    where = creds.store(domain, cred)
+    if ctx.json:
+        ctx.emit_json({"registry": domain, "stored": where})
+    elif not ctx.quiet:
+        print("Login Succeeded")
+    return 0
+
+
+def run_logout(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.remotes.docker import credentials as creds
+
+    domain = registry_domain(args.registry)
+    removed = creds.erase(domain)
+    if ctx.json:
+        ctx.emit_json({"registry": domain, "removed": removed})
+    elif not ctx.quiet:
+        msg = "Removing login credentials for" if removed else "Not logged in to"
+        print(f"{msg} {domain}")
+    return 0
