@@ -13,20 +13,16 @@ import stat
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from ocidist.archive.compression import CHUNK_SIZE
 from ocidist.archive.rootpath import Parts
+from ocidist.archive.tarstream import Truncated
 
 _XATTR_PREFIX = "SCHILY.xattr."
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # Errors that mean "this filesystem or this user cannot keep that attribute";
 # the content is still right, so they are warnings, not failures.
 _ATTR_SOFT_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM, errno.EACCES, errno.EINVAL}
-
-
-class ReadInto(Protocol):
-    def readinto(self, buf: memoryview, /) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -111,12 +107,13 @@ def _fd_path(parent_fd: int, name: str) -> str:
 
 
 def write_file(
-    policy: Policy, info: tarfile.TarInfo, data: ReadInto, parent_fd: int, name: str
+    policy: Policy, info: tarfile.TarInfo, read: Callable[[int], bytes], parent_fd: int, name: str
 ) -> None:
+    """Create a regular file from ``read(n)``, which returns the entry's data in
+    pieces (fewer bytes than asked only at the end of the stream)."""
     fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent_fd)
     try:
-        if info.size:
-            _copy(data, fd)
+        _copy(read, info.size, fd)
         chown(policy, info, parent_fd, name, fd)
         # After chown: chown clears setuid/setgid.
         os.fchmod(fd, mode_bits(info, policy))
@@ -127,14 +124,16 @@ def write_file(
         os.close(fd)
 
 
-def _copy(data: ReadInto, fd: int) -> None:
-    buf = bytearray(CHUNK_SIZE)
-    view = memoryview(buf)
-    while n := data.readinto(view):
-        chunk = view[:n]
-        while chunk:
-            written = os.write(fd, chunk)
-            chunk = chunk[written:]
+def _copy(read: Callable[[int], bytes], size: int, fd: int) -> None:
+    remaining = size
+    while remaining > 0:
+        chunk = read(min(remaining, CHUNK_SIZE))
+        if not chunk:
+            raise Truncated("truncated tar stream: ends inside the entry's data")
+        remaining -= len(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def make_dir(

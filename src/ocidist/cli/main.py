@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "ocidist.cli.content",
     "ocidist.cli.images",
     "ocidist.cli.login",
+    "ocidist.cli.apply",
 )
 
 
