@@ -9,8 +9,10 @@ repository names (``repo_name``) and counts token requests as differences.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -118,5 +120,45 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "docker-config"
     d.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(d))
+    # Nor may a developer's own hosts directory change what the test sees.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.delenv("DIST_HOSTS_DIR", raising=False)
     return d
+
+
+def install_helper(bindir: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A docker-credential-<name> that keeps its store in a JSON file beside it
+    and logs every action, like the real helpers (protocol on stdin/stdout)."""
+    bindir.mkdir(exist_ok=True)
+    store = bindir / f"{name}.store.json"
+    script = bindir / f"docker-credential-{name}"
+    script.write_text(
+        f"""#!{sys.executable}
+import json, sys
+action, path = sys.argv[1], {str(store)!r}
+data = sys.stdin.read()
+try:
+    db = json.load(open(path))
+except FileNotFoundError:
+    db = {{}}
+open(path + ".log", "a").write(action + "\\n")
+if action == "get":
+    key = data.strip()
+    if key not in db:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    print(json.dumps({{"ServerURL": key, **db[key]}}))
+elif action == "store":
+    obj = json.loads(data)
+    db[obj["ServerURL"]] = {{"Username": obj["Username"], "Secret": obj["Secret"]}}
+    json.dump(db, open(path, "w"))
+elif action == "erase":
+    if db.pop(data.strip(), None) is None:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    json.dump(db, open(path, "w"))
+"""
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return store
