@@ -6,7 +6,6 @@ import hashlib
 import io
 import os
 import stat
-import tarfile
 from pathlib import Path
 
 import pytest

@@ -232,19 +232,19 @@ class _Applier:
         self._tree.add((*parent, name))
 
     def _whiteout(self, dir_parts: Parts, base: str) -> None:
+        name = base[len(WHITEOUT_PREFIX) :]
+        if base != OPAQUE_MARKER and base.startswith(WHITEOUT_META_PREFIX):
+            return
+        if base != OPAQUE_MARKER and name in ("", ".", ".."):
+            raise ArchiveError(f"invalid whiteout name {base!r}")
         try:
             dir_fd, dir_path = self._root.dir(dir_parts, create=False)
         except (FileNotFoundError, NotADirectoryError):
             return  # nothing below to hide
         if base == OPAQUE_MARKER:
             self._tree.opaque(self._root, dir_fd, dir_path)
-            return
-        if base.startswith(WHITEOUT_META_PREFIX):
-            return
-        name = base[len(WHITEOUT_PREFIX) :]
-        if name in ("", ".", ".."):
-            raise ArchiveError(f"invalid whiteout name {base!r}")
-        self._tree.whiteout(self._root, dir_fd, dir_path, name)
+        else:
+            self._tree.whiteout(self._root, dir_fd, dir_path, name)
 
     def _open_exact(self, path: Parts) -> int | None:
         """An fd for the directory at exactly ``path`` (no symlink on the way), or None."""
