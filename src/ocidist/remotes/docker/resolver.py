@@ -93,10 +93,11 @@ class DockerResolver:
 
     def fetcher(self, ref: str) -> DockerFetcher:
         r = reference.parse(ref)
+        # Outside the lock: hosts() takes it too.
+        pull = [h for h in self.hosts(r.domain) if PULL in h.capabilities]
         with self._lock:
             f = self._fetchers.get(r.repository)
             if f is None:
-                pull = [h for h in self.hosts(r.domain) if PULL in h.capabilities]
                 f = DockerFetcher(self.session, pull, r.path)
                 self._fetchers[r.repository] = f
             return f
