@@ -15,7 +15,7 @@ import shutil
 import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -55,7 +55,7 @@ class TokenEnv:
     tokens: TokenServer
     ca: CA
     user: str
-    password: str
+    password: str = field(repr=False)
 
     @property
     def creds(self) -> str:
@@ -67,7 +67,7 @@ class TLSEnv:
     registry: Registry
     ca: CA
     user: str
-    password: str
+    password: str = field(repr=False)
 
     @property
     def creds(self) -> str:

@@ -5,10 +5,11 @@ the registry trusts them through ``auth.token.rootcertbundle`` = the test CA.
 Policy: users with the right password get pull+push everywhere; anonymous
 callers get pull only on repositories under ``public_prefixes``. Every token
 request is recorded, so tests can count them. Knobs (plain attributes, change
-them mid-test): ``expires_in`` sent to clients, ``stale`` (sign tokens already
-past their ``exp`` while still advertising ``expires_in``: the registry
-rejects them, the client must refresh), ``allow_post`` (False answers the
-OAuth2 POST with 404, forcing the GET fallback).
+them mid-test): ``expires_in`` sent to clients, ``stale_next`` (sign that many
+next tokens already past their ``exp`` while still advertising
+``expires_in``: the registry rejects them, the client must refresh),
+``allow_post`` (False answers the OAuth2 POST with 404, forcing the GET
+fallback).
 """
 
 from __future__ import annotations
@@ -60,17 +61,18 @@ def sign_es256(payload: Mapping[str, Any], signer: Issued) -> str:
 
 @dataclass
 class TokenServer:
-    signer: Issued
+    signer: Issued = field(repr=False)
     service: str = "ocidist-test-registry"
     issuer: str = "ocidist-test-issuer"
-    users: dict[str, str] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict, repr=False)
     public_prefixes: Sequence[str] = ("public/",)
     expires_in: int = 300
-    stale: bool = False
+    stale_next: int = 0
     allow_post: bool = True
     bind_host: str = "127.0.0.1"
-    log: list[TokenRequest] = field(default_factory=list)
-    refresh_tokens: dict[str, str] = field(default_factory=dict)  # token -> user
+    log: list[TokenRequest] = field(default_factory=list, repr=False)
+    refresh_tokens: dict[str, str] = field(default_factory=dict, repr=False)  # token -> user
+    issued: list[str] = field(default_factory=list, repr=False)  # every token, to grep logs for
 
     def __post_init__(self) -> None:
         self._server: TrackingServer | None = None
@@ -134,19 +136,25 @@ class TokenServer:
 
     def token_for(self, user: str, scopes: Sequence[str]) -> str:
         now = int(time.time())
+        with self._lock:
+            stale = self.stale_next > 0
+            self.stale_next -= int(stale)
         # The registry allows 60 s of clock leeway past exp: go well beyond it.
-        exp = now - 600 if self.stale else now + max(self.expires_in, 1) + 60
+        exp = now - 600 if stale else now + max(self.expires_in, 1) + 60
         claims = {
             "iss": self.issuer,
             "sub": user,
             "aud": self.service,
             "exp": exp,
-            "nbf": now - 60 if not self.stale else now - 1200,
-            "iat": now if not self.stale else now - 1200,
+            "nbf": now - 1200 if stale else now - 60,
+            "iat": now - 1200 if stale else now,
             "jti": secrets.token_hex(8),
             "access": self.grant(user, scopes),
         }
-        return sign_es256(claims, self.signer)
+        tok = sign_es256(claims, self.signer)
+        with self._lock:
+            self.issued.append(tok)
+        return tok
 
 
 class _Handler(BaseHTTPRequestHandler):
