@@ -175,17 +175,29 @@ class DockerResolver:
         hosts = [h for h in self.hosts(r.domain) if RESOLVE in h.capabilities]
         if not hosts:
             raise NotFound(f"{r.name}: no host configured to resolve {r.domain}")
-        host = hosts[0]
-        if is_manifest_or_index(media_type):
-            desc = self._resolve_on(host, r)
-        else:
+        failures: list[tuple[RegistryHost, DistError]] = []
+        for host in hosts:  # mirrors first, as in resolve()
             try:
-                desc = self._resolve_blob(host, r, dgst)
-            except NotFound:
-                desc = self._resolve_on(host, r)
-        if media_type and desc.media_type != media_type:
-            return Descriptor(media_type=media_type, digest=dgst, size=desc.size)
-        return desc
+                desc = self._describe_on(host, r, dgst, media_type)
+            except (NotFound, Unavailable, RegistryError) as e:
+                if len(hosts) == 1:
+                    raise
+                failures.append((host, e))
+                continue
+            if media_type and desc.media_type != media_type:
+                return Descriptor(media_type=media_type, digest=dgst, size=desc.size)
+            return desc
+        raise every_host_failed(r.name, failures)
+
+    def _describe_on(
+        self, host: RegistryHost, r: reference.Reference, dgst: Digest, media_type: str
+    ) -> Descriptor:
+        if is_manifest_or_index(media_type):
+            return self._resolve_on(host, r)
+        try:
+            return self._resolve_blob(host, r, dgst)
+        except NotFound:
+            return self._resolve_on(host, r)
 
     def _resolve_blob(self, host: RegistryHost, r: reference.Reference, dgst: Digest) -> Descriptor:
         # Only a digest reference may fall back to blobs/, and only on 404.
