@@ -91,6 +91,8 @@ class Platform:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Platform:
         feats = obj.get("os.features")
+        if feats is not None and not isinstance(feats, list):
+            raise InvalidContent("platform os.features must be a list")
         return cls(
             os=str(obj.get("os", "")),
             architecture=str(obj.get("architecture", "")),
