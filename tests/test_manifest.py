@@ -229,7 +229,7 @@ def _schema1() -> bytes:
         (
             dump(oci_index(manifests=[_desc(OCI_MANIFEST, b"m", platform={"os.features": 5})])),
             OCI_INDEX,
-            r"manifests\[0\]: malformed descriptor",
+            r"manifests\[0\]: platform os.features must be a list",
         ),
         (dump({"schemaVersion": 2}), "", "cannot tell"),
     ],
