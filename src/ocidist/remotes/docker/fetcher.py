@@ -14,9 +14,16 @@ import io
 
 from ocidist.descriptor import ACCEPT_MANIFESTS, MAX_MANIFEST_SIZE, Descriptor, is_manifest_or_index
 from ocidist.digest import VerifyingReader
-from ocidist.errors import DigestMismatch, InvalidContent, NotFound, Unavailable
+from ocidist.errors import (
+    DigestMismatch,
+    DistError,
+    InvalidContent,
+    NotFound,
+    RegistryError,
+    Unavailable,
+)
 from ocidist.remotes.docker.auth import pull_scope
-from ocidist.remotes.docker.hosts import RegistryHost
+from ocidist.remotes.docker.hosts import RegistryHost, every_host_failed
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.transport import Response
 from ocidist.stream import Readable
@@ -51,14 +58,22 @@ class DockerFetcher:
     def open(self, desc: Descriptor, offset: int) -> tuple[Response, int]:
         """GET the object from ``offset``; returns the response and the offset
         its body actually starts at (0 when the server ignored Range)."""
-        last: Exception | None = None
+        what = f"{self._path}@{desc.digest}"
+        if not self._hosts:
+            raise NotFound(f"{what}: no host is configured to pull from")
+        failures: list[tuple[RegistryHost, DistError]] = []
         for host in self._hosts:
             try:
                 return self._open_on(host, desc, offset)
-            except (NotFound, Unavailable) as e:
-                last = e
-        assert last is not None
-        raise last
+            except (NotFound, Unavailable, RegistryError) as e:
+                # A mirror that is down, lacks the object or answers 5xx is
+                # skipped; auth failures (401/403) are not a mirror problem.
+                if isinstance(e, RegistryError) and not 500 <= e.status < 600:
+                    raise
+                failures.append((host, e))
+        if len(failures) == 1:
+            raise failures[0][1]
+        raise every_host_failed(what, failures)
 
     def _open_on(self, host: RegistryHost, desc: Descriptor, offset: int) -> tuple[Response, int]:
         endpoints = ["blobs"]
