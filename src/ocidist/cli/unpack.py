@@ -1,0 +1,92 @@
+"""`dist unpack REF|NAME DIR`: an image's root filesystem into a directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ocidist.cli.context import Context
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "unpack",
+        parents=[common],
+        help="unpack an image's layers into a directory (fetching what is missing)",
+        description=(
+            "Unpack the image REF (a name in the store, or a reference to pull) into DIR: "
+            "missing content is fetched, and each layer is applied as soon as it and every "
+            "layer below it are in the store, checked against the config's rootfs.diff_ids. "
+            "DIR must be absent or empty unless --force; a failed unpack removes what it "
+            "wrote there (not with --force)."
+        ),
+    )
+    p.add_argument("ref", metavar="REF|NAME", help="image name in the store, or a reference")
+    p.add_argument("dir", metavar="DIR", help="destination directory (created if absent)")
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to unpack from an index (default: this machine's)",
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=0, help="parallel transfers (default: 2 per core, 4+)"
+    )
+    p.add_argument("--force", "-f", action="store_true", help="unpack over a non-empty DIR")
+    p.add_argument("--progress", action="store_true", help="progress on stderr even when not a TTY")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.descriptor import Platform
+    from ocidist.errors import InvalidArgument
+    from ocidist.images.platforms import default_matcher, only
+    from ocidist.progress import LineProgress, NullProgress, Progress, TTYProgress, human_size
+    from ocidist.unpack import unpack_image
+
+    if args.concurrency < 0:
+        raise InvalidArgument("--concurrency must not be negative")
+    matcher = only(Platform.parse(args.platform)) if args.platform else default_matcher()
+    progress: Progress
+    # --json output is one document on stdout; progress, when asked for, goes
+    # to stderr so it never mixes with it.
+    if args.progress:
+        progress = TTYProgress() if sys.stderr.isatty() else LineProgress()
+    elif ctx.quiet or ctx.json or not sys.stderr.isatty():
+        progress = NullProgress()
+    else:
+        progress = TTYProgress()
+
+    def warn(message: str) -> None:
+        if not ctx.quiet:
+            print(f"dist: warning: {message}", file=sys.stderr)
+
+    try:
+        result = unpack_image(
+            ctx.resolver(),
+            ctx.store(),
+            ctx.metadata(),
+            args.ref,
+            args.dir,
+            matcher=matcher,
+            concurrency=args.concurrency,
+            progress=progress,
+            force=args.force,
+            warn=warn,
+        )
+    finally:
+        progress.close()
+    if ctx.json:
+        sys.stdout.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        return 0
+    print(f"{result.name} {result.manifest.digest}")
+    if not ctx.quiet:
+        print(
+            f"unpacked {len(result.layers)} layers into {result.dest} "
+            f"(fetched {len(result.fetched)} objects, {human_size(result.fetched_bytes)}; "
+            f"download {result.download_seconds:.2f}s, apply {result.apply_seconds:.2f}s, "
+            f"total {result.total_seconds:.2f}s)",
+            file=sys.stderr,
+        )
+    return 0

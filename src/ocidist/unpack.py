@@ -1,0 +1,372 @@
+"""Unpack an image into a directory: fetch what is missing, apply layers in order.
+
+A name the metadata store knows (or a digest the content store holds) needs
+no registry at all. Otherwise the reference is resolved remotely and the pull
+machinery (``FetchHandler`` under ``dispatch``) fetches the index, the chosen
+platform's manifest and config, then every layer in parallel. Applying
+overlaps downloading: layer N is applied as soon as it and every lower layer
+are committed, while later layers still arrive. Each layer's uncompressed
+stream is checked against the config's ``rootfs.diff_ids`` as it is applied.
+
+DEST must be absent or empty unless ``force`` (then the layers are applied
+over what is there, as ``dist apply`` would). umoci refuses only when its
+bundle's ``rootfs`` exists; we write the root filesystem into DEST itself, so
+any content there would silently mix with the image. When an unpack fails,
+what it wrote is removed again if DEST was absent or empty before — a
+half-applied tree must not look like a finished one; with ``force`` it is
+left alone, since the earlier contents cannot be told apart.
+
+The name is recorded in the metadata store only after a successful unpack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ocidist import reference
+from ocidist.archive import ApplyOptions, apply_layer
+from ocidist.content import Store
+from ocidist.descriptor import Descriptor, Platform, is_index, is_manifest_or_index
+from ocidist.digest import Digest
+from ocidist.errors import DigestMismatch, DistError, InvalidArgument, InvalidContent, NotFound
+from ocidist.images.dispatch import dispatch
+from ocidist.images.handlers import FetchHandler
+from ocidist.images.platforms import MatchComparer, default_matcher
+from ocidist.images.unpack import (
+    CancellingProgress,
+    ImageParts,
+    LayerGate,
+    manifest_parts,
+    marking,
+    read_config,
+)
+from ocidist.manifest import detect_media_type
+from ocidist.metadata import MetadataStore
+from ocidist.progress import NullProgress, Progress
+from ocidist.pull import default_concurrency
+from ocidist.remotes import Fetcher
+from ocidist.stream import Readable
+
+# Index inside index is legal; a few levels cover every real image.
+MAX_INDEX_DEPTH = 4
+
+
+class Remote(Protocol):
+    """What unpack needs of a resolver (``DockerResolver`` is one)."""
+
+    def resolve(self, ref: str) -> tuple[str, Descriptor]: ...
+    def fetcher(self, ref: str) -> Fetcher: ...
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    desc: Descriptor
+    diff_id: Digest
+    size: int  # uncompressed
+    entries: int
+    seconds: float  # spent applying it
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.desc.to_json(),
+            "diffID": str(self.diff_id),
+            "uncompressedSize": self.size,
+            "entries": self.entries,
+            "applySeconds": round(self.seconds, 6),
+        }
+
+
+@dataclass
+class UnpackResult:
+    name: str
+    target: Descriptor  # what the name points at (maybe an index)
+    manifest: Descriptor  # the platform manifest unpacked
+    config: Descriptor
+    platform: Platform | None
+    dest: str
+    from_store: bool  # resolved without asking a registry
+    layers: list[LayerResult] = field(default_factory=list)
+    fetched: list[Descriptor] = field(default_factory=list)
+    skipped: list[Descriptor] = field(default_factory=list)
+    # From the start until every blob was in the store (resolve included).
+    download_seconds: float = 0.0
+    # Time inside apply_layer, summed over layers (it overlaps downloading).
+    apply_seconds: float = 0.0
+    # Time the applier sat waiting for a layer still downloading.
+    wait_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+    @property
+    def diff_ids(self) -> list[Digest]:
+        return [layer.diff_id for layer in self.layers]
+
+    @property
+    def fetched_bytes(self) -> int:
+        return sum(d.size for d in self.fetched)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            **self.target.to_json(),
+            "manifest": self.manifest.to_json(),
+            "config": self.config.to_json(),
+            "platform": str(self.platform) if self.platform else None,
+            "dest": self.dest,
+            "fromStore": self.from_store,
+            "diffIDs": [str(d) for d in self.diff_ids],
+            "layers": [layer.to_json() for layer in self.layers],
+            "fetched": len(self.fetched),
+            "fetchedBytes": self.fetched_bytes,
+            "existing": len(self.skipped),
+            "downloadSeconds": round(self.download_seconds, 6),
+            "applySeconds": round(self.apply_seconds, 6),
+            "waitSeconds": round(self.wait_seconds, 6),
+            "totalSeconds": round(self.total_seconds, 6),
+        }
+
+
+def unpack_image(
+    resolver: Remote | None,
+    store: Store,
+    metadata: MetadataStore | None,
+    ref: str,
+    dest: str,
+    *,
+    matcher: MatchComparer | None = None,
+    concurrency: int = 0,
+    progress: Progress | None = None,
+    force: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> UnpackResult:
+    """Unpack ``ref`` (a stored name, or a reference to resolve) into ``dest``.
+
+    ``resolver`` None means offline: everything must be in ``store`` already.
+    ``matcher`` picks the platform of an index (default: this host's).
+    """
+    started = time.monotonic()
+    existed = _check_dest(dest, force)
+    name, target, from_store = _resolve(resolver, store, metadata, ref)
+    gate = LayerGate()
+    fetcher = _LazyFetcher(resolver, name)
+    source = None
+    if not from_store:
+        r = reference.parse(name)
+        source = (r.domain, r.path)
+    handler = FetchHandler(
+        store,
+        fetcher,
+        matcher or default_matcher(),
+        limit=1,
+        progress=CancellingProgress(progress, gate),
+        source=source,
+    )
+    parts = _walk_to_layers(handler, store, name, target)
+    result = UnpackResult(
+        name=name,
+        target=target,
+        manifest=parts.manifest,
+        config=parts.config,
+        platform=parts.platform,
+        dest=dest,
+        from_store=from_store,
+    )
+    if not existed:
+        os.makedirs(dest, exist_ok=True)
+    fetch_done = [started]
+
+    def fetch_layers() -> None:
+        failure: BaseException | None = None
+        try:
+            dispatch(
+                marking(handler, gate),
+                parts.layers,
+                concurrency=concurrency or default_concurrency(),
+            )
+        except BaseException as e:  # handed to the applier through the gate
+            failure = e
+        fetch_done[0] = time.monotonic()
+        gate.finish(failure)
+
+    fetching = threading.Thread(target=fetch_layers, name="unpack-fetch", daemon=True)
+    fetching.start()
+    try:
+        _apply_all(store, parts, dest, gate, result, progress or NullProgress(), warn, name)
+    except BaseException:
+        gate.cancel()
+        fetching.join()
+        if not force:
+            _remove_contents(dest, remove_dir=not existed)
+        raise
+    fetching.join()
+    failure = gate.wait_finished()
+    if failure is not None:  # every layer arrived, yet something else failed
+        raise failure
+    result.fetched, result.skipped = handler.fetched, handler.skipped
+    result.download_seconds = fetch_done[0] - started
+    result.total_seconds = time.monotonic() - started
+    if metadata is not None and not from_store:
+        metadata.put_image(name, target)
+    return result
+
+
+def _apply_all(
+    store: Store,
+    parts: ImageParts,
+    dest: str,
+    gate: LayerGate,
+    result: UnpackResult,
+    progress: Progress,
+    warn: Callable[[str], None] | None,
+    name: str,
+) -> None:
+    count = len(parts.layers)
+    for i, (layer, diff_id) in enumerate(zip(parts.layers, parts.diff_ids, strict=True)):
+        waited = time.monotonic()
+        gate.wait(layer.digest)
+        began = time.monotonic()
+        result.wait_seconds += began - waited
+        label = f"{i + 1}/{count} {layer.digest}"
+        opts = ApplyOptions(expected_diff_id=diff_id, layer_name=label)
+        if warn is not None:
+            opts = ApplyOptions(expected_diff_id=diff_id, layer_name=label, warn=warn)
+        try:
+            with store.reader(layer.digest) as f:
+                applied = apply_layer(dest, f, options=opts)
+        except DigestMismatch as e:
+            raise DigestMismatch(
+                f"unpack {name}: {e}: the uncompressed layer does not match "
+                "the config's rootfs.diff_ids"
+            ) from None
+        seconds = time.monotonic() - began
+        result.apply_seconds += seconds
+        result.layers.append(
+            LayerResult(layer, applied.diff_id, applied.size, applied.entries, seconds)
+        )
+        progress.done(layer, "applied")
+
+
+def _walk_to_layers(
+    handler: FetchHandler, store: Store, name: str, target: Descriptor
+) -> ImageParts:
+    """Fetch (if missing) the index, the chosen manifest and the config."""
+    desc = target
+    for _ in range(MAX_INDEX_DEPTH):
+        if not is_index(desc.media_type):
+            break
+        children = handler(desc)  # the matching manifests, best first (limit 1)
+        if not children:
+            raise NotFound(f"{name}: no manifest for the requested platform in the index")
+        desc = children[0]
+    else:
+        raise InvalidContent(f"{name}: indexes nested deeper than {MAX_INDEX_DEPTH}")
+    if not is_manifest_or_index(desc.media_type):
+        raise InvalidContent(f"{name}: {desc.media_type or 'untyped'} is not an image manifest")
+    handler(desc)
+    config, layers = manifest_parts(store, desc)
+    handler(config)
+    return read_config(store, desc, config, layers)
+
+
+def _resolve(
+    resolver: Remote | None, store: Store, metadata: MetadataStore | None, ref: str
+) -> tuple[str, Descriptor, bool]:
+    """(name, target, from_store): the metadata store first, then the registry."""
+    parsed: reference.Reference | None = None
+    try:
+        parsed = reference.parse(ref)
+    except InvalidArgument:
+        if resolver is None and metadata is None:
+            raise
+    if metadata is not None:
+        for candidate in dict.fromkeys([ref, *([parsed.name] if parsed else [])]):
+            try:
+                image = metadata.get_image(candidate)
+            except NotFound:
+                continue
+            return image.name, image.target, True
+    if parsed is not None and parsed.digest is not None and store.exists(parsed.digest):
+        # A pinned reference whose manifest we hold needs no registry either.
+        with store.reader(parsed.digest) as f:
+            data = f.read(4 * 1024 * 1024 + 1)
+        return parsed.name, Descriptor(detect_media_type(data), parsed.digest, len(data)), True
+    if parsed is None:
+        raise NotFound(f"image {ref}: not found in the store and not a valid reference")
+    if resolver is None:
+        raise NotFound(f"image {parsed.name}: not found in the store")
+    name, desc = resolver.resolve(ref)
+    return name, desc, False
+
+
+class _LazyFetcher:
+    """Makes the real fetcher on first use, so an image wholly in the store
+    never touches the resolver (no host configuration, no network)."""
+
+    def __init__(self, resolver: Remote | None, name: str) -> None:
+        self._resolver = resolver
+        self._name = name
+        self._fetcher: Fetcher | None = None
+        self._lock = threading.Lock()
+
+    def fetch(self, desc: Descriptor, offset: int = 0) -> Readable:
+        with self._lock:
+            if self._fetcher is None:
+                if self._resolver is None:
+                    raise NotFound(
+                        f"content {desc.digest}: not in the store (and no registry to ask)"
+                    )
+                self._fetcher = self._resolver.fetcher(self._name)
+            fetcher = self._fetcher
+        return fetcher.fetch(desc, offset)
+
+
+def _check_dest(dest: str, force: bool) -> bool:
+    """Whether ``dest`` exists; refuses a non-empty one without ``force``."""
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise DistError(f"{dest}: {os.strerror(e.errno or errno.EIO).lower()}") from None
+    if stat.S_ISLNK(st.st_mode):
+        st = os.stat(dest)  # a symlink to a directory is a fine destination
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidArgument(f"{dest}: not a directory")
+    if not force and os.listdir(dest):
+        raise InvalidArgument(f"{dest}: directory is not empty (--force unpacks over it)")
+    return True
+
+
+def _remove_contents(dest: str, *, remove_dir: bool) -> None:
+    """Best effort: undo a failed unpack into a directory that was empty."""
+
+    def retry_writable(func: Callable[..., Any], path: str, _exc: object) -> None:
+        # An image may make a directory read-only (0o555); we own the tree.
+        try:
+            os.chmod(os.path.dirname(path), 0o700)
+            func(path)
+        except OSError:
+            pass
+
+    if remove_dir:
+        shutil.rmtree(dest, onerror=retry_writable)
+        return
+    try:
+        names = os.listdir(dest)
+    except OSError:
+        return
+    for entry in names:
+        path = os.path.join(dest, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=retry_writable)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
