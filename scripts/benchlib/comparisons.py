@@ -1,0 +1,245 @@
+"""The registry of comparisons: one function per operation, run per workload.
+
+Each comparison runs ours and its peer interleaved, cold every run (a fresh
+store, layout or destination), and returns a ``Row`` of medians. Adding an
+operation means writing one function and adding it to ``COMPARISONS``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.harness import Registry
+
+from benchlib.measure import CommandFailed, Sample, median_sample, run
+from benchlib.workloads import Workload
+
+
+@dataclass(frozen=True)
+class Row:
+    comparison: str
+    workload: str
+    peer_name: str
+    ours: Sample
+    peer: Sample | None = None
+    floor: Sample | None = None  # the curl wire floor, where it applies
+    extra: dict[str, float] = field(default_factory=dict)  # e.g. ours' own phase timings
+    note: str = ""
+
+
+@dataclass
+class Context:
+    dist: list[str]  # argv prefix that runs our CLI
+    scratch: Path  # fresh per-run directories are made (and removed) here
+    runs: int
+    log: Callable[[str], None]
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    def fresh(self, what: str) -> Path:
+        """A path that does not exist yet (tools that want to create it)."""
+        return self.scratch / f"{what}-{next(self._counter)}"
+
+    def has(self, program: str) -> bool:
+        return shutil.which(program) is not None
+
+    def dist_has(self, command: str) -> bool:
+        """Whether our CLI knows ``command`` (unpack/push arrive separately)."""
+        proc = subprocess.run([*self.dist, command, "--help"], capture_output=True, check=False)
+        return proc.returncode == 0
+
+
+Comparison = Callable[[Context, Workload], "Row | None"]
+
+
+def _rm(*paths: Path) -> None:
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _interleave(ctx: Context, steps: Sequence[Callable[[], Sample] | None]) -> list[list[Sample]]:
+    """Run each step ``ctx.runs`` times, interleaved, rotating which goes
+    first so neither side always gets the warmer page cache."""
+    out: list[list[Sample]] = [[] for _ in steps]
+    live = [i for i, s in enumerate(steps) if s is not None]
+    for r in range(ctx.runs):
+        order = live[r % len(live) :] + live[: r % len(live)]
+        for i in order:
+            step = steps[i]
+            assert step is not None
+            out[i].append(step())
+    return out
+
+
+def _med(samples: list[Sample]) -> Sample | None:
+    return median_sample(samples) if samples else None
+
+
+# The registry refuses a manifest whose type the Accept header leaves out.
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+# -- fetch ---------------------------------------------------------------
+
+
+def fetch(ctx: Context, w: Workload) -> Row:
+    """``dist fetch`` vs ``skopeo copy docker:// oci:``, with curl's floor."""
+
+    def ours() -> Sample:
+        store = ctx.fresh("dist-store")
+        try:
+            return run([*ctx.dist, "--root", str(store), "fetch", w.ref, "--all-platforms", "-q"])
+        finally:
+            _rm(store)
+
+    def skopeo() -> Sample:
+        oci = ctx.fresh("skopeo-oci")
+        argv = ["skopeo", "copy", "--all", "--src-tls-verify=false"]
+        try:
+            return run([*argv, f"docker://{w.ref}", f"oci:{oci}:{w.tag}"])
+        finally:
+            _rm(oci)
+
+    def curl() -> Sample:
+        # One process, one connection reused for every object in turn.
+        argv = ["curl", "-s", "-f", "-H", "Accept: " + ", ".join(MANIFEST_TYPES)]
+        for url in w.urls():
+            argv += ["-o", "/dev/null", url]
+        return run(argv)
+
+    o, p, c = _interleave(
+        ctx,
+        [ours, skopeo if ctx.has("skopeo") else None, curl if ctx.has("curl") else None],
+    )
+    note = "" if ctx.has("skopeo") else "skopeo not installed"
+    return Row("fetch", w.name, "skopeo", median_sample(o), _med(p), _med(c), note=note)
+
+
+# -- unpack (hook: `dist unpack` is being built) ---------------------------
+
+
+def unpack(ctx: Context, w: Workload) -> Row | None:
+    """``dist unpack REF DIR`` from a warm store vs ``umoci unpack`` of an
+    OCI layout: both start from local content, so this times the apply."""
+    if w.image.is_index:
+        return None  # umoci unpacks one manifest; a platform pick is another bench
+    if not ctx.dist_has("unpack"):
+        ctx.log("unpack: `dist unpack` not available yet; skipped")
+        return None
+    store = ctx.fresh("unpack-store")
+    run([*ctx.dist, "--root", str(store), "fetch", w.ref, "-q"])
+    layout = w.layout(ctx.scratch)
+    phases: dict[str, list[float]] = {"downloadSeconds": [], "applySeconds": []}
+
+    def ours() -> Sample:
+        dest = ctx.fresh("dist-rootfs")
+        try:
+            s = run([*ctx.dist, "--root", str(store), "unpack", w.ref, str(dest), "--json"])
+        finally:
+            _rm(dest)
+        _collect_phases(s.stdout, phases)
+        return s
+
+    def umoci() -> Sample:
+        bundle = ctx.fresh("umoci-bundle")
+        try:
+            return run(["umoci", "unpack", "--image", f"{layout}:{w.tag}", str(bundle)])
+        finally:
+            _rm(bundle)
+
+    try:
+        o, p = _interleave(ctx, [ours, umoci if ctx.has("umoci") else None])
+    finally:
+        _rm(store)
+    extra = {k: sorted(v)[len(v) // 2] for k, v in phases.items() if v}
+    return Row("unpack", w.name, "umoci", median_sample(o), _med(p), extra=extra)
+
+
+def _collect_phases(stdout: bytes, into: dict[str, list[float]]) -> None:
+    # `dist unpack --json` reports its phases; the last JSON line is the summary.
+    for line in reversed(stdout.decode(errors="replace").splitlines()):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            for k, v in into.items():
+                if isinstance(doc.get(k), int | float):
+                    v.append(float(doc[k]))
+            return
+
+
+# -- push (hook: `dist push` is being built) -------------------------------
+
+
+def push(ctx: Context, w: Workload) -> Row | None:
+    """``dist push NAME REF`` from the store vs ``skopeo copy oci: docker://``,
+    each run into a brand-new registry so nothing is already there to skip
+    or mount."""
+    if not ctx.dist_has("push"):
+        ctx.log("push: `dist push` not available yet; skipped")
+        return None
+    store = ctx.fresh("push-store")
+    run([*ctx.dist, "--root", str(store), "fetch", w.ref, "--all-platforms", "-q"])
+    layout = w.layout(ctx.scratch)
+
+    def into_fresh_registry(argv_for: Callable[[str], list[str]]) -> Sample:
+        reg = Registry(ctx.fresh("push-registry"), log_level="error")
+        reg.start()
+        try:
+            return run(argv_for(f"{reg.host}/{w.repo}:{w.tag}"))
+        finally:
+            reg.stop()
+            _rm(reg.workdir)
+
+    def ours() -> Sample:
+        return into_fresh_registry(
+            lambda dest: [*ctx.dist, "--root", str(store), "push", w.ref, dest, "-q"]
+        )
+
+    def skopeo() -> Sample:
+        argv = ["skopeo", "copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:{w.tag}"]
+        return into_fresh_registry(lambda dest: [*argv, f"docker://{dest}"])
+
+    try:
+        o, p = _interleave(ctx, [ours, skopeo if ctx.has("skopeo") else None])
+    finally:
+        _rm(store)
+    return Row("push", w.name, "skopeo", median_sample(o), _med(p))
+
+
+# The order here is the order of the table. `ctr content fetch` / `ctr images
+# pull` against a bench-started containerd would be one more entry.
+COMPARISONS: dict[str, Comparison] = {
+    "fetch": fetch,
+    "unpack": unpack,
+    "push": push,
+}
+
+
+def run_all(
+    ctx: Context, names: Sequence[str], workloads: Sequence[Workload]
+) -> tuple[list[Row], list[str]]:
+    rows: list[Row] = []
+    failures: list[str] = []
+    for name in names:
+        for w in workloads:
+            ctx.log(f"{name} {w.name} …")
+            try:
+                row = COMPARISONS[name](ctx, w)
+            except CommandFailed as e:
+                failures.append(f"{name} {w.name}: {e}")
+                ctx.log(f"{name} {w.name}: FAILED: {e}")
+                continue
+            if row is not None:
+                rows.append(row)
+    return rows, failures
