@@ -35,8 +35,9 @@ from ocidist.errors import (
 from ocidist.manifest import detect_media_type
 from ocidist.remotes.docker.auth import Authorizer, CredentialFunc, no_credentials, pull_scope
 from ocidist.remotes.docker.fetcher import DockerFetcher
-from ocidist.remotes.docker.hosts import PULL, RESOLVE, RegistryHost, every_host_failed
+from ocidist.remotes.docker.hosts import PULL, PUSH, RESOLVE, RegistryHost, every_host_failed
 from ocidist.remotes.docker.hostsconfig import configure_hosts
+from ocidist.remotes.docker.pusher import DockerPusher, PushOptions
 from ocidist.remotes.docker.retry import RetryPolicy
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.token import HTTPTokenSource
@@ -101,6 +102,15 @@ class DockerResolver:
                 f = DockerFetcher(self.session, pull, r.path)
                 self._fetchers[r.repository] = f
             return f
+
+    def pusher(self, ref: str, options: PushOptions | None = None) -> DockerPusher:
+        """A pusher for ``ref``'s repository on the first host that may push
+        (mirrors are usually pull-only; the upstream comes last and can)."""
+        r = reference.parse(ref)
+        push = [h for h in self.hosts(r.domain) if PUSH in h.capabilities]
+        if not push:
+            raise NotFound(f"{r.name}: no host configured to push to {r.domain}")
+        return DockerPusher(self.session, push[0], r.path, options)
 
     def resolve(self, ref: str) -> tuple[str, Descriptor]:
         r = reference.parse(ref)

@@ -1,0 +1,248 @@
+"""Pushing to one repository: blob uploads (see upload.py), mounts, manifests.
+
+``push(desc)`` answers with a content ``Writer`` — or ``AlreadyExists`` when
+the registry has the object (``HEAD`` first), or ``Mounted`` when a
+cross-repository mount (``POST ?mount=<digest>&from=<repo>``) made it exist
+without a byte sent. A registry that cannot mount answers 202 with an upload
+session, which the writer then uses. Manifests are buffered and sent in one
+``PUT /v2/<name>/manifests/<tag|digest>`` with their exact bytes and their
+media type as ``Content-Type``; pushing children before parents is the
+caller's part (push.py, copy.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from ocidist.content import Status, Writer
+from ocidist.descriptor import ACCEPT_MANIFESTS, MAX_MANIFEST_SIZE, Descriptor, is_manifest_or_index
+from ocidist.digest import Digest, new_hasher
+from ocidist.errors import (
+    AlreadyExists,
+    DigestMismatch,
+    FailedPrecondition,
+    InvalidContent,
+    NotFound,
+)
+from ocidist.remotes.docker.auth import pull_scope, push_scope
+from ocidist.remotes.docker.hosts import RegistryHost
+from ocidist.remotes.docker.session import Session
+from ocidist.remotes.docker.transport import Response
+from ocidist.remotes.docker.upload import BlobWriter, PushOptions
+
+__all__ = ["DockerPusher", "Mounted", "PushOptions"]
+
+
+class Mounted(AlreadyExists):
+    """The blob now exists in the target repository by a cross-repository mount."""
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+def delete_scope(path: str) -> str:
+    # Distribution's token auth wants the "delete" action for DELETE requests.
+    return f"repository:{path}:delete"
+
+
+class DockerPusher:
+    def __init__(
+        self,
+        session: Session,
+        host: RegistryHost,
+        path: str,
+        options: PushOptions | None = None,
+    ) -> None:
+        self._session = session
+        self._host = host
+        self.path = path
+        self.options = options or PushOptions()
+
+    # -- Pusher ------------------------------------------------------------------
+
+    def push(
+        self, desc: Descriptor, *, tag: str | None = None, mount_from: Sequence[str] = ()
+    ) -> Writer:
+        """A writer uploading ``desc``; AlreadyExists when the registry has it.
+
+        ``tag`` puts a manifest under that tag (else under its digest);
+        ``mount_from`` names other repositories of this registry known to hold
+        a blob, tried as mount sources before uploading.
+        """
+        if is_manifest_or_index(desc.media_type):
+            if self.exists(desc, tag=tag):
+                raise AlreadyExists(f"{self._what(desc, tag)}: already exists")
+            return ManifestWriter(self, desc, tag or str(desc.digest))
+        if self.exists(desc):
+            raise AlreadyExists(f"{self._what(desc)}: already exists")
+        return self._start_upload(desc, [m for m in mount_from if m and m != self.path])
+
+    def exists(self, desc: Descriptor, *, tag: str | None = None) -> bool:
+        """Whether the registry holds ``desc`` (for a tag: points it at ``desc``)."""
+        manifest = is_manifest_or_index(desc.media_type)
+        endpoint = "manifests" if manifest else "blobs"
+        obj = tag if (manifest and tag) else str(desc.digest)
+        headers = {"Accept": ", ".join((desc.media_type, *ACCEPT_MANIFESTS))} if manifest else {}
+        try:
+            resp = self._session.request(
+                self._host,
+                "HEAD",
+                f"/{self.path}/{endpoint}/{obj}",
+                scopes=(push_scope(self.path),),
+                headers=headers,
+                what=self._what(desc, tag),
+            )
+        except NotFound:
+            return False
+        resp.close()
+        if manifest and tag:
+            # A tag exists; it is "ours" only when it names this very digest.
+            return (resp.header("Docker-Content-Digest") or "").strip() == str(desc.digest)
+        return True
+
+    # -- blobs ---------------------------------------------------------------------
+
+    def _start_upload(self, desc: Descriptor, sources: list[str]) -> BlobWriter:
+        what = self._what(desc)
+        scopes: tuple[str, ...] = (push_scope(self.path),)
+        first: Response | None = None
+        for src in sources[:3]:
+            mount_scopes = (push_scope(self.path), pull_scope(src))
+            resp = self._session.request(
+                self._host,
+                "POST",
+                f"/{self.path}/blobs/uploads/?mount={desc.digest}&from={src}",
+                scopes=mount_scopes,
+                what=what,
+                idempotent=False,
+                ok=(201, 202),
+            )
+            resp.read_capped(64 * 1024)
+            if resp.status == 201:
+                raise Mounted(f"{what}: mounted from {src}", src)
+            # 202: not mountable from there; the answer is an upload session.
+            first, scopes = resp, mount_scopes
+            break
+
+        def start() -> Response:
+            resp = self._session.request(
+                self._host,
+                "POST",
+                f"/{self.path}/blobs/uploads/",
+                scopes=(push_scope(self.path),),
+                what=what,
+                idempotent=False,
+                ok=(202,),
+            )
+            resp.read_capped(64 * 1024)
+            return resp
+
+        if first is None:
+            first = start()
+        return BlobWriter(
+            self._session,
+            self._host,
+            scopes,
+            what,
+            desc.digest,
+            desc.size,
+            start,
+            first,
+            self.options,
+            exists=lambda: self.exists(desc),
+        )
+
+    # -- manifests -------------------------------------------------------------------
+
+    def put_manifest(self, desc: Descriptor, data: bytes, tag: str | None = None) -> None:
+        """PUT ``data`` (exactly these bytes) as ``desc`` under ``tag`` or its digest."""
+        what = self._what(desc, tag)
+        if len(data) != desc.size or Digest.from_bytes(data, desc.digest.algorithm) != desc.digest:
+            raise DigestMismatch(f"{what}: manifest bytes do not match {desc.digest}")
+        resp = self._session.request(
+            self._host,
+            "PUT",
+            f"/{self.path}/manifests/{tag or desc.digest}",
+            scopes=(push_scope(self.path),),
+            headers={"Content-Type": desc.media_type},
+            body=data,
+            what=what,
+            # We hold the bytes and a PUT of the same manifest is idempotent.
+            idempotent=True,
+            ok=(201, 200, 204),
+        )
+        resp.read_capped(64 * 1024)
+        header = (resp.header("Docker-Content-Digest") or "").strip()
+        if header and header != str(desc.digest):
+            raise DigestMismatch(f"{what}: registry stored {header}, expected {desc.digest}")
+
+    def delete_manifest(self, dgst: Digest) -> None:
+        """DELETE a manifest by digest (the registry must allow deletes)."""
+        resp = self._session.request(
+            self._host,
+            "DELETE",
+            f"/{self.path}/manifests/{dgst}",
+            scopes=(push_scope(self.path), delete_scope(self.path)),
+            what=f"{self.path}@{dgst}",
+            ok=(202, 200, 204),
+        )
+        resp.read_capped(64 * 1024)
+
+    def _what(self, desc: Descriptor, tag: str | None = None) -> str:
+        return f"{self.path}:{tag}" if tag else f"{self.path}@{desc.digest}"
+
+
+class ManifestWriter:
+    """Buffers a manifest (they are small) and PUTs it whole on commit."""
+
+    def __init__(self, pusher: DockerPusher, desc: Descriptor, obj: str) -> None:
+        self._pusher = pusher
+        self._desc = desc
+        self._tag = None if obj == str(desc.digest) else obj
+        self._buf = bytearray()
+        self._hasher = new_hasher(desc.digest.algorithm)
+        self._started_at = self._updated_at = time.time()
+        self._done = False
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self._done:
+            raise FailedPrecondition(f"{self._desc.digest}: writer is closed")
+        if len(self._buf) + len(data) > MAX_MANIFEST_SIZE:
+            raise InvalidContent(f"{self._desc.digest}: manifest exceeds {MAX_MANIFEST_SIZE} bytes")
+        self._buf += data
+        self._hasher.update(data)
+        self._updated_at = time.time()
+        return len(data)
+
+    def status(self) -> Status:
+        return Status(
+            key=f"push-{self._desc.digest}",
+            offset=len(self._buf),
+            total=self._desc.size,
+            expected=self._desc.digest,
+            started_at=self._started_at,
+            updated_at=self._updated_at,
+        )
+
+    def digest(self) -> Digest:
+        return Digest(self._desc.digest.algorithm, self._hasher.copy().hexdigest())
+
+    def truncate(self, size: int) -> None:
+        if size != 0:
+            raise FailedPrecondition("a manifest upload can only restart from 0")
+        self._buf = bytearray()
+        self._hasher = new_hasher(self._desc.digest.algorithm)
+
+    def commit(self, size: int, expected: Digest, labels: Mapping[str, str] | None = None) -> None:
+        if self._done:
+            raise AlreadyExists(f"{self._desc.digest}: already committed")
+        if len(self._buf) != size or self.digest() != expected:
+            raise DigestMismatch(f"{self._desc.digest}: manifest bytes do not match {expected}")
+        self._pusher.put_manifest(self._desc, bytes(self._buf), self._tag)
+        self._done = True
+
+    def close(self) -> None:
+        self._done = True
+        self._buf = bytearray()

@@ -1,0 +1,335 @@
+"""One blob upload session: a content ``Writer`` whose bytes go to a registry.
+
+Small blobs (up to ``monolithic_max``) are held in memory and sent with one
+``PUT <location>?digest=``. Larger ones go out as ``PATCH`` chunks with
+``Content-Range: start-end``; each answer's ``Location`` replaces the last and
+its ``Range`` says how far the registry got. The bytes of the chunk in flight
+are kept until the registry confirms them, so when a chunk is lost the
+writer asks the registry (``GET <location>`` → ``Range: 0-N``) and re-sends
+only from the registry's offset: a consumed request body is never replayed
+blindly. When the registry cannot say (the session is gone, or it holds an
+offset outside the bytes we still have) the session is restarted and the
+writer's offset drops to 0, which tells ``content.copy`` to feed it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+
+from ocidist.content import Status
+from ocidist.digest import Digest, new_hasher
+from ocidist.errors import (
+    AlreadyExists,
+    DigestMismatch,
+    FailedPrecondition,
+    NotFound,
+    RegistryError,
+    Unavailable,
+)
+from ocidist.remotes.docker.hosts import RegistryHost
+from ocidist.remotes.docker.retry import RETRYABLE_STATUS
+from ocidist.remotes.docker.session import Session
+from ocidist.remotes.docker.transport import Response
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class PushOptions:
+    # One PATCH per chunk: each chunk is held in memory until the registry
+    # confirms it (that is what makes a lost chunk re-sendable), so this is
+    # also the memory each parallel upload may use.
+    chunk_size: int = 16 * MiB
+    # Blobs up to this size go in a single PUT, with no PATCH round trip.
+    monolithic_max: int = 16 * MiB
+
+
+class UploadRestarted(Unavailable):
+    """The registry lost the upload session; a new one starts from byte 0
+    (the writer's offset is 0 again, so a resuming copy re-sends everything)."""
+
+
+StartFunc = Callable[[], Response]
+
+
+class BlobWriter:
+    """A registry upload session as a content Writer (see module docstring)."""
+
+    def __init__(
+        self,
+        session: Session,
+        host: RegistryHost,
+        scopes: tuple[str, ...],
+        what: str,
+        dgst: Digest,
+        total: int,
+        start: StartFunc,
+        first: Response,
+        options: PushOptions,
+        *,
+        exists: Callable[[], bool],
+    ) -> None:
+        self._session = session
+        self._host = host
+        self._scopes = scopes
+        self._what = what
+        self._expected = dgst
+        self._total = total
+        self._start = start  # opens a fresh session (POST) when the old one is lost
+        self._exists = exists
+        self._options = options
+        self._started_at = self._updated_at = time.time()
+        self._committed = False
+        self._closed = False
+        self._begin(first)
+
+    # -- session state -------------------------------------------------------
+
+    def _begin(self, resp: Response) -> None:
+        self._location = _location(resp, self._what)
+        self._sent = 0  # bytes the registry has confirmed
+        self._buf = bytearray()  # bytes written but not confirmed, from _sent on
+        self._hasher = new_hasher(self._expected.algorithm)
+        self._patched = False
+        min_len = _int_header(resp, "OCI-Chunk-Min-Length")
+        self._chunk = max(self._options.chunk_size, min_len or 0, 1)
+        self._chunked = self._total > self._options.monolithic_max
+
+    def _restart(self, why: str) -> UploadRestarted:
+        resp = self._start()
+        resp.close()
+        self._begin(resp)
+        return UploadRestarted(f"{self._what}: {why}; upload restarted from byte 0")
+
+    # -- Writer ----------------------------------------------------------------
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self._closed or self._committed:
+            raise FailedPrecondition(f"{self._what}: writer is closed")
+        n = len(data)
+        self._hasher.update(data)
+        self._buf += data
+        self._updated_at = time.time()
+        if not self._chunked and len(self._buf) > self._options.monolithic_max:
+            self._chunked = True  # size was unknown and turned out large
+        while self._chunked and len(self._buf) >= self._chunk:
+            self._send(self._chunk)
+        return n
+
+    def status(self) -> Status:
+        return Status(
+            key=f"push-{self._expected}",
+            offset=self._sent + len(self._buf),
+            total=self._total,
+            expected=self._expected,
+            started_at=self._started_at,
+            updated_at=self._updated_at,
+        )
+
+    def digest(self) -> Digest:
+        return Digest(self._expected.algorithm, self._hasher.copy().hexdigest())
+
+    def truncate(self, size: int) -> None:
+        if size != 0:
+            raise FailedPrecondition(f"{self._what}: an upload can only restart from 0")
+        if self._sent + len(self._buf):
+            raise self._restart("truncated")
+
+    def commit(self, size: int, expected: Digest, labels: Mapping[str, str] | None = None) -> None:
+        """Finish the upload (labels mean nothing to a registry)."""
+        if self._committed:
+            raise AlreadyExists(f"{self._what}: already committed")
+        held = self._sent + len(self._buf)
+        if held != size:
+            raise DigestMismatch(
+                f"{self._what}: size mismatch: wrote {held} bytes, expected {size}"
+            )
+        got = self.digest()
+        if got != expected:
+            raise DigestMismatch(f"{self._what}: digest mismatch: wrote {got}")
+        if self._patched or self._chunked:
+            while self._buf:
+                self._send(len(self._buf))
+            body = b""
+        else:
+            body = bytes(self._buf)
+        self._finish(expected, body)
+        self._committed = True
+
+    def close(self) -> None:
+        # An unfinished session is left to the registry's upload purger: a
+        # DELETE here would cost a round trip on every failure path.
+        self._closed = True
+        self._buf = bytearray()
+
+    # -- requests --------------------------------------------------------------
+
+    def _send(self, n: int) -> None:
+        """PATCH the first ``n`` held bytes; on loss, continue from the registry's offset."""
+        failures = 0
+        end = self._sent + n
+        while self._sent < end:
+            start = self._sent
+            count = end - start
+            try:
+                resp = self._session.request(
+                    self._host,
+                    "PATCH",
+                    self._location,
+                    scopes=self._scopes,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{start}-{start + count - 1}",
+                    },
+                    body=memoryview(self._buf)[:count],
+                    what=self._what,
+                    idempotent=False,
+                    ok=(202, 204),
+                )
+                resp.read_capped(64 * 1024)
+                self._patched = True
+                self._location = _location(resp, self._what, self._location)
+                got = _range_end(resp)
+                reached = start + count if got is None else got
+                if not start < reached <= start + len(self._buf):
+                    raise Unavailable(
+                        f"{self._what}: registry reports offset {reached} after a chunk "
+                        f"of bytes {start}-{start + count - 1}"
+                    )
+                self._confirm(reached)
+                failures = 0
+            except (Unavailable, RegistryError) as e:
+                if isinstance(e, RegistryError) and not _recoverable(e):
+                    raise
+                failures += 1
+                if failures >= self._session.retry.attempts:
+                    raise
+                self._session.backoff(self._what, failures, str(e))
+                self._resync(start)
+
+    def _confirm(self, reached: int) -> None:
+        done = reached - self._sent
+        if done:
+            # A new buffer for the rest, not an in-place delete: a request body
+            # view of the old one may still be alive.
+            self._buf = bytearray(memoryview(self._buf)[done:])
+            self._sent = reached
+
+    def _resync(self, start: int) -> None:
+        """Ask the registry how far the upload got; keep going from there."""
+        try:
+            resp = self._session.request(
+                self._host,
+                "GET",
+                self._location,
+                scopes=self._scopes,
+                what=self._what,
+                ok=(204, 200),
+            )
+            resp.read_capped(64 * 1024)
+        except (NotFound, RegistryError) as e:
+            # Distribution 2.8 cancels a session whose stored size disagrees
+            # with the offset signed into its _state (a chunk that landed in
+            # part): the status GET then fails. Seen with docker-registry 2.8.2.
+            raise self._restart(f"upload session lost ({e})") from e
+        self._location = _location(resp, self._what, self._location)
+        got = _range_end(resp)
+        # Distribution 2.8 answers "0-0" both for an empty upload and for one
+        # byte; an upload whose chunk started at 0 is taken to hold nothing.
+        reached = 0 if got is None or (got == 1 and start == 0) else got
+        if not self._sent <= reached <= self._sent + len(self._buf):
+            held = self._sent + len(self._buf)
+            raise self._restart(f"registry holds {reached} bytes, expected {self._sent}..{held}")
+        self._confirm(reached)
+
+    def _finish(self, expected: Digest, body: bytes) -> None:
+        url = with_query(self._location, "digest", str(expected))
+        headers = {"Content-Type": "application/octet-stream"}
+        attempts = self._session.retry.attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                resp = self._session.request(
+                    self._host,
+                    "PUT",
+                    url,
+                    scopes=self._scopes,
+                    headers=headers,
+                    body=body,
+                    what=self._what,
+                    # A PUT carrying data goes once: on loss we look before resending.
+                    idempotent=not body,
+                    ok=(201, 204),
+                )
+                resp.read_capped(64 * 1024)
+                _check_digest(resp, expected, self._what)
+                return
+            except (Unavailable, RegistryError) as e:
+                if isinstance(e, RegistryError) and not (_recoverable(e) or e.status in (400, 404)):
+                    raise
+                # The PUT may have landed with its answer lost.
+                if self._exists():
+                    return
+                if not body or attempt == attempts:
+                    raise
+                # A monolithic upload holds all its bytes: a fresh session and
+                # the same PUT again is a resend of held data, not a blind replay.
+                self._session.backoff(self._what, attempt, str(e))
+                resp = self._start()
+                resp.close()
+                self._location = _location(resp, self._what)
+                url = with_query(self._location, "digest", str(expected))
+
+
+def _recoverable(e: RegistryError) -> bool:
+    # 416: the registry's offset differs from the chunk's start; ask it where it is.
+    return e.status in RETRYABLE_STATUS or e.status == 416
+
+
+def _location(resp: Response, what: str, previous: str | None = None) -> str:
+    loc = resp.header("Location")
+    if not loc:
+        if previous is not None:
+            return previous
+        raise RegistryError(f"{what}: registry answered {resp.status} without Location")
+    # Relative Locations (Distribution sends "/v2/…") resolve against the URL
+    # that answered, which keeps a mirror's or proxy's host.
+    return urljoin(resp.url, loc)
+
+
+def with_query(url: str, key: str, value: str) -> str:
+    """``url`` with ``key=value`` added to whatever query state it carries.
+
+    The registry's own query (``_state=…``) is kept byte for byte: it is
+    signed, and re-encoding it could change it."""
+    parts = urlsplit(url)
+    pair = f"{key}={quote(value, safe='')}"
+    query = f"{parts.query}&{pair}" if parts.query else pair
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _range_end(resp: Response) -> int | None:
+    """The offset after the last byte the registry holds (``Range: 0-N`` → N+1)."""
+    value = resp.header("Range")
+    if not value:
+        return None
+    text = value.strip()
+    if text.startswith("bytes="):
+        text = text[len("bytes=") :]
+    first, sep, last = text.partition("-")
+    if not sep or not first.isdigit() or not last.isdigit() or int(first) != 0:
+        raise Unavailable(f"bad Range {value!r} in upload answer")
+    return int(last) + 1
+
+
+def _int_header(resp: Response, name: str) -> int | None:
+    v = resp.header(name)
+    return int(v) if v and v.strip().isdigit() else None
+
+
+def _check_digest(resp: Response, expected: Digest, what: str) -> None:
+    header = resp.header("Docker-Content-Digest")
+    if header and header.strip() != str(expected):
+        raise DigestMismatch(f"{what}: registry stored {header.strip()}, expected {expected}")
