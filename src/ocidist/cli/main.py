@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "ocidist.cli.login",
     "ocidist.cli.apply",
     "ocidist.cli.unpack",
+    "ocidist.cli.layout",
 )
 
 

@@ -1,0 +1,99 @@
+"""`dist export NAME DIR|FILE.tar` and `dist import DIR|FILE.tar`: OCI image layouts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ocidist.cli.context import Context
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write an image from the store as an OCI image layout (directory or .tar)",
+        description=(
+            "Write image NAME as an OCI image layout: a directory (an existing layout gets "
+            "the image added, replacing an entry with the same tag) or, for a path ending "
+            "in .tar or -, a tar streamed there. index.json names it with "
+            "org.opencontainers.image.ref.name (the tag: skopeo's oci:DIR:TAG) and "
+            "io.containerd.image.name (the full name). Only blobs in the store are "
+            "written: an index pulled for one platform keeps only that platform."
+        ),
+    )
+    p.add_argument("name", metavar="NAME", help="image name in the store")
+    p.add_argument("dest", metavar="DIR|FILE.tar", help="layout directory, or tar file (- stdout)")
+    p.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="OS/ARCH[/VARIANT]",
+        help="only these platforms of an index (repeatable; default: all in the store)",
+    )
+    p.add_argument("--tag", help="ref.name to record (default: the name's tag)")
+    p.set_defaults(handler=run_export)
+
+    p = sub.add_parser(
+        "import",
+        parents=[common],
+        help="read an OCI image layout (directory or tar) into the store",
+        description=(
+            "Read an OCI image layout into the store, verifying every blob against its "
+            "digest; nothing is committed unless all of it verifies. Each index.json entry "
+            "is named BASE:<ref.name> with --name BASE, else by its io.containerd.image.name "
+            "annotation."
+        ),
+    )
+    p.add_argument("src", metavar="DIR|FILE.tar", help="layout directory, or tar file (- stdin)")
+    p.add_argument(
+        "--name",
+        metavar="BASE",
+        help="repository to name the images, e.g. localhost:5000/app (tags from ref.name)",
+    )
+    p.set_defaults(handler=run_import)
+
+
+def run_export(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.descriptor import Platform
+    from ocidist.images.platforms import any_of
+    from ocidist.layout import export_image
+    from ocidist.progress import human_size
+
+    matcher = any_of(Platform.parse(p) for p in args.platform) if args.platform else None
+    result = export_image(
+        ctx.store(), ctx.metadata(), args.name, args.dest, platforms=matcher, tag=args.tag
+    )
+    if ctx.json:
+        if args.dest != "-":
+            ctx.emit_json(
+                {
+                    "name": result.name,
+                    **result.target.to_json(),
+                    "dest": result.dest,
+                    "blobs": len(result.blobs),
+                    "blobBytes": result.size,
+                }
+            )
+        return 0
+    if not ctx.quiet:
+        # stderr: with `-` the tar itself is on stdout.
+        print(
+            f"exported {result.name} ({len(result.blobs)} blobs, {human_size(result.size)}) "
+            f"to {result.dest}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def run_import(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.layout import import_layout
+
+    images = import_layout(ctx.store(), ctx.metadata(), args.src, name=args.name)
+    if ctx.json:
+        ctx.emit_json([{"name": i.name, **i.target.to_json()} for i in images])
+        return 0
+    for image in images:
+        print(f"{image.name} {image.target.digest}")
+    return 0
