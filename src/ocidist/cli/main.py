@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "ocidist.cli.images",
     "ocidist.cli.login",
     "ocidist.cli.apply",
+    "ocidist.cli.push",
+    "ocidist.cli.registry",
     "ocidist.cli.unpack",
     "ocidist.cli.layout",
 )

@@ -1,0 +1,302 @@
+"""`dist push-object`, `dist push NAME [REF]` and `dist copy SRC DST`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import IO, TYPE_CHECKING, Any
+
+from ocidist.cli.context import Context
+
+if TYPE_CHECKING:
+    from ocidist.push import PushResult
+    from ocidist.remotes.docker.pusher import PushOptions
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2}
+_UNITS |= {"mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """``16MiB``, ``512k``, ``1000000``: a byte count for size options."""
+    s = text.strip().lower()
+    num = s.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = s[len(num) :].strip()
+    try:
+        value = float(num)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 16MiB, 512k)") from None
+    if unit not in _UNITS or value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 16MiB, 512k)")
+    return int(value * _UNITS[unit])
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "push-object",
+        parents=[common],
+        help="upload one object (the mirror of fetch-object); prints its digest",
+        description="Upload FILE (or stdin) to REF's repository. A manifest or index media "
+        "type is PUT under REF's tag (or its digest); anything else is a blob. With "
+        "REF@digest the content must hash to that digest.",
+    )
+    p.add_argument("ref", metavar="REF", help="repository, with :tag for a manifest")
+    p.add_argument("file", metavar="FILE", nargs="?", default="-", help="file, or - for stdin")
+    p.add_argument(
+        "--media-type",
+        default="application/octet-stream",
+        metavar="TYPE",
+        help="media type of the object (default application/octet-stream)",
+    )
+    add_upload_options(p)
+    p.set_defaults(handler=run_push_object)
+
+    p = sub.add_parser(
+        "push",
+        parents=[common],
+        help="push a stored image to a registry",
+        description="Push image NAME from the content store to REF (default: NAME). Blobs go "
+        "first, in parallel, mounted from another repository of the same registry when "
+        "they were fetched from there; manifests follow, children first, byte for byte.",
+    )
+    p.add_argument("name", metavar="NAME", help="image name in the store (see dist images ls)")
+    p.add_argument("target", metavar="REF", nargs="?", help="where to push (default: NAME)")
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="push only this platform's manifest of an index, as the image itself",
+    )
+    add_transfer_options(p)
+    p.set_defaults(handler=run_push)
+
+    p = sub.add_parser(
+        "copy",
+        parents=[common],
+        help="copy an image between repositories or registries, digests unchanged",
+        description="Copy SRC to DST, streaming blobs from one registry to the other (mounted "
+        "when both are on the same registry). By default every platform is copied and an "
+        "index keeps its digest. An index cannot be filtered without changing its digest, "
+        "so with --platform the matching platform manifest itself is copied and tagged "
+        "(like crane copy --platform).",
+    )
+    p.add_argument("src", metavar="SRC", help="source reference")
+    p.add_argument("dst", metavar="DST", help="destination reference")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="copy only this platform")
+    p.add_argument("--all-platforms", action="store_true", help="copy every platform (default)")
+    p.add_argument(
+        "--via-store",
+        action="store_true",
+        help="fetch into the content store (--root) first, then push from it",
+    )
+    add_transfer_options(p)
+    p.set_defaults(handler=run_copy)
+
+
+def add_upload_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--chunk-size",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="PATCH chunk size for large blobs (default 16MiB; the registry's "
+        "OCI-Chunk-Min-Length wins when larger)",
+    )
+    p.add_argument(
+        "--monolithic-max",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="blobs up to this size go in one PUT (default 16MiB)",
+    )
+
+
+def add_transfer_options(p: argparse.ArgumentParser) -> None:
+    add_upload_options(p)
+    p.add_argument(
+        "--concurrency", type=int, default=0, help="parallel uploads (default: 2 per core, 4+)"
+    )
+    p.add_argument("--progress", action="store_true", help="live progress even when not a TTY")
+
+
+def push_options(args: argparse.Namespace) -> PushOptions:
+    from ocidist.remotes.docker.pusher import PushOptions
+
+    base = PushOptions()
+    chunk = args.chunk_size or base.chunk_size
+    mono = args.monolithic_max if args.monolithic_max is not None else base.monolithic_max
+    return PushOptions(chunk_size=chunk, monolithic_max=mono)
+
+
+def _platform_matcher(text: str | None) -> Any:
+    from ocidist.descriptor import Platform
+    from ocidist.images.platforms import only
+
+    return only(Platform.parse(text)) if text else None
+
+
+def _check_concurrency(args: argparse.Namespace) -> None:
+    from ocidist.errors import InvalidArgument
+
+    if args.concurrency < 0:
+        raise InvalidArgument("--concurrency must not be negative")
+
+
+def run_push_object(args: argparse.Namespace, ctx: Context) -> int:
+    import io
+
+    from ocidist import reference
+    from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_manifest_or_index
+    from ocidist.errors import DigestMismatch, InvalidArgument
+    from ocidist.push import upload_blob
+
+    media_type = args.media_type.strip()
+    manifest = is_manifest_or_index(media_type)
+    r = reference.parse(args.ref, default_tag="")
+    if r.tag is not None and not manifest:
+        raise InvalidArgument(
+            f"push-object: {r.name}: only manifests can be tagged ({media_type} is a blob type)"
+        )
+    src = _open_input(args.file, MAX_MANIFEST_SIZE if manifest else -1)
+    try:
+        dgst, size = _hash(src, (r.digest.algorithm if r.digest else "sha256"))
+        if r.digest is not None and dgst != r.digest:
+            raise DigestMismatch(f"push-object: {r.name}: digest mismatch: the input is {dgst}")
+        desc = Descriptor(media_type=media_type, digest=dgst, size=size)
+        pusher = ctx.resolver().pusher(r.repository, push_options(args))
+
+        def open_at(offset: int) -> Any:
+            src.seek(offset, io.SEEK_SET)
+            return _Unclosable(src)
+
+        status = upload_blob(pusher, desc, open_at, tag=r.tag if manifest else None)
+    finally:
+        src.close()
+    name = f"{r.repository}:{r.tag}" if (manifest and r.tag) else f"{r.repository}@{dgst}"
+    if ctx.json:
+        ctx.emit_json({"name": name, **desc.to_json(), "status": status})
+    else:
+        print(dgst)
+    return 0
+
+
+class _Unclosable:
+    """The input stays open across resumed copies; copy_from closes what it opens."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def readinto(self, buf: Any) -> int:
+        return self._f.readinto(buf)  # type: ignore[attr-defined, no-any-return]
+
+    def close(self) -> None:
+        pass
+
+
+def _open_input(path: str, cap: int) -> IO[bytes]:
+    """A seekable copy of the input: the file itself, or stdin spooled."""
+    import shutil
+    import tempfile
+
+    from ocidist.errors import InvalidContent
+
+    if path != "-":
+        import os
+
+        from ocidist.errors import InvalidArgument
+
+        if not os.path.isfile(path):
+            raise InvalidArgument(f"push-object: {path}: no such file")
+        return open(path, "rb")
+    spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115
+    shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+    if cap >= 0 and spool.tell() > cap:
+        spool.close()
+        raise InvalidContent(f"push-object: a manifest larger than {cap} bytes is refused")
+    spool.seek(0)
+    return spool
+
+
+def _hash(f: IO[bytes], algorithm: str) -> tuple[Any, int]:
+    from ocidist.digest import Digest, new_hasher
+
+    h = new_hasher(algorithm)
+    size = 0
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    while n := f.readinto(view):  # type: ignore[attr-defined]
+        h.update(view[:n])
+        size += n
+    return Digest(algorithm, h.hexdigest()), size
+
+
+def run_push(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.progress import for_terminal
+    from ocidist.push import push_image
+
+    _check_concurrency(args)
+    matcher = _platform_matcher(args.platform)
+    progress = for_terminal(quiet=ctx.quiet, json_events=ctx.json, force=args.progress)
+    try:
+        result = push_image(
+            ctx.resolver(),
+            ctx.store(),
+            ctx.metadata(),
+            args.name,
+            args.target,
+            concurrency=args.concurrency,
+            progress=progress,
+            platforms=matcher,
+            options=push_options(args),
+        )
+    finally:
+        progress.close()
+    report(ctx, result)
+    return 0
+
+
+def run_copy(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.copy import copy_image
+    from ocidist.errors import InvalidArgument
+    from ocidist.progress import for_terminal
+
+    _check_concurrency(args)
+    if args.platform and args.all_platforms:
+        raise InvalidArgument("--platform and --all-platforms exclude each other")
+    matcher = _platform_matcher(args.platform)
+    progress = for_terminal(quiet=ctx.quiet, json_events=ctx.json, force=args.progress)
+    try:
+        result = copy_image(
+            ctx.resolver(),
+            args.src,
+            args.dst,
+            matcher=matcher,
+            via_store=ctx.store() if args.via_store else None,
+            concurrency=args.concurrency,
+            progress=progress,
+            options=push_options(args),
+        )
+    finally:
+        progress.close()
+    report(ctx, result)
+    return 0
+
+
+def report(ctx: Context, result: PushResult) -> None:
+    from ocidist.progress import human_size
+
+    if ctx.json:
+        doc = {"event": "done", "name": result.name, **result.target.to_json()}
+        doc |= {"pushed": len(result.pushed), "pushedBytes": result.pushed_bytes}
+        doc |= {"mounted": len(result.mounted), "existing": len(result.existing)}
+        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        return
+    print(f"{result.name} {result.target.digest}")
+    if not ctx.quiet:
+        print(
+            f"pushed {len(result.pushed)} objects ({human_size(result.pushed_bytes)}), "
+            f"{len(result.mounted)} mounted, {len(result.existing)} already present",
+            file=sys.stderr,
+        )

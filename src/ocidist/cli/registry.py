@@ -1,0 +1,164 @@
+"""`dist tags REPO`, `dist catalog REGISTRY`, `dist rm REF`, `dist tag SRC NEWTAG`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ocidist.cli.context import Context
+
+if TYPE_CHECKING:
+    from ocidist.remotes.docker.hosts import RegistryHost
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "tags",
+        parents=[common],
+        help="list a repository's tags",
+        description="List the tags of REPO, following the registry's pagination (Link headers).",
+    )
+    p.add_argument("repo", metavar="REPO", help="repository, e.g. host:5000/a/b")
+    add_page_size(p)
+    p.set_defaults(handler=run_tags)
+
+    p = sub.add_parser(
+        "catalog",
+        parents=[common],
+        help="list a registry's repositories",
+        description="List the repositories of REGISTRY (host[:port]) via /v2/_catalog; "
+        "many public registries refuse this.",
+    )
+    p.add_argument("registry", metavar="REGISTRY", help="registry host[:port]")
+    add_page_size(p)
+    p.set_defaults(handler=run_catalog)
+
+    p = sub.add_parser(
+        "rm",
+        parents=[common],
+        help="delete a manifest from a registry",
+        description="Delete the manifest REF names. A tag is resolved to its digest first, "
+        "and deleting by digest removes every tag that points at it. The registry must "
+        "allow deletes (Distribution: storage.delete.enabled).",
+    )
+    p.add_argument("ref", metavar="REF", help="host/repo:tag or host/repo@sha256:…")
+    p.set_defaults(handler=run_rm)
+
+    p = sub.add_parser(
+        "tag",
+        parents=[common],
+        help="tag a remote image again, without moving any blob",
+        description="Put the manifest SRC names under NEWTAG in the same repository, "
+        "byte for byte (the digest stays the same).",
+    )
+    p.add_argument("src", metavar="SRC", help="existing reference")
+    p.add_argument("newtag", metavar="NEWTAG", help="the new tag (a tag, not a reference)")
+    p.set_defaults(handler=run_tag)
+
+
+def add_page_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-n",
+        "--page-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ask the registry for N entries per page (default: the registry's choice)",
+    )
+
+
+def _check_page_size(args: argparse.Namespace) -> None:
+    from ocidist.errors import InvalidArgument
+
+    if args.page_size < 0:
+        raise InvalidArgument("--page-size must not be negative")
+
+
+def _host(ctx: Context, domain: str) -> RegistryHost:
+    from ocidist.remotes.docker.listing import upstream_host
+
+    return upstream_host(ctx.resolver().hosts(domain))
+
+
+def run_tags(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist import reference
+    from ocidist.errors import InvalidArgument
+    from ocidist.remotes.docker.listing import list_tags
+
+    _check_page_size(args)
+    r = reference.parse(args.repo, default_tag="")
+    if r.tag is not None or r.digest is not None:
+        raise InvalidArgument(f"tags: {args.repo}: give a repository, without tag or digest")
+    tags = list_tags(ctx.resolver().session, _host(ctx, r.domain), r.path, page_size=args.page_size)
+    if ctx.json:
+        ctx.emit_json({"name": r.repository, "tags": list(tags)})
+        return 0
+    for t in tags:
+        sys.stdout.write(t + "\n")
+    return 0
+
+
+def run_catalog(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist import reference
+    from ocidist.errors import InvalidArgument, InvalidReference
+    from ocidist.remotes.docker.listing import catalog
+
+    _check_page_size(args)
+    text = args.registry.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
+    try:
+        r = reference.parse(f"{text}/x", default_tag="")
+    except InvalidReference:
+        r = None
+    if r is None or r.path != "x" or not text:
+        raise InvalidArgument(f"catalog: {args.registry!r} is not a registry host[:port]")
+    repos = catalog(ctx.resolver().session, _host(ctx, r.domain), page_size=args.page_size)
+    if ctx.json:
+        ctx.emit_json({"registry": r.domain, "repositories": list(repos)})
+        return 0
+    for name in repos:
+        sys.stdout.write(name + "\n")
+    return 0
+
+
+def run_rm(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist import reference
+
+    name, desc = ctx.resolver().resolve(args.ref)
+    r = reference.parse(name)
+    ctx.resolver().pusher(name).delete_manifest(desc.digest)
+    deleted = f"{r.repository}@{desc.digest}"
+    if ctx.json:
+        ctx.emit_json({"name": deleted, **desc.to_json(), "deleted": True})
+    else:
+        print(f"deleted {deleted}")
+    return 0
+
+
+def run_tag(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist import reference
+    from ocidist.descriptor import MAX_MANIFEST_SIZE
+    from ocidist.errors import InvalidArgument, InvalidContent
+
+    r = reference.parse(args.src)
+    try:
+        target = r.with_tag(args.newtag)
+    except InvalidArgument:
+        raise InvalidArgument(
+            f"tag: invalid tag {args.newtag!r} (a tag like v1.2, not a reference)"
+        ) from None
+    name, desc = ctx.resolver().resolve(args.src)
+    if desc.size > MAX_MANIFEST_SIZE:
+        raise InvalidContent(f"{name}: manifest of {desc.size} bytes is too large")
+    stream = ctx.resolver().fetcher(name).fetch(desc)
+    try:
+        data = stream.read()  # verified against the digest by the fetcher
+    finally:
+        stream.close()
+    ctx.resolver().pusher(name).put_manifest(desc, data, tag=args.newtag)
+    new_name = f"{target.repository}:{args.newtag}"
+    if ctx.json:
+        ctx.emit_json({"name": new_name, **desc.to_json()})
+    else:
+        print(f"{new_name} {desc.digest}")
+    return 0
