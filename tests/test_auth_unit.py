@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from ocidist.errors import Unauthorized
 from ocidist.remotes.docker.auth import Authorizer, Credential, Token
 from ocidist.remotes.docker.challenge import Challenge, parse_challenges
+from ocidist.remotes.docker.transport import TLSConfig
 
 BEARER = 'Bearer realm="https://auth.example/token",service="reg"'
 
@@ -29,7 +30,11 @@ class ScriptedTokens:
         self._lock = threading.Lock()
 
     def fetch_token(
-        self, challenge: Challenge, scopes: tuple[str, ...], cred: Credential | None
+        self,
+        challenge: Challenge,
+        scopes: tuple[str, ...],
+        cred: Credential | None,
+        tls: TLSConfig | None = None,
     ) -> Token:
         time.sleep(self.delay)
         with self._lock:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -73,6 +74,7 @@ class TokenServer:
     log: list[TokenRequest] = field(default_factory=list, repr=False)
     refresh_tokens: dict[str, str] = field(default_factory=dict, repr=False)  # token -> user
     issued: list[str] = field(default_factory=list, repr=False)  # every token, to grep logs for
+    tls: Issued | None = field(default=None, repr=False)  # serve HTTPS with this certificate
 
     def __post_init__(self) -> None:
         self._server: TrackingServer | None = None
@@ -85,10 +87,15 @@ class TokenServer:
 
     @property
     def realm(self) -> str:
-        return f"http://{self.host}/token"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}/token"
 
     def start(self) -> TokenServer:
         self._server = TrackingServer(self.bind_host, _Handler, self)
+        if self.tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(self.tls.cert_path), str(self.tls.key_path))
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self._server.start()
         return self
 

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from ocidist.errors import Unauthorized
 from ocidist.remotes.docker.challenge import Challenge, parse_challenges
+from ocidist.remotes.docker.transport import TLSConfig
 
 # Docker's token spec: a token without expires_in is good for 60 seconds.
 DEFAULT_TOKEN_TTL = 60.0
@@ -61,7 +62,11 @@ class TokenSource(Protocol):
     """Fetches a bearer token (the I/O half; see token.py)."""
 
     def fetch_token(
-        self, challenge: Challenge, scopes: tuple[str, ...], cred: Credential | None
+        self,
+        challenge: Challenge,
+        scopes: tuple[str, ...],
+        cred: Credential | None,
+        tls: TLSConfig | None = None,
     ) -> Token: ...
 
 
@@ -87,8 +92,11 @@ class Authorizer:
         self._inflight: dict[tuple[str, tuple[str, ...]], threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def header(self, host: str, scopes: Iterable[str]) -> str | None:
-        """The Authorization header to send, or None when the host asked for none yet."""
+    def header(self, host: str, scopes: Iterable[str], tls: TLSConfig | None = None) -> str | None:
+        """The Authorization header to send, or None when the host asked for none yet.
+
+        ``tls`` is the registry host's TLS setup; the token realm is trusted the
+        same way (a private registry's token server usually shares its CA)."""
         with self._lock:
             ch = self._challenges.get(host)
         if ch is None:
@@ -99,9 +107,11 @@ class Authorizer:
         if ch.scheme != "bearer":
             return None
         all_scopes = tuple(sorted(set(scopes) | set(ch.scopes)))
-        return "Bearer " + self._token(host, ch, all_scopes).token
+        return "Bearer " + self._token(host, ch, all_scopes, tls).token
 
-    def _token(self, host: str, ch: Challenge, scopes: tuple[str, ...]) -> Token:
+    def _token(
+        self, host: str, ch: Challenge, scopes: tuple[str, ...], tls: TLSConfig | None
+    ) -> Token:
         key = (host, scopes)
         with self._lock:
             tok = self._cache.get(key)
@@ -114,7 +124,7 @@ class Authorizer:
                 tok = self._cache.get(key)
                 if tok is not None and tok.fresh(time.monotonic()):
                     return tok
-            tok = self._tokens.fetch_token(ch, scopes, self._credentials(host))
+            tok = self._tokens.fetch_token(ch, scopes, self._credentials(host), tls)
             with self._lock:
                 self._cache[key] = tok
             return tok

@@ -80,7 +80,7 @@ class Session:
             hdrs = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
             hdrs.update(host.headers)
             hdrs.update(headers or {})
-            auth = self.authorizer.header(host.host, scopes)
+            auth = self.authorizer.header(host.host, scopes, host.tls)
             if auth:
                 hdrs["Authorization"] = auth
             try:

@@ -35,16 +35,23 @@ class HTTPTokenSource:
         self.requests = 0  # counted for tests and --debug summaries
 
     def fetch_token(
-        self, challenge: Challenge, scopes: tuple[str, ...], cred: Credential | None
+        self,
+        challenge: Challenge,
+        scopes: tuple[str, ...],
+        cred: Credential | None,
+        tls: TLSConfig | None = None,
     ) -> Token:
+        tls = tls or self._tls
         if cred is not None and (cred.identity_token or (cred.username and cred.secret)):
             try:
-                return self._post(challenge, scopes, cred)
+                return self._post(challenge, scopes, cred, tls)
             except _FallBack:
                 pass
-        return self._get(challenge, scopes, cred)
+        return self._get(challenge, scopes, cred, tls)
 
-    def _post(self, ch: Challenge, scopes: tuple[str, ...], cred: Credential) -> Token:
+    def _post(
+        self, ch: Challenge, scopes: tuple[str, ...], cred: Credential, tls: TLSConfig
+    ) -> Token:
         form: dict[str, str] = {"client_id": CLIENT_ID, "service": ch.service}
         if scopes:
             form["scope"] = " ".join(scopes)
@@ -58,7 +65,7 @@ class HTTPTokenSource:
             ch.realm,
             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
             body=urlencode(form).encode(),
-            tls=self._tls,
+            tls=tls,
             deadline=self._deadline,
             what=f"token from {ch.realm}",
         )
@@ -67,7 +74,9 @@ class HTTPTokenSource:
             raise _FallBack()
         return self._decode(resp.status, body, ch)
 
-    def _get(self, ch: Challenge, scopes: tuple[str, ...], cred: Credential | None) -> Token:
+    def _get(
+        self, ch: Challenge, scopes: tuple[str, ...], cred: Credential | None, tls: TLSConfig
+    ) -> Token:
         query: list[tuple[str, str]] = []
         if ch.service:
             query.append(("service", ch.service))
@@ -82,7 +91,7 @@ class HTTPTokenSource:
             "GET",
             url,
             headers=headers,
-            tls=self._tls,
+            tls=tls,
             deadline=self._deadline,
             what=f"token from {ch.realm}",
         )
