@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench deps venv clean reliability
+.PHONY: demo test lint bench deps venv clean reliability proto
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,11 @@ lint: venv
 
 bench: deps venv
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# Regenerate src/ocidist/api/gen from src/ocidist/api/proto (needs grpcio-tools).
+proto: venv
+	$(BIN)/pip install -q -e '.[test,fast,dev]'
+	$(BIN)/python src/ocidist/api/proto/generate.py
 
 clean:
 	rm -rf $(VENV) .demo .bench

@@ -21,6 +21,7 @@ from ocidist.content import Info, Provider, Status, Store
 from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_manifest_or_index
 from ocidist.digest import Digest
 from ocidist.errors import DistError, FailedPrecondition, InvalidContent, NotFound
+from ocidist.leases import protected
 from ocidist.metadata import MetadataStore
 
 GC_REF_CONTENT = "containerd.io/gc.ref.content"
@@ -82,8 +83,12 @@ def reachable_from(store: Store, roots: Iterable[Descriptor]) -> set[Digest]:
 
 
 def reachable(store: Store, metadata: MetadataStore) -> set[Digest]:
-    """Every digest an image in ``metadata`` needs (present in the store or not)."""
-    return reachable_from(store, (image.target for image in metadata.list_images()))
+    """Every digest an image in ``metadata`` or a live lease needs (present in
+    the store or not)."""
+    roots = [image.target for image in metadata.list_images()]
+    # A lease (a `dist serve` client mid-fetch) holds blobs no name reaches yet.
+    roots += [Descriptor("", d, 0) for d in protected(metadata)]
+    return reachable_from(store, roots)
 
 
 def prune(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ocidist.errors import DistError, InvalidArgument
 
 if TYPE_CHECKING:
+    from ocidist.api.client import Daemon
     from ocidist.content.local import LocalStore
     from ocidist.metadata import MetadataStore
     from ocidist.remotes.docker.auth import Credential, CredentialFunc
@@ -106,6 +107,14 @@ def add_global_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=d(parse_duration(env_timeout) if env_timeout else None),
         help="deadline for the whole command, e.g. 30s, 5m (env DIST_TIMEOUT)",
     )
+    g.add_argument(
+        "--address",
+        metavar="ADDR",
+        default=d(os.environ.get("DIST_ADDRESS")),
+        help="work through the `dist serve` daemon at unix:///path, a path or "
+        "tcp://127.0.0.1:PORT instead of opening the store (env DIST_ADDRESS); "
+        "for `dist serve`, where to listen",
+    )
     g.add_argument("--debug", action="store_true", default=d(False), help="tracebacks and detail")
     g.add_argument("--quiet", "-q", action="store_true", default=d(False), help="no progress")
     g.add_argument("--json", action="store_true", default=d(False), help="machine output")
@@ -125,23 +134,36 @@ class Context:
         self._user_cred: Credential | None = None
         self._store: LocalStore | None = None
         self._metadata: MetadataStore | None = None
+        self._daemon: Daemon | None = None
 
     @property
     def root(self) -> str:
         return str(getattr(self.args, "root", None) or default_root())
 
+    def daemon(self) -> Daemon | None:
+        """The `dist serve` connection when --address is given (client mode)."""
+        address = getattr(self.args, "address", None)
+        if address and self._daemon is None:
+            from ocidist.api.client import Daemon
+
+            self._daemon = Daemon(address)
+        return self._daemon
+
     def store(self) -> LocalStore:
         if self._store is None:
             from ocidist.content.local import LocalStore
 
-            self._store = LocalStore(self.root)
+            daemon = self.daemon()
+            self._store = daemon.store() if daemon else LocalStore(self.root)
         return self._store
 
     def metadata(self) -> MetadataStore:
         if self._metadata is None:
             from ocidist.metadata import MetadataStore
 
-            self._metadata = MetadataStore(os.path.join(self.root, "metadata.db"))
+            daemon = self.daemon()
+            path = os.path.join(self.root, "metadata.db")
+            self._metadata = daemon.metadata() if daemon else MetadataStore(path)
         return self._metadata
 
     def resolver(self) -> DockerResolver:
@@ -222,3 +244,5 @@ class Context:
             self._resolver.close()
         if self._metadata is not None:
             self._metadata.close()
+        if self._daemon is not None:
+            self._daemon.close()

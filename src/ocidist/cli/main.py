@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "ocidist.cli.images",
     "ocidist.cli.login",
     "ocidist.cli.apply",
+    "ocidist.cli.serve",
     "ocidist.cli.push",
     "ocidist.cli.registry",
     "ocidist.cli.unpack",

@@ -1,0 +1,1 @@
+"""Modules generated from ../proto (see proto/generate.py)."""
