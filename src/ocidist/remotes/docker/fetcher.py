@@ -39,9 +39,12 @@ class DockerFetcher:
         # Manifests the resolver already read (GET fallback): no second round trip.
         self.cached: dict[str, bytes] = {}
 
-    def fetch(self, desc: Descriptor, offset: int = 0) -> Readable:
+    def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
         """A stream of ``desc``'s bytes from ``offset``. From offset 0 the stream
-        is verified: the read that would complete a corrupt object raises instead."""
+        is verified: the read that would complete a corrupt object raises instead.
+        ``verify=False`` is for a caller that hashes every byte itself (a store
+        writer whose commit checks the digest): hashing twice cost ~15 % of a
+        large fetch's CPU (docs/BENCHMARKS.md)."""
         body = self.cached.get(str(desc.digest))
         if body is not None:
             raw: Readable = io.BytesIO(body[offset:])
@@ -51,8 +54,8 @@ class DockerFetcher:
                     f"{desc.digest}: manifest of {desc.size} bytes exceeds {MAX_MANIFEST_SIZE}"
                 )
             raw = RemoteBody(self, desc, offset)
-        if offset:
-            return raw  # the caller's resumed hash verifies the whole
+        if offset or not verify:
+            return raw  # the caller's (resumed) hash verifies the whole
         return VerifyingReader(raw, desc.digest, desc.size, what=str(desc.digest))
 
     def open(self, desc: Descriptor, offset: int) -> tuple[Response, int]:
