@@ -58,6 +58,8 @@ from ocidist.stream import Readable
 
 # Index inside index is legal; a few levels cover every real image.
 MAX_INDEX_DEPTH = 4
+# How long a failed unpack waits for its transfers to notice the cancel.
+CANCEL_GRACE_SECONDS = 2.0
 
 
 class Remote(Protocol):
@@ -156,7 +158,7 @@ def unpack_image(
     existed = _check_dest(dest, force)
     name, target, from_store = _resolve(resolver, store, metadata, ref)
     gate = LayerGate()
-    fetcher = _LazyFetcher(resolver, name)
+    fetcher = _fetcher_for(resolver, name)
     source = None
     if not from_store:
         r = reference.parse(name)
@@ -202,7 +204,10 @@ def unpack_image(
         _apply_all(store, parts, dest, gate, result, progress or NullProgress(), warn, name)
     except BaseException:
         gate.cancel()
-        fetching.join()
+        # Flowing transfers stop at their next chunk; one blocked on a silent
+        # server cannot be interrupted, so the error is not held up by it (the
+        # thread is a daemon, and whatever it commits is verified content).
+        fetching.join(timeout=CANCEL_GRACE_SECONDS)
         if not force:
             _remove_contents(dest, remove_dir=not existed)
         raise
@@ -281,11 +286,11 @@ def _resolve(
 ) -> tuple[str, Descriptor, bool]:
     """(name, target, from_store): the metadata store first, then the registry."""
     parsed: reference.Reference | None = None
+    invalid: InvalidArgument | None = None
     try:
         parsed = reference.parse(ref)
-    except InvalidArgument:
-        if resolver is None and metadata is None:
-            raise
+    except InvalidArgument as e:
+        invalid = e  # may still be a name in the store (an import can record any)
     if metadata is not None:
         for candidate in dict.fromkeys([ref, *([parsed.name] if parsed else [])]):
             try:
@@ -298,34 +303,29 @@ def _resolve(
         with store.reader(parsed.digest) as f:
             data = f.read(4 * 1024 * 1024 + 1)
         return parsed.name, Descriptor(detect_media_type(data), parsed.digest, len(data)), True
-    if parsed is None:
-        raise NotFound(f"image {ref}: not found in the store and not a valid reference")
+    if invalid is not None or parsed is None:
+        raise invalid or InvalidArgument(f"invalid reference {ref!r}")
     if resolver is None:
         raise NotFound(f"image {parsed.name}: not found in the store")
     name, desc = resolver.resolve(ref)
     return name, desc, False
 
 
-class _LazyFetcher:
-    """Makes the real fetcher on first use, so an image wholly in the store
-    never touches the resolver (no host configuration, no network)."""
+def _fetcher_for(resolver: Remote | None, name: str) -> Fetcher:
+    """The registry's fetcher for ``name`` (making one does no I/O); without a
+    resolver, or for a stored name that is no registry reference, one that
+    reports the missing blob."""
+    if resolver is not None:
+        try:
+            return resolver.fetcher(name)
+        except InvalidArgument:
+            pass
+    return _Offline()
 
-    def __init__(self, resolver: Remote | None, name: str) -> None:
-        self._resolver = resolver
-        self._name = name
-        self._fetcher: Fetcher | None = None
-        self._lock = threading.Lock()
 
+class _Offline:
     def fetch(self, desc: Descriptor, offset: int = 0) -> Readable:
-        with self._lock:
-            if self._fetcher is None:
-                if self._resolver is None:
-                    raise NotFound(
-                        f"content {desc.digest}: not in the store (and no registry to ask)"
-                    )
-                self._fetcher = self._resolver.fetcher(self._name)
-            fetcher = self._fetcher
-        return fetcher.fetch(desc, offset)
+        raise NotFound(f"content {desc.digest}: not in the store (and no registry to ask)")
 
 
 def _check_dest(dest: str, force: bool) -> bool:
