@@ -1,5 +1,5 @@
-"""``ocidist.v1.Distribution``: pull (and, once they exist, push and unpack)
-done by the daemon, streaming progress.
+"""``ocidist.v1.Distribution``: pull, push and unpack done by the daemon (with
+its registry configuration and credentials), streaming progress.
 
 The operation runs in a thread of its own and reports through a queue; the
 RPC streams what arrives. When the client goes away, the next progress
@@ -10,6 +10,7 @@ fetched stays as resumable ingests.
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import threading
 import time
@@ -21,8 +22,10 @@ from ocidist.api import convert, rpc
 from ocidist.api.gen import ocidist_pb2 as pb
 from ocidist.content.local import LocalStore
 from ocidist.descriptor import Descriptor
-from ocidist.errors import DistError, Unavailable
+from ocidist.errors import InvalidArgument, Unavailable
+from ocidist.images.platforms import MatchComparer
 from ocidist.metadata import MetadataStore
+from ocidist.progress import Progress
 from ocidist.remotes.docker.resolver import DockerResolver
 
 SERVICE = "ocidist.v1.Distribution"
@@ -105,38 +108,92 @@ class DistributionService:
     def pull(
         self, req: pb.PullRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.ProgressEvent]:
-        from ocidist.cli.fetch import matcher_for
         from ocidist.pull import fetch_image
 
         if not req.ref:
-            raise DistError("pull: the request has no ref")
-        matcher, limit = matcher_for(
-            argparse.Namespace(platform=list(req.platforms), all_platforms=req.all_platforms)
-        )
+            raise InvalidArgument("pull: the request has no ref")
+        matcher, limit = _matcher(list(req.platforms), req.all_platforms)
+
+        def work(resolver: DockerResolver, progress: Progress) -> pb.ProgressEvent:
+            result = fetch_image(
+                resolver,
+                self.store,
+                self.metadata,
+                req.ref,
+                matcher=matcher,
+                limit=limit,
+                concurrency=max(0, req.concurrency),
+                progress=progress,
+            )
+            return _event("complete", result.target, name=result.name)
+
+        yield from self._run(f"pull {req.ref}", work, context)
+
+    def push(
+        self, req: pb.PushRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ProgressEvent]:
+        from ocidist.push import push_image
+
+        if not req.name:
+            raise InvalidArgument("push: the request has no image name")
+
+        def work(resolver: DockerResolver, progress: Progress) -> pb.ProgressEvent:
+            result = push_image(
+                resolver, self.store, self.metadata, req.name, req.ref or None, progress=progress
+            )
+            return _event("complete", result.target, name=result.name)
+
+        yield from self._run(f"push {req.name}", work, context)
+
+    def unpack(
+        self, req: pb.UnpackRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ProgressEvent]:
+        from ocidist.unpack import unpack_image
+
+        if not req.name:
+            raise InvalidArgument("unpack: the request has no image name")
+        # The directory is on the daemon's side; a relative one would depend
+        # on where the daemon was started.
+        if not os.path.isabs(req.dir):
+            raise InvalidArgument(f"unpack: directory {req.dir!r} must be an absolute path")
+        matcher, _ = _matcher([req.platform] if req.platform else [], False)
+
+        def work(resolver: DockerResolver, progress: Progress) -> pb.ProgressEvent:
+            result = unpack_image(
+                resolver,
+                self.store,
+                self.metadata,
+                req.name,
+                req.dir,
+                matcher=matcher,
+                progress=progress,
+            )
+            return _event("complete", result.manifest, name=result.name)
+
+        yield from self._run(f"unpack {req.name}", work, context)
+
+    def _run(
+        self,
+        what: str,
+        work: Callable[[DockerResolver, Progress], pb.ProgressEvent],
+        context: grpc.ServicerContext,
+    ) -> Iterator[pb.ProgressEvent]:
+        """Run ``work`` in a thread of its own, streaming its progress, then
+        its final event (or raising its error)."""
         progress = QueueProgress(context)
         outcome: list[BaseException | pb.ProgressEvent] = []
 
-        def work() -> None:
+        def run() -> None:
             resolver = self.resolver()
             try:
-                result = fetch_image(
-                    resolver,
-                    self.store,
-                    self.metadata,
-                    req.ref,
-                    matcher=matcher,
-                    limit=limit,
-                    concurrency=max(0, req.concurrency),
-                    progress=progress,
-                )
-                outcome.append(_event("complete", result.target, name=result.name))
+                outcome.append(work(resolver, progress))
             except BaseException as e:
                 outcome.append(e)
             finally:
                 resolver.close()
                 progress.events.put(_END)
 
-        thread = threading.Thread(target=work, name=f"pull {req.ref}", daemon=True)
+        thread = threading.Thread(target=run, name=what, daemon=True)
         thread.start()
         while (item := progress.events.get()) is not _END:
             assert isinstance(item, pb.ProgressEvent)
@@ -147,16 +204,13 @@ class DistributionService:
             raise last
         yield last
 
-    def push(
-        self, req: pb.PushRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.ProgressEvent]:
-        # ocidist.push does not exist yet (being built alongside this service).
-        yield from ()
-        raise convert.Unimplemented("push: not available in this dist serve yet")
 
-    def unpack(
-        self, req: pb.UnpackRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.ProgressEvent]:
-        # ocidist.unpack does not exist yet (being built alongside this service).
-        yield from ()
-        raise convert.Unimplemented("unpack: not available in this dist serve yet")
+def _matcher(platforms: list[str], all_platforms: bool) -> tuple[MatchComparer, int]:
+    from ocidist.cli.fetch import matcher_for
+
+    # The same rules as `dist fetch --platform/--all-platforms`.
+    matcher: MatchComparer
+    matcher, limit = matcher_for(
+        argparse.Namespace(platform=platforms, all_platforms=all_platforms)
+    )
+    return matcher, limit

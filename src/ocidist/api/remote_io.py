@@ -101,6 +101,7 @@ class RemoteWriter:
         self._what = what
         self._requests: queue.Queue[pb.WriteContentRequest | None] = queue.Queue()
         self._closed = False
+        self._committed: Digest | None = None
         self._stream = call(iter(self._requests.get, None))
         first = pb.WriteContentRequest(
             action=pb.STAT,
@@ -152,6 +153,8 @@ class RemoteWriter:
         )
 
     def digest(self) -> Digest:
+        if self._committed is not None:
+            return self._committed  # the stream is over; LocalWriter answers too
         return Digest.parse(self._stat().digest)
 
     def truncate(self, size: int) -> None:
@@ -172,6 +175,7 @@ class RemoteWriter:
         )
         if resp.digest != str(expected):
             raise DigestMismatch(f"commit {self._key}: daemon committed {resp.digest}")
+        self._committed = expected
         self.close()
 
     def close(self) -> None:

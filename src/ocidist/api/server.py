@@ -16,10 +16,13 @@ from collections.abc import Callable
 from concurrent import futures
 
 import grpc
+from google.protobuf.empty_pb2 import Empty
 
+from ocidist import __version__
 from ocidist.api import rpc
 from ocidist.api.address import Address
 from ocidist.api.content_service import ContentService
+from ocidist.api.gen import version_pb2
 from ocidist.api.images_service import ImagesService
 from ocidist.api.leases_service import LeasesService
 from ocidist.api.ocidist_service import DistributionService
@@ -58,6 +61,7 @@ class Server:
                 ImagesService(self.metadata).handler(),
                 LeasesService(self.leases).handler(),
                 DistributionService(self.store, self.metadata, resolver).handler(),
+                _version_handler(),
             )
         )
         self.port = 0
@@ -97,6 +101,16 @@ class Server:
                 os.unlink(self.address.path)
         self.leases.close()
         self.metadata.close()
+
+
+def _version_handler() -> grpc.GenericRpcHandler:
+    """containerd's Version service: `ctr version` (and health checks) answer."""
+
+    def version(req: Empty, context: grpc.ServicerContext) -> version_pb2.VersionResponse:
+        return version_pb2.VersionResponse(version=f"ocidist {__version__}", revision="dist serve")
+
+    method = rpc.Method("Version", "unary", version, Empty, version_pb2.VersionResponse)
+    return rpc.service("containerd.services.version.v1.Version", [method])
 
 
 def _claim_socket_path(address: Address) -> None:
