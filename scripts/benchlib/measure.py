@@ -110,4 +110,5 @@ def median_sample(samples: Sequence[Sample]) -> Sample:
 
 
 def wall_median(argv: Sequence[str], runs: int, env: Mapping[str, str] | None = None) -> float:
+    run(argv, env=env)  # warm-up, untimed
     return statistics.median(run(argv, env=env).wall for _ in range(runs))
