@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ocidist.content.local import LocalStore
+from ocidist.digest import Digest
 from ocidist.errors import NotFound
 from ocidist.metadata import MetadataStore
 from ocidist.unpack import unpack_image
@@ -249,9 +250,7 @@ def test_unpack_platform_of_index(tmp_path: Path, registry: Registry, repo_name:
     assert not (tmp_path / "none").exists()
 
 
-def _dgst(text: str) -> object:
-    from ocidist.digest import Digest
-
+def _dgst(text: str) -> Digest:
     return Digest.parse(text)
 
 
