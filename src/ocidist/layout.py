@@ -21,6 +21,7 @@ names are known.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -276,7 +277,7 @@ def _write_tar(store: Store, blobs: list[Descriptor], entry: dict[str, Any], des
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
             # tarfile copies 16 KiB at a time by default (attribute missing in typeshed).
             tf.copybufsize = BUFSIZE  # type: ignore[attr-defined]
-            tf.addfile(_tar_info(LAYOUT_FILE, len(layout)), _BytesReader(layout))
+            tf.addfile(_tar_info(LAYOUT_FILE, len(layout)), io.BytesIO(layout))
             tf.addfile(_tar_info("blobs", 0, directory=True))
             for alg in sorted({d.digest.algorithm for d in blobs}):
                 tf.addfile(_tar_info(f"blobs/{alg}", 0, directory=True))
@@ -284,7 +285,7 @@ def _write_tar(store: Store, blobs: list[Descriptor], entry: dict[str, Any], des
                 info = _tar_info(f"blobs/{desc.digest.algorithm}/{desc.digest.encoded}", desc.size)
                 with store.reader(desc.digest) as f:
                     tf.addfile(info, _HashingReader(f, desc))
-            tf.addfile(_tar_info(INDEX_FILE, len(index_bytes)), _BytesReader(index_bytes))
+            tf.addfile(_tar_info(INDEX_FILE, len(index_bytes)), io.BytesIO(index_bytes))
 
     if dest == "-":
         write(sys.stdout.buffer)
@@ -292,17 +293,6 @@ def _write_tar(store: Store, blobs: list[Descriptor], entry: dict[str, Any], des
         return
     with _atomic(os.path.abspath(dest)) as out:
         write(out)
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self._data, self._pos = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._data) if n < 0 else self._pos + n
-        chunk = self._data[self._pos : end]
-        self._pos += len(chunk)
-        return chunk
 
 
 # -- import -------------------------------------------------------------------
