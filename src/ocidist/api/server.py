@@ -66,10 +66,14 @@ class Server:
         )
         self.port = 0
         self._stopped = threading.Event()
+        self._owns_socket = False
 
     def start(self) -> None:
         if self.address.path:
             _claim_socket_path(self.address)
+            # From here the path is ours to remove on stop (not before: a
+            # refused start must not unlink a running daemon's socket).
+            self._owns_socket = True
         try:
             self.port = self._server.add_insecure_port(self.address.target)
         except RuntimeError:
@@ -96,7 +100,7 @@ class Server:
             return
         self._stopped.set()
         self._server.stop(grace).wait()
-        if self.address.path:
+        if self._owns_socket:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.address.path)
         self.leases.close()
