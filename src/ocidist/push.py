@@ -25,7 +25,7 @@ from ocidist.descriptor import (
     is_index,
     is_manifest,
 )
-from ocidist.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from ocidist.errors import AlreadyExists, InvalidArgument, NotFound
 from ocidist.images.dispatch import dispatch
 from ocidist.images.handlers import SOURCE_LABEL, read_manifest
 from ocidist.images.platforms import MatchComparer, select
@@ -34,6 +34,7 @@ from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
 from ocidist.remotes.docker.pusher import DockerPusher, Mounted, PushOptions
 from ocidist.remotes.docker.resolver import DockerResolver
+from ocidist.remotes.docker.upload import UploadRestarted
 
 OpenAt = Callable[[int], BinaryIO]
 # Attempts per blob at feeding a writer whose session had to restart.
@@ -75,8 +76,9 @@ def upload_blob(
     tag: str | None = None,
 ) -> str:
     """Put one object into the pusher's repository; ``"pushed"``, ``"exists"``
-    or ``"mounted"``. A broken upload resumes from the writer's offset (the
-    registry's, or 0 after a restarted session), a bounded number of times."""
+    or ``"mounted"``. A lost chunk is resumed inside the writer from the
+    registry's offset; a lost session restarts, and the copy resumes from the
+    writer's offset (0 then), a bounded number of times."""
     prog = progress or NullProgress()
     try:
         writer = pusher.push(desc, tag=tag, mount_from=mount_from)
@@ -100,7 +102,9 @@ def upload_blob(
             try:
                 copy_from(writer, open_at, desc.size, desc.digest, progress=report)
                 break
-            except Unavailable:
+            except UploadRestarted:
+                # Only a writer that lost its session asks to be fed again;
+                # a failing source has already used its own retries.
                 if attempt == UPLOAD_ATTEMPTS:
                     raise
     finally:
