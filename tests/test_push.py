@@ -329,8 +329,8 @@ def test_push_object_bad_input(tmp_path: Path, registry: Registry, repo_name: st
     assert "blob unknown" in one_error_line(out).lower()
 
 
-def test_chunk_sizes_per_blob(tmp_path: Path) -> None:
-    """The CLI's size parser (units people type)."""
+def test_size_options_parse() -> None:
+    """--chunk-size / --monolithic-max take the units people type."""
     from ocidist.cli.push import parse_size
 
     assert parse_size("256KiB") == 256 * KiB

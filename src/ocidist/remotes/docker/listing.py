@@ -3,6 +3,8 @@
 Both answers are paginated the same way (distribution-spec): ``?n=<count>``
 asks for a page size, and a ``Link: <…?last=x&n=2>; rel="next"`` header
 names the next page, relative or absolute. No Link, no more pages.
+Distribution 2.8.2 paginates the catalog but ignores ``n`` on tags/list and
+sends every tag, unsorted, in one page (2026-11); that is a valid last page.
 """
 
 from __future__ import annotations

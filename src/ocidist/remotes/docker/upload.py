@@ -233,12 +233,12 @@ class BlobWriter:
         except (NotFound, RegistryError) as e:
             # Distribution 2.8 cancels a session whose stored size disagrees
             # with the offset signed into its _state (a chunk that landed in
-            # part): the status GET then fails. Seen with docker-registry 2.8.2.
+            # part): the status GET then fails (docker-registry 2.8.2, 2026-11).
             raise self._restart(f"upload session lost ({e})") from e
         self._location = _location(resp, self._what, self._location)
         got = _range_end(resp)
-        # Distribution 2.8 answers "0-0" both for an empty upload and for one
-        # byte; an upload whose chunk started at 0 is taken to hold nothing.
+        # Distribution 2.8.2 answers "0-0" both for an empty upload and for one
+        # byte (2026-11); an upload whose chunk started at 0 is taken to hold nothing.
         reached = 0 if got is None or (got == 1 and start == 0) else got
         if not self._sent <= reached <= self._sent + len(self._buf):
             held = self._sent + len(self._buf)
