@@ -8,6 +8,7 @@ GETs are routinely redirected to object storage with signed URLs).
 
 from __future__ import annotations
 
+import http.client
 import ssl
 import threading
 import time
@@ -77,6 +78,8 @@ class Response:
         self.status = raw.status
         self.headers: Mapping[str, str] = raw.headers
         self._what = what
+        fp = getattr(raw, "_fp", None)
+        self._fp = fp if isinstance(fp, http.client.HTTPResponse) else None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -91,10 +94,25 @@ class Response:
         return int(v)
 
     def readinto(self, buf: bytearray | memoryview) -> int:
+        fp = self._fp
+        if fp is None:
+            try:
+                return int(self._raw.readinto(buf))
+            except HTTPError as e:
+                raise _convert(e, self._what) from e
+        # urllib3's readinto reads into a new bytes object and copies that
+        # into ``buf``; with no content decoding (we never ask for it) the
+        # http.client response beneath fills ``buf`` itself. It still tracks
+        # Content-Length and chunking, and closes itself at the end, which is
+        # what lets ``close`` hand the connection back to the pool.
         try:
-            return int(self._raw.readinto(buf))
-        except HTTPError as e:
-            raise _convert(e, self._what) from e
+            return fp.readinto(buf)
+        except TimeoutError as e:
+            raise TimedOut(f"{self._what}: timed out") from e
+        except (OSError, http.client.HTTPException) as e:
+            # IncompleteRead (body cut short), resets: what urllib3 calls
+            # a ProtocolError.
+            raise Unavailable(f"{self._what}: connection broken") from e
 
     def read(self, n: int = -1) -> bytes:
         try:
