@@ -34,6 +34,13 @@ lint: venv
 bench: deps venv
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
+# Fault trials with the table of docs/RELIABILITY.md (REL_ARGS=--quick for the
+# short form), then the reference parser under atheris for a bounded time when
+# atheris is installed (it is optional).
+reliability: deps venv
+	$(BIN)/python scripts/reliability.py $(REL_ARGS)
+	$(BIN)/python tests/fuzz/run.py --seconds $(or $(FUZZ_SECONDS),30)
+
 # Regenerate src/ocidist/api/gen from src/ocidist/api/proto (needs grpcio-tools).
 proto: venv
 	$(BIN)/pip install -q -e '.[test,fast,dev]'

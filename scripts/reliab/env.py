@@ -96,7 +96,7 @@ class Env:
         imgs["multi"] = multiplatform_index(tag="reliability")
         big_total = (6 if self.quick else 12) << 20
         imgs["big"] = large_image(self.workdir / "big", total_compressed=big_total, layers=3)
-        tree = build_layer(tree_layer(7, 600 if self.quick else 2000))
+        tree = build_layer(tree_layer(7, 300 if self.quick else 2000))
         assert tree.blob.data is not None
         self.layer_file.write_bytes(tree.blob.data)
         self.layer_diff_id = tree.diff_id
