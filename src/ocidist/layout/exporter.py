@@ -1,0 +1,256 @@
+"""Export an image from the store as an OCI image layout (directory or tar)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, BinaryIO
+
+from ocidist import manifest, reference
+from ocidist.content import Store
+from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, is_index, is_manifest
+from ocidist.digest import Digest
+from ocidist.errors import (
+    DigestMismatch,
+    InvalidArgument,
+    InvalidContent,
+    NotFound,
+)
+from ocidist.images.platforms import MatchComparer, select
+from ocidist.layout.common import (
+    BUFSIZE,
+    IMAGE_NAME,
+    INDEX_FILE,
+    LAYOUT_FILE,
+    LAYOUT_VERSION,
+    REF_NAME,
+    is_tar_path,
+    read_small,
+)
+from ocidist.metadata import Image, MetadataStore
+
+
+@dataclass
+class ExportResult:
+    name: str
+    target: Descriptor
+    dest: str
+    blobs: list[Descriptor] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(d.size for d in self.blobs)
+
+
+def export_image(
+    store: Store,
+    metadata: MetadataStore,
+    name: str,
+    dest: str,
+    *,
+    platforms: MatchComparer | None = None,
+    tag: str | None = None,
+) -> ExportResult:
+    """Write image ``name`` as an OCI layout to the directory or tar ``dest``.
+
+    ``platforms`` keeps only matching manifests of an index; ``tag`` overrides
+    the ``ref.name`` (default: the name's tag). An existing layout directory
+    gets the image added, replacing an entry with the same ``ref.name``.
+    """
+    image = _lookup(metadata, name)
+    blobs = _closure(store, image.target, platforms)
+    entry = _index_entry(image, tag)
+    if is_tar_path(dest):
+        _write_tar(store, blobs, entry, dest)
+    else:
+        _write_dir(store, blobs, entry, dest)
+    return ExportResult(image.name, image.target, dest, blobs)
+
+
+def _lookup(metadata: MetadataStore, name: str) -> Image:
+    try:
+        return metadata.get_image(name)
+    except NotFound:
+        try:
+            canonical = reference.parse(name).name
+        except InvalidArgument:
+            raise NotFound(f"image {name}: not found") from None
+        return metadata.get_image(canonical)
+
+
+def _closure(store: Store, target: Descriptor, matcher: MatchComparer | None) -> list[Descriptor]:
+    """Everything ``target`` reaches that an export must carry, parents first."""
+    out: dict[Digest, Descriptor] = {}
+
+    def visit(desc: Descriptor, required: bool, depth: int) -> bool:
+        if desc.digest in out:
+            return True
+        if not store.exists(desc.digest):
+            if required:
+                raise NotFound(f"content {desc.digest} ({desc.media_type}): not in the store")
+            return False  # an index entry that was never pulled
+        out[desc.digest] = desc
+        if depth > 8:
+            raise InvalidContent(f"{desc.digest}: indexes nested too deep")
+        if is_index(desc.media_type) or is_manifest(desc.media_type):
+            data = read_small(store, desc)
+            kids = manifest.children(desc, data)
+            if is_index(desc.media_type):
+                if matcher is not None:
+                    kids = select(kids, matcher)
+                found = [visit(k, False, depth + 1) for k in kids]
+                if kids and not any(found):
+                    raise NotFound(f"{desc.digest}: none of its manifests is in the store")
+            else:
+                for k in kids:
+                    visit(k, True, depth + 1)
+        return True
+
+    visit(target, True, 0)
+    return list(out.values())
+
+
+def _index_entry(image: Image, tag: str | None) -> dict[str, Any]:
+    entry = Descriptor(image.target.media_type, image.target.digest, image.target.size)
+    annotations = {IMAGE_NAME: image.name}
+    if tag is None:
+        try:
+            tag = reference.parse(image.name, default_tag="").tag
+        except InvalidArgument:
+            tag = None
+    if tag:
+        annotations[REF_NAME] = tag
+    return {**entry.to_json(), "annotations": annotations}
+
+
+class _HashingReader:
+    """Reads a store blob and checks it: a corrupt store never leaks out."""
+
+    def __init__(self, f: BinaryIO, desc: Descriptor) -> None:
+        self._f, self._desc = f, desc
+        self._hasher = desc.digest.hasher()
+        self._n = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._hasher.update(data)
+        self._n += len(data)
+        if (not data or self._n == self._desc.size) and not self._ok():
+            raise DigestMismatch(f"content {self._desc.digest}: digest mismatch in the store")
+        return data
+
+    def _ok(self) -> bool:
+        return self._n == self._desc.size and self._hasher.hexdigest() == self._desc.digest.encoded
+
+
+def _write_dir(store: Store, blobs: list[Descriptor], entry: dict[str, Any], dest: str) -> None:
+    index = _existing_index(dest)
+    for desc in blobs:
+        directory = os.path.join(dest, "blobs", desc.digest.algorithm)
+        path = os.path.join(directory, desc.digest.encoded)
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.getsize(path) == desc.size:
+                continue  # content-addressed: the same name holds the same bytes
+        os.makedirs(directory, exist_ok=True)
+        with _atomic(path) as out, store.reader(desc.digest) as f:
+            src = _HashingReader(f, desc)
+            while chunk := src.read(BUFSIZE):
+                out.write(chunk)
+    ref = entry["annotations"].get(REF_NAME)
+    keep = [m for m in index["manifests"] if ref is None or _ref_name(m) != ref]
+    index["manifests"] = [*keep, entry]
+    with _atomic(os.path.join(dest, LAYOUT_FILE)) as out:
+        out.write(json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+    with _atomic(os.path.join(dest, INDEX_FILE)) as out:
+        out.write(json.dumps(index, indent=2).encode() + b"\n")
+
+
+def _ref_name(entry: Any) -> Any:
+    annotations = entry.get("annotations") if isinstance(entry, dict) else None
+    return annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+
+
+def _existing_index(dest: str) -> dict[str, Any]:
+    """index.json of the layout at ``dest``; a fresh one for an absent or empty directory."""
+    fresh: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    if not os.path.exists(dest):
+        os.makedirs(dest)
+        return fresh
+    if not os.path.isdir(dest):
+        raise InvalidArgument(f"{dest}: not a directory (a tar must end in .tar)")
+    if not os.path.exists(os.path.join(dest, LAYOUT_FILE)):
+        if os.listdir(dest):
+            raise InvalidArgument(f"{dest}: not empty and not an OCI layout")
+        return fresh
+    try:
+        with open(os.path.join(dest, INDEX_FILE), "rb") as f:
+            index = json.loads(f.read(MAX_MANIFEST_SIZE + 1))
+    except FileNotFoundError:
+        return fresh
+    except ValueError as e:
+        raise InvalidContent(f"{dest}/{INDEX_FILE}: not valid JSON: {e}") from None
+    if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
+        raise InvalidContent(f"{dest}/{INDEX_FILE}: not an image index")
+    index.setdefault("manifests", [])
+    return index
+
+
+@contextlib.contextmanager
+def _atomic(path: str) -> Iterator[IO[bytes]]:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _tar_info(name: str, size: int, *, directory: bool = False) -> tarfile.TarInfo:
+    # Fixed metadata: the same image always exports to the same bytes.
+    info = tarfile.TarInfo(name)
+    info.size = 0 if directory else size
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = 0o755 if directory else 0o644
+    info.mtime = 0
+    return info
+
+
+def _write_tar(store: Store, blobs: list[Descriptor], entry: dict[str, Any], dest: str) -> None:
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}
+    index_bytes = json.dumps(index, indent=2).encode() + b"\n"
+    layout = json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode()
+
+    def write(out: IO[bytes]) -> None:
+        # Stream mode ("w|"): one pass, nothing staged on disk.
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+            # tarfile copies 16 KiB at a time by default (attribute missing in typeshed).
+            tf.copybufsize = BUFSIZE  # type: ignore[attr-defined]
+            tf.addfile(_tar_info(LAYOUT_FILE, len(layout)), io.BytesIO(layout))
+            tf.addfile(_tar_info("blobs", 0, directory=True))
+            for alg in sorted({d.digest.algorithm for d in blobs}):
+                tf.addfile(_tar_info(f"blobs/{alg}", 0, directory=True))
+            for desc in blobs:
+                info = _tar_info(f"blobs/{desc.digest.algorithm}/{desc.digest.encoded}", desc.size)
+                with store.reader(desc.digest) as f:
+                    tf.addfile(info, _HashingReader(f, desc))
+            tf.addfile(_tar_info(INDEX_FILE, len(index_bytes)), io.BytesIO(index_bytes))
+
+    if dest == "-":
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    with _atomic(os.path.abspath(dest)) as out:
+        write(out)
