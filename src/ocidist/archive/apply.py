@@ -117,6 +117,10 @@ class _Applier:
             warn=opts.warn,
         )
         self._dirs = entries.DeferredDirs()
+        # A GNU sparse member expands to its full size from a few stream bytes
+        # (a 136-byte gzip layer made a 4 GiB file here), so the size limit,
+        # which counts stream bytes, must count what sparse members expand to.
+        self._sparse_size = 0
 
     def __enter__(self) -> _Applier:
         return self
@@ -190,6 +194,13 @@ class _Applier:
             remove_at(parent_fd, name, st)
             self._root.invalidate()
             parent_fd, _, _ = self._root.resolve(parts)
+        if info.isreg() and info.sparse is not None:
+            self._sparse_size += info.size
+            if self._sparse_size > self._opts.max_total_size:
+                raise ArchiveError(
+                    f"sparse file of {info.size} bytes exceeds the size limit of "
+                    f"{self._opts.max_total_size}"
+                )
         if info.isreg():
             entries.write_file(self._policy, info, _data_reader(tf, info), parent_fd, name)
         elif info.isdir():
