@@ -29,6 +29,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="DIGEST",
         help="fail with 'digest mismatch' unless the uncompressed tar has this digest",
     )
+    # Tar-bomb limits (ApplyOptions); the defaults are far above any real layer.
+    p.add_argument("--max-entries", type=int, metavar="N", help="refuse more entries (5000000)")
+    p.add_argument(
+        "--max-path-depth", type=int, metavar="N", help="refuse deeper paths (1024 components)"
+    )
+    p.add_argument(
+        "--max-size", type=int, metavar="BYTES", help="refuse a larger uncompressed tar (1 TiB)"
+    )
     p.set_defaults(handler=_run)
 
 
@@ -36,6 +44,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     # Imported here: `dist --help` must not pay for the archive modules.
     from ocidist.archive import ApplyOptions, apply_layer
     from ocidist.digest import Digest
+    from ocidist.errors import InvalidArgument
 
     expected = Digest.parse(args.expected_diff_id) if args.expected_diff_id else None
     name = "<stdin>" if args.layer == "-" else args.layer
@@ -44,7 +53,22 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         if not ctx.quiet:
             print(f"dist: warning: {message}", file=sys.stderr)
 
-    opts = ApplyOptions(expected_diff_id=expected, layer_name=name, warn=warn)
+    for flag, value in (
+        ("--max-entries", args.max_entries),
+        ("--max-path-depth", args.max_path_depth),
+        ("--max-size", args.max_size),
+    ):
+        if value is not None and value <= 0:
+            raise InvalidArgument(f"{flag} must be positive")
+    d = ApplyOptions()
+    opts = ApplyOptions(
+        expected_diff_id=expected,
+        layer_name=name,
+        warn=warn,
+        max_entries=args.max_entries or d.max_entries,
+        max_path_depth=args.max_path_depth or d.max_path_depth,
+        max_total_size=args.max_size or d.max_total_size,
+    )
     if args.layer == "-":
         result = apply_layer(args.dir, sys.stdin.buffer, options=opts)
     else:
