@@ -107,11 +107,14 @@ def drop_blob(env: Env, rng: random.Random, i: int) -> Trial:
         "big",
         root,
         run,
-        f"{blob.digest[:19]} of {blob.size} at {offset} times {times}",
+        f"{blob.digest[:19]} of {blob.size} at {offset} times {times} reset {reset}",
     )
     sent = env.proxy.bytes_sent[env.blob_path("big", blob.digest)]
-    if t.outcome == "completed" and times is not None and sent > blob.size + times * (1 << 20):
-        # Resuming must fetch only the missing bytes, never start over.
+    # Resuming must fetch only the missing bytes, never start over. After a
+    # FIN the client has every byte sent; an RST discards what sat unread in
+    # its socket buffer, so up to the whole dropped prefix may come again.
+    waste = offset if reset else min(offset, 1 << 20)
+    if t.outcome == "completed" and times is not None and sent > blob.size + times * waste:
         t.outcome, t.note = "unclean", f"{t.note}: {sent} bytes sent for {blob.size}"
     return t
 
