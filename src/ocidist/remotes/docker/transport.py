@@ -161,6 +161,14 @@ def _convert(e: BaseException, what: str) -> Exception:
     return Unavailable(f"{what}: {e}")
 
 
+def _netloc(url: str, what: str) -> str:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:
+        # A hostile token realm or Location ("http://[::1") fails in words.
+        raise InvalidContent(f"{what}: invalid URL") from None
+
+
 class Transport:
     """Connection pools per TLS configuration, shared by all requests of a command."""
 
@@ -210,7 +218,7 @@ class Transport:
         what = what or f"{method} {url}"
         tls = tls or TLSConfig()
         hdrs = dict(headers)
-        origin = auth_host or urlsplit(url).netloc
+        origin = auth_host or _netloc(url, what)
         for _ in range(MAX_REDIRECTS + 1):
             if deadline is not None:
                 deadline.check(what)
@@ -219,7 +227,7 @@ class Transport:
                 connect=deadline.cap(t.connect) if deadline else t.connect,
                 read=deadline.cap(t.read) if deadline else t.read,
             )
-            if urlsplit(url).netloc != origin:
+            if _netloc(url, what) != origin:
                 hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
             try:
                 raw = self._manager(tls).request(
@@ -243,7 +251,10 @@ class Transport:
                 raw.release_conn()
                 if not loc:
                     raise Unavailable(f"{what}: redirect without Location")
-                url = urljoin(url, loc)
+                try:
+                    url = urljoin(url, loc)
+                except ValueError:
+                    raise InvalidContent(f"{what}: redirect to an invalid URL") from None
                 if raw.status == 303:
                     method, body = "GET", None
                 continue
