@@ -25,6 +25,9 @@ GC_REF = "containerd.io/gc.ref.content"
 SOURCE_LABEL = "containerd.io/distribution.source."
 # Bound the graph a hostile index can make us walk.
 MAX_CHILDREN = 10_000
+# Index inside index is legal and real images use a level or two; a registry
+# serving a chain of 200 distinct indexes would otherwise be walked to the end.
+MAX_INDEX_DEPTH = 8
 
 
 def read_manifest(store: Store, desc: Descriptor) -> bytes:
@@ -65,8 +68,12 @@ class FetchHandler:
         self._source: Mapping[str, str] = {SOURCE_LABEL + source[0]: source[1]} if source else {}
         self.fetched: list[Descriptor] = []
         self.skipped: list[Descriptor] = []
+        self._depth: dict[str, int] = {}  # digest -> indexes above it (roots: 0)
 
     def __call__(self, desc: Descriptor) -> list[Descriptor]:
+        depth = self._depth.get(str(desc.digest), 0) + is_index(desc.media_type)
+        if depth > MAX_INDEX_DEPTH:
+            raise InvalidContent(f"{desc.digest}: indexes nested deeper than {MAX_INDEX_DEPTH}")
         self._fetch(desc)
         if not (is_index(desc.media_type) or is_manifest(desc.media_type)):
             return []
@@ -77,6 +84,8 @@ class FetchHandler:
                 children = children[: self.limit]
         if len(children) > MAX_CHILDREN:
             raise InvalidContent(f"{desc.digest}: {len(children)} children is too many")
+        for c in children:
+            self._depth.setdefault(str(c.digest), depth)
         labels = child_labels(desc, children)
         if labels:
             self.store.update(desc.digest, labels)
