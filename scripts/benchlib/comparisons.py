@@ -134,7 +134,7 @@ def fetch(ctx: Context, w: Workload) -> Row:
     return Row("fetch", w.name, "skopeo", median_sample(o), _med(p), _med(c), note=note)
 
 
-# -- unpack (hook: `dist unpack` is being built) ---------------------------
+# -- unpack (skipped with a note while `dist unpack` is missing) ---------
 
 
 def unpack(ctx: Context, w: Workload) -> Row | None:
@@ -191,7 +191,7 @@ def _collect_phases(stdout: bytes, into: dict[str, list[float]]) -> None:
             return
 
 
-# -- push (hook: `dist push` is being built) -------------------------------
+# -- push (skipped with a note while `dist push` is missing) -------------
 
 
 def push(ctx: Context, w: Workload) -> Row | None:
