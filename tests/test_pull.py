@@ -98,6 +98,19 @@ def test_invalid_platform_and_conflicts(tmp_path: Path) -> None:
     assert out.returncode == 2
 
 
+def _ingest_files(root: Path) -> list[Path]:
+    return list((root / "ingest").glob("*/data")) if (root / "ingest").exists() else []
+
+
+def _size(path: Path) -> int:
+    # A small blob's ingest may be committed (and its directory removed)
+    # between the glob and the stat.
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _big_image(tmp_path: Path, registry: Registry, repo: str) -> tuple[BuiltImage, str]:
     img = large_image(tmp_path / "img", total_compressed=8 << 20, layers=2)
     push_image(registry, repo, "big", img)
@@ -140,8 +153,7 @@ def test_killed_pull_resumes_with_only_missing_bytes(
         deadline = time.monotonic() + 60
         ingest_data = None
         while time.monotonic() < deadline:
-            datas = list((root / "ingest").glob("*/data")) if (root / "ingest").exists() else []
-            held = [p for p in datas if p.stat().st_size >= 2_000_000]
+            held = [p for p in _ingest_files(root) if _size(p) >= 2_000_000]
             if held:
                 ingest_data = held[0]
                 break

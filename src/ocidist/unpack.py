@@ -324,7 +324,7 @@ def _fetcher_for(resolver: Remote | None, name: str) -> Fetcher:
 
 
 class _Offline:
-    def fetch(self, desc: Descriptor, offset: int = 0) -> Readable:
+    def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
         raise NotFound(f"content {desc.digest}: not in the store (and no registry to ask)")
 
 

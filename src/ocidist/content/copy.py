@@ -16,10 +16,11 @@ from typing import BinaryIO
 from ocidist.content import Ingester, Writer
 from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, Unavailable
+from ocidist.stream import Readable
 
 BUFSIZE = 1 << 20  # PROTOCOL-NOTES: 8 KiB chunks cost ~40 % on big blobs
 
-OpenAt = Callable[[int], BinaryIO]
+OpenAt = Callable[[int], Readable | BinaryIO]
 Progress = Callable[[int], None]
 
 
@@ -71,7 +72,9 @@ def _copy(
         writer.commit(offset if size < 0 else size, expected or writer.digest(), labels)
 
 
-def _pump(writer: Writer, src: BinaryIO, offset: int, size: int, progress: Progress | None) -> int:
+def _pump(
+    writer: Writer, src: Readable | BinaryIO, offset: int, size: int, progress: Progress | None
+) -> int:
     # One reused buffer; readinto fills it without allocating per chunk, and
     # the writer takes a memoryview slice without copying.
     buf = bytearray(BUFSIZE)

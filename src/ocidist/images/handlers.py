@@ -19,7 +19,7 @@ from ocidist.errors import InvalidContent
 from ocidist.images.platforms import MatchComparer, select
 from ocidist.progress import NullProgress, Progress
 from ocidist.remotes import Fetcher
-from ocidist.remotes.docker.fetcher import DockerFetcher
+from ocidist.stream import Readable
 
 GC_REF = "containerd.io/gc.ref.content"
 SOURCE_LABEL = "containerd.io/distribution.source."
@@ -107,12 +107,10 @@ class FetchHandler:
                 self.progress.start(desc, held)
             self.progress.update(desc, held)
 
-        def open_at(offset: int):  # type: ignore[no-untyped-def]
+        def open_at(offset: int) -> Readable:
             # The store writer hashes what it takes and its commit refuses a
             # wrong digest or size, so the stream need not be hashed as well.
-            if isinstance(self.fetcher, DockerFetcher):
-                return self.fetcher.fetch(desc, offset, verify=False)
-            return self.fetcher.fetch(desc, offset)
+            return self.fetcher.fetch(desc, offset, verify=False)
 
         fetched = ingest(
             self.store,

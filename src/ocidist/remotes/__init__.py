@@ -15,9 +15,11 @@ from ocidist.stream import Readable
 
 
 class Fetcher(Protocol):
-    def fetch(self, desc: Descriptor, offset: int = 0) -> Readable:
-        """Stream the object from ``offset``; the stream raises DigestMismatch
-        before handing out the final bytes of a corrupt object (when offset is 0)."""
+    def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
+        """Stream the object from ``offset``. From offset 0 with ``verify`` the
+        stream raises DigestMismatch before handing out the final bytes of a
+        corrupt object; a caller that verifies itself (a store writer hashes
+        what it takes) passes ``verify=False`` so nothing is hashed twice."""
         ...
 
 
