@@ -139,7 +139,13 @@ class RemoteBody(io.RawIOBase):
         return True
 
     def _connect(self) -> Response:
-        resp, start = self._fetcher.open(self._desc, self._pos)
+        try:
+            resp, start = self._fetcher.open(self._desc, self._pos)
+        except Unavailable:
+            # The session spent the whole retry budget on this open already;
+            # retrying it here too made 5 x 5 requests for one "gave up after 5".
+            self._failures = self._fetcher._session.retry.attempts
+            raise
         # The server ignored Range: skip what we already hold.
         skip = self._pos - start
         buf = bytearray(min(SKIP_CHUNK, max(skip, 1)))
