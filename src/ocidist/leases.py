@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ocidist.digest import Digest
-from ocidist.errors import AlreadyExists, DistError, InvalidArgument, NotFound, Unavailable
-from ocidist.metadata import BUSY_TIMEOUT_MS, MetadataStore
+from ocidist.errors import AlreadyExists, DistError, InvalidArgument, NotFound
+from ocidist.metadata import MetadataStore
+from ocidist.sqlitedb import SQLiteFile
 
 EXPIRE_LABEL = "containerd.io/gc.expire"
 CONTENT = "content"  # the resource type of a blob, as containerd names it
@@ -65,43 +63,11 @@ class Resource:
     type: str
 
 
-class LeaseStore:
+class LeaseStore(SQLiteFile):
     """Leases in the SQLite file of a MetadataStore (its own tables and connection)."""
 
     def __init__(self, path: str) -> None:
-        self._lock = threading.Lock()
-        with self._errors("leases"):
-            self._db = sqlite3.connect(
-                path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            with self._tx() as db:
-                for stmt in _SCHEMA:
-                    db.execute(stmt)
-
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as e:
-            if "locked" in str(e).lower() or "busy" in str(e).lower():
-                raise Unavailable(f"{what}: database is locked by another process") from e
-            raise DistError(f"{what}: {e}") from e
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        super().__init__(path, "leases", _SCHEMA, pragmas=("foreign_keys = ON",))
 
     def create(self, lease_id: str = "", labels: Mapping[str, str] | None = None) -> Lease:
         self._drop_expired()
@@ -183,10 +149,6 @@ class LeaseStore:
                 except DistError:
                     continue  # not a digest: nothing in the store to keep
         return out
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 def protected(metadata: MetadataStore) -> set[Digest]:

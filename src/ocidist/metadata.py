@@ -8,19 +8,15 @@ moment) wait instead of failing. Each public call is one transaction.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ocidist.descriptor import Descriptor
-from ocidist.errors import DistError, InvalidArgument, NoSpace, NotFound, Unavailable
+from ocidist.errors import InvalidArgument, NotFound
+from ocidist.sqlitedb import SQLiteFile
 
-BUSY_TIMEOUT_MS = 10_000
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -47,55 +43,17 @@ class Image:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-class MetadataStore:
+class MetadataStore(SQLiteFile):
     def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        with self._errors(f"metadata {path}"):
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            # Autocommit mode (isolation_level=None): transactions are ours,
-            # explicit, and short. One connection shared by threads under a lock.
-            self._db = sqlite3.connect(
-                path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            # NORMAL is durable enough under WAL (a power cut may lose the last
-            # commit, never corrupt the database) and avoids an fsync per write.
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            with self._tx():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        self._db.execute(stmt)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as e:
-            msg = str(e).lower()
-            if "full" in msg:
-                raise NoSpace(f"{what}: no space left on device") from e
-            if "locked" in msg or "busy" in msg:
-                raise Unavailable(f"{what}: database is locked by another process") from e
-            raise DistError(f"{what}: {e}") from e
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front, so a read-modify-write
-        # cannot be overtaken by another process between its read and write.
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        # WAL lets readers work while one process writes; NORMAL is durable
+        # enough under WAL (a power cut may lose the last commit, never corrupt
+        # the database) and avoids an fsync per write.
+        super().__init__(
+            path,
+            "metadata",
+            [*_SCHEMA.split(";"), f"PRAGMA user_version = {SCHEMA_VERSION}"],
+            pragmas=("journal_mode = WAL", "synchronous = NORMAL"),
+        )
 
     def put_image(
         self, name: str, desc: Descriptor, labels: Mapping[str, str] | None = None
@@ -168,10 +126,6 @@ class MetadataStore:
             )
             row = db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()
         return _image(row)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     def __enter__(self) -> MetadataStore:
         return self
