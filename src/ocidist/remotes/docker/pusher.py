@@ -116,7 +116,7 @@ class DockerPusher:
                 f"/{self.path}/blobs/uploads/?mount={desc.digest}&from={src}",
                 scopes=mount_scopes,
                 what=what,
-                idempotent=False,
+                idempotent=True,  # bodiless, like the plain POST below
                 ok=(201, 202),
             )
             resp.read_capped(64 * 1024)
@@ -133,7 +133,10 @@ class DockerPusher:
                 f"/{self.path}/blobs/uploads/",
                 scopes=(push_scope(self.path),),
                 what=what,
-                idempotent=False,
+                # Bodiless: a replay after a dropped connection costs at most
+                # an abandoned session the registry expires; not replaying
+                # failed the whole push on one drop (make reliability).
+                idempotent=True,
                 ok=(202,),
             )
             resp.read_capped(64 * 1024)
