@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from reliab import concurrency, crash, network
+from reliab import concurrency, crash, network, push
 from reliab.env import Env
 from reliab.outcome import Tally, Trial
 
@@ -145,6 +145,22 @@ KINDS: Sequence[Kind] = (
         2,
         10,
         "pull into a root on a tmpfs of 0.2-90 % of the image; prune --ingests afterwards",
+    ),
+    Kind(
+        "drop upload",
+        "drop-upload",
+        push.drop_upload,
+        2,
+        30,
+        "dist push: the connection of a random POST/PATCH/PUT upload request cut (FIN or RST)",
+    ),
+    Kind(
+        "SIGKILL dist push",
+        "kill-push",
+        push.kill_push,
+        1,
+        20,
+        "dist push killed at a random time; source store verifies, rerun pushes a correct image",
     ),
     Kind(
         "8 concurrent pulls, one root",
