@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from ocidist.archive import apply_layer
 from tests.archive_helpers import Entry, dir_, fifo, hard, reg, sym, tar_bytes
+from tests.harness.fstree import tree
 
 UMOCI = shutil.which("umoci")
 pytestmark = pytest.mark.skipif(UMOCI is None, reason="umoci not installed")
@@ -98,25 +98,6 @@ def _layout(path: Path, layers: list[bytes]) -> None:
     (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [man_desc]}))
 
 
-def _describe(root: Path) -> dict[str, tuple[object, ...]]:
-    out: dict[str, tuple[object, ...]] = {}
-    inodes: dict[int, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in sorted([*dirnames, *filenames]):
-            p = Path(dirpath) / name
-            st = p.lstat()
-            rel = p.relative_to(root).as_posix()
-            extra: object = None
-            if stat.S_ISLNK(st.st_mode):
-                extra = os.readlink(p)
-            elif stat.S_ISREG(st.st_mode):
-                # Hardlinked files are described by the first path of their inode.
-                extra = (p.read_bytes(), inodes.setdefault(st.st_ino, rel))
-            owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
-            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), owner, extra)
-    return out
-
-
 def test_layers_match_umoci_unpack(tmp_path: Path) -> None:
     raws = [tar_bytes(entries) for entries in LAYERS]
     layout = tmp_path / "layout"
@@ -132,8 +113,8 @@ def test_layers_match_umoci_unpack(tmp_path: Path) -> None:
     for raw in raws:
         apply_layer(str(ours), io.BytesIO(raw))
 
-    theirs = _describe(bundle / "rootfs")
-    mine = _describe(ours)
+    theirs = tree(bundle / "rootfs")
+    mine = tree(ours)
     assert sorted(mine) == sorted(theirs)
     for path in theirs:
         assert mine[path] == theirs[path], path

@@ -25,7 +25,7 @@ from tests.harness import (
     simple_image,
     write_layout,
 )
-from tests.test_unpack import tree
+from tests.harness.fstree import tree
 
 REF_NAME = "org.opencontainers.image.ref.name"
 IMAGE_NAME = "io.containerd.image.name"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +36,7 @@ from tests.harness import (
     simple_image,
     write_layout,
 )
+from tests.harness.fstree import tree
 
 LAYERS: list[LayerSpec] = [
     [
@@ -89,28 +88,6 @@ LAYERS: list[LayerSpec] = [
         ("run/ctl", Whiteout()),
     ],
 ]
-
-
-def tree(root: Path) -> dict[str, tuple[object, ...]]:
-    """Path -> (type, mode, owner, link target or (content, first path of inode))."""
-    out: dict[str, tuple[object, ...]] = {}
-    inodes: dict[int, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in sorted([*dirnames, *filenames]):
-            p = Path(dirpath) / name
-            st = p.lstat()
-            rel = p.relative_to(root).as_posix()
-            extra: object = None
-            if stat.S_ISLNK(st.st_mode):
-                extra = os.readlink(p)
-            elif stat.S_ISREG(st.st_mode):
-                extra = (
-                    hashlib.sha256(p.read_bytes()).hexdigest(),
-                    inodes.setdefault(st.st_ino, rel),
-                )
-            owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
-            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), owner, extra)
-    return out
 
 
 def umoci_unpack(umoci: str, image: BuiltImage, work: Path) -> Path:
