@@ -148,3 +148,11 @@ def test_cli_connection_refused_says_so() -> None:
     assert out.returncode == 1
     line = one_error_line(out)
     assert "connection refused" in line and "gave up after" in line
+
+
+def test_usage_errors_are_one_line_exit_2() -> None:
+    for args in (("--bogus",), ("frob",), ("fetch",), ("unpack", "--concurrency", "-1", "a", "b")):
+        out = run_dist(*args)
+        assert out.returncode == 2, args
+        line = one_error_line(out)
+        assert "--help" in line, line

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from ocidist.cli.context import Context
+from ocidist.cli.transfer import add_transfer_options, progress_for
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -29,10 +30,7 @@ def add_pull_options(p: argparse.ArgumentParser) -> None:
         help="platform to fetch (repeatable; default: this machine's)",
     )
     p.add_argument("--all-platforms", action="store_true", help="fetch every platform")
-    p.add_argument(
-        "--concurrency", type=int, default=0, help="parallel transfers (default: 2 per core, 4+)"
-    )
-    p.add_argument("--progress", action="store_true", help="live progress even when not a TTY")
+    add_transfer_options(p)
 
 
 def matcher_for(args: argparse.Namespace) -> tuple[Any, int]:
@@ -53,14 +51,11 @@ def matcher_for(args: argparse.Namespace) -> tuple[Any, int]:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ocidist.errors import InvalidArgument
-    from ocidist.progress import for_terminal, human_size
+    from ocidist.progress import human_size
     from ocidist.pull import fetch_image
 
-    if args.concurrency < 0:
-        raise InvalidArgument("--concurrency must not be negative")
     matcher, limit = matcher_for(args)
-    progress = for_terminal(quiet=ctx.quiet, json_events=ctx.json, force=args.progress)
+    progress = progress_for(ctx, args)
     try:
         result = fetch_image(
             ctx.resolver(),

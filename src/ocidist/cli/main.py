@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ocidist.cli.context import Context, add_global_options
 from ocidist.errors import DistError
@@ -33,16 +34,25 @@ COMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors are one line, like every other error (CLI.md), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("dist").strip()
+        prefix = f"dist: {where}: " if where else "dist: "
+        self.exit(2, f"{prefix}{message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Global options are accepted before the command (real defaults) and after
     # it (SUPPRESS defaults, so a subcommand never overwrites what was given
     # before it).
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dist",
         description="Distribute OCI images: resolve, fetch, store, push and unpack.",
     )
     add_global_options(parser, suppress=False)
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     add_global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

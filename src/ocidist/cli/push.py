@@ -8,6 +8,7 @@ import sys
 from typing import IO, TYPE_CHECKING, Any
 
 from ocidist.cli.context import Context
+from ocidist.cli.transfer import add_transfer_options, progress_for
 
 if TYPE_CHECKING:
     from ocidist.push import PushResult
@@ -66,7 +67,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="OS/ARCH[/VARIANT]",
         help="push only this platform's manifest of an index, as the image itself",
     )
-    add_transfer_options(p)
+    add_push_options(p)
     p.set_defaults(handler=run_push)
 
     p = sub.add_parser(
@@ -88,7 +89,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fetch into the content store (--root) first, then push from it",
     )
-    add_transfer_options(p)
+    add_push_options(p)
     p.set_defaults(handler=run_copy)
 
 
@@ -110,12 +111,9 @@ def add_upload_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_transfer_options(p: argparse.ArgumentParser) -> None:
+def add_push_options(p: argparse.ArgumentParser) -> None:
     add_upload_options(p)
-    p.add_argument(
-        "--concurrency", type=int, default=0, help="parallel uploads (default: 2 per core, 4+)"
-    )
-    p.add_argument("--progress", action="store_true", help="live progress even when not a TTY")
+    add_transfer_options(p, "uploads")
 
 
 def push_options(args: argparse.Namespace) -> PushOptions:
@@ -132,13 +130,6 @@ def _platform_matcher(text: str | None) -> Any:
     from ocidist.images.platforms import only
 
     return only(Platform.parse(text)) if text else None
-
-
-def _check_concurrency(args: argparse.Namespace) -> None:
-    from ocidist.errors import InvalidArgument
-
-    if args.concurrency < 0:
-        raise InvalidArgument("--concurrency must not be negative")
 
 
 def run_push_object(args: argparse.Namespace, ctx: Context) -> int:
@@ -233,12 +224,10 @@ def _hash(f: IO[bytes], algorithm: str) -> tuple[Any, int]:
 
 
 def run_push(args: argparse.Namespace, ctx: Context) -> int:
-    from ocidist.progress import for_terminal
     from ocidist.push import push_image
 
-    _check_concurrency(args)
     matcher = _platform_matcher(args.platform)
-    progress = for_terminal(quiet=ctx.quiet, json_events=ctx.json, force=args.progress)
+    progress = progress_for(ctx, args)
     try:
         result = push_image(
             ctx.resolver(),
@@ -260,13 +249,11 @@ def run_push(args: argparse.Namespace, ctx: Context) -> int:
 def run_copy(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist.copy import copy_image
     from ocidist.errors import InvalidArgument
-    from ocidist.progress import for_terminal
 
-    _check_concurrency(args)
     if args.platform and args.all_platforms:
         raise InvalidArgument("--platform and --all-platforms exclude each other")
     matcher = _platform_matcher(args.platform)
-    progress = for_terminal(quiet=ctx.quiet, json_events=ctx.json, force=args.progress)
+    progress = progress_for(ctx, args)
     try:
         result = copy_image(
             ctx.resolver(),

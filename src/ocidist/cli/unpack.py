@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ocidist.cli.context import Context
+from ocidist.cli.transfer import add_transfer_options, progress_for
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -30,33 +31,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="OS/ARCH[/VARIANT]",
         help="platform to unpack from an index (default: this machine's)",
     )
-    p.add_argument(
-        "--concurrency", type=int, default=0, help="parallel transfers (default: 2 per core, 4+)"
-    )
     p.add_argument("--force", "-f", action="store_true", help="unpack over a non-empty DIR")
-    p.add_argument("--progress", action="store_true", help="progress on stderr even when not a TTY")
+    add_transfer_options(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist.descriptor import Platform
-    from ocidist.errors import InvalidArgument
     from ocidist.images.platforms import default_matcher, only
-    from ocidist.progress import LineProgress, NullProgress, Progress, TTYProgress, human_size
+    from ocidist.progress import human_size
     from ocidist.unpack import unpack_image
 
-    if args.concurrency < 0:
-        raise InvalidArgument("--concurrency must not be negative")
     matcher = only(Platform.parse(args.platform)) if args.platform else default_matcher()
-    progress: Progress
-    # --json output is one document on stdout; progress, when asked for, goes
-    # to stderr so it never mixes with it.
-    if args.progress:
-        progress = TTYProgress() if sys.stderr.isatty() else LineProgress()
-    elif ctx.quiet or ctx.json or not sys.stderr.isatty():
-        progress = NullProgress()
-    else:
-        progress = TTYProgress()
+    # --json output is one document on stdout; progress goes to stderr.
+    progress = progress_for(ctx, args, events=False)
 
     def warn(message: str) -> None:
         if not ctx.quiet:
