@@ -98,10 +98,6 @@ def test_invalid_platform_and_conflicts(tmp_path: Path) -> None:
     assert out.returncode == 2
 
 
-def _ingest_files(root: Path) -> list[Path]:
-    return list((root / "ingest").glob("*/data")) if (root / "ingest").exists() else []
-
-
 def _size(path: Path) -> int:
     # A small blob's ingest may be committed (and its directory removed)
     # between the glob and the stat.
@@ -151,14 +147,13 @@ def test_killed_pull_resumes_with_only_missing_bytes(
     )
     try:
         deadline = time.monotonic() + 60
-        ingest_data = None
-        while time.monotonic() < deadline:
-            held = [p for p in _ingest_files(root) if _size(p) >= 2_000_000]
-            if held:
-                ingest_data = held[0]
-                break
+        # The stalled blob's own ingest (keyed by digest): the other layer
+        # may pass the same size and be committed meanwhile.
+        key = hashlib.sha256(f"fetch-{big}".encode()).hexdigest()
+        ingest_data = root / "ingest" / key / "data"
+        while time.monotonic() < deadline and _size(ingest_data) < 2_000_000:
             time.sleep(0.1)
-        assert ingest_data is not None, "the pull never got into the big blob"
+        assert _size(ingest_data) >= 2_000_000, "the pull never got into the big blob"
         time.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGKILL)
