@@ -14,7 +14,7 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -80,6 +80,7 @@ def push_image(
     method: Literal["skopeo", "http"] = "skopeo",
     creds: str | None = None,
     workdir: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> str:
     """Push ``image`` as ``repo:tag`` and return its manifest digest.
 
@@ -97,6 +98,7 @@ def push_image(
         args = ["copy", "--all", "--preserve-digests", "--dest-tls-verify=false"]
         if creds is not None:
             args += ["--dest-creds", creds]
+        args += extra_args
         run_skopeo(*args, src, f"docker://{_host(target)}/{repo}:{tag}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -261,6 +261,11 @@ class Registry:
             resp.read()
             # 401 counts: an auth-enabled registry is up and challenging.
             return resp.status in (200, 401)
+        except ssl.SSLError as e:
+            # A registry demanding a client certificate (http.tls.clientcas)
+            # is up once it refuses us for the lack of one.
+            why = str(e).upper().replace(" ", "_")
+            return "CERTIFICATE_REQUIRED" in why or "BAD_CERTIFICATE" in why
         except OSError:
             return False
         finally:
