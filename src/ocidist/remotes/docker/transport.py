@@ -1,37 +1,42 @@
-"""HTTP transport: the only module that imports urllib3.
+"""HTTP transport: keep-alive connections on ``http.client``.
 
-It sends one request and returns a streaming response; urllib3 errors become
-``Unavailable``/``TimedOut`` here and nowhere else. Redirects are followed by
-hand so that registry credentials are never forwarded to another host (blob
-GETs are routinely redirected to object storage with signed URLs).
+It sends one request and returns a streaming response; socket, TLS and HTTP
+errors become ``Unavailable``/``TimedOut`` here and nowhere else. Redirects
+are followed by hand so that registry credentials are never forwarded to
+another host (blob GETs are routinely redirected to object storage with
+signed URLs).
+
+Why not urllib3: it cost ~45-60 ms of imports on every command (start-up is
+most of a small pull) and a copy per read; what we need of it is a pool of
+idle keep-alive connections per host, which is the small class below.
 """
 
 from __future__ import annotations
 
 import http.client
+import logging
+import select
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    MaxRetryError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-    SSLError,
-)
-
 from ocidist.errors import InvalidContent, TimedOut, Unavailable
+
+log = logging.getLogger("ocidist.remotes.transport")
 
 MAX_REDIRECTS = 10
 CHUNK = 1 << 20
+# A redirect's or empty answer's body up to this size is read off so that
+# its connection can serve the next request; anything longer is dropped.
+DRAIN_MAX = 64 * 1024
+# Methods a server cannot have acted on twice when a reused connection turns
+# out closed before the answer: resent once on a fresh connection.
+_RESENDABLE = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -68,24 +73,56 @@ class Deadline:
         return seconds if left is None else max(0.001, min(seconds, left))
 
 
+_PoolKey = tuple[str, str, int, TLSConfig]  # scheme, host, port, TLS
+
+
+class Headers(Mapping[str, str]):
+    """Response headers, case-insensitive (a view of http.client's message)."""
+
+    def __init__(self, msg: http.client.HTTPMessage) -> None:
+        self._msg = msg
+
+    def __getitem__(self, name: str) -> str:
+        v = self._msg.get(name)
+        if v is None:
+            raise KeyError(name)
+        return str(v)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._msg.keys())
+
+    def __len__(self) -> int:
+        return len(self._msg)
+
+    def get_all(self, name: str) -> list[str]:
+        return [str(v) for v in self._msg.get_all(name) or ()]
+
+
 class Response:
     """A streaming HTTP response; ``close`` returns the connection to the pool
     when the body was read to the end, and discards it otherwise."""
 
-    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str, what: str) -> None:
+    def __init__(
+        self,
+        raw: http.client.HTTPResponse,
+        conn: http.client.HTTPConnection,
+        release: Callable[[http.client.HTTPConnection], None],
+        url: str,
+        what: str,
+    ) -> None:
         self._raw = raw
+        self._conn: http.client.HTTPConnection | None = conn
+        self._release = release  # back to the pool
         self.url = url
         self.status = raw.status
-        self.headers: Mapping[str, str] = raw.headers
+        self.headers = Headers(raw.msg)
         self._what = what
-        fp = getattr(raw, "_fp", None)
-        self._fp = fp if isinstance(fp, http.client.HTTPResponse) else None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
 
     def header_all(self, name: str) -> list[str]:
-        return list(self._raw.headers.getlist(name))
+        return self.headers.get_all(name)
 
     def content_length(self) -> int | None:
         v = self.headers.get("Content-Length")
@@ -94,31 +131,18 @@ class Response:
         return int(v)
 
     def readinto(self, buf: bytearray | memoryview) -> int:
-        fp = self._fp
-        if fp is None:
-            try:
-                return int(self._raw.readinto(buf))
-            except HTTPError as e:
-                raise _convert(e, self._what) from e
-        # urllib3's readinto reads into a new bytes object and copies that
-        # into ``buf``; with no content decoding (we never ask for it) the
-        # http.client response beneath fills ``buf`` itself. It still tracks
-        # Content-Length and chunking, and closes itself at the end, which is
-        # what lets ``close`` hand the connection back to the pool.
+        # http.client tracks Content-Length and chunking and, for a large
+        # buffer, receives straight into it (no intermediate bytes object).
         try:
-            return fp.readinto(buf)
-        except TimeoutError as e:
-            raise TimedOut(f"{self._what}: timed out") from e
-        except (OSError, http.client.HTTPException) as e:
-            # IncompleteRead (body cut short), resets: what urllib3 calls
-            # a ProtocolError.
-            raise Unavailable(f"{self._what}: connection broken") from e
+            return self._raw.readinto(buf)
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise _read_error(e, self._what) from e
 
     def read(self, n: int = -1) -> bytes:
         try:
             return self._raw.read(None if n < 0 else n)
-        except HTTPError as e:
-            raise _convert(e, self._what) from e
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise _read_error(e, self._what) from e
 
     def read_capped(self, cap: int) -> bytes:
         """The whole body, refusing anything over ``cap`` bytes (manifests, errors)."""
@@ -126,38 +150,78 @@ class Response:
         if length is not None and length > cap:
             self.close()
             raise InvalidContent(f"{self._what}: response of {length} bytes exceeds {cap}")
-        data = self.read(cap + 1)
+        try:
+            data = self.read(cap + 1)
+        except BaseException:
+            self.close()
+            raise
         if len(data) > cap:
             self.close()
             raise InvalidContent(f"{self._what}: response exceeds {cap} bytes")
         self.close()
         return data
 
+    def drain(self, limit: int) -> None:
+        """Read off a body of at most ``limit`` bytes so the connection can be
+        reused; a longer or unknown-length one is left (``close`` drops it)."""
+        raw = self._raw
+        if raw.isclosed() or raw.chunked:
+            return
+        if raw.length is None or raw.length > limit:
+            return
+        try:
+            raw.read()
+        except (OSError, http.client.HTTPException, ValueError):
+            raw.close()
+
     def close(self) -> None:
-        # A fully read body hands its connection back to the pool; a partly
-        # read one leaves the socket mid-message, so the connection is dropped.
-        if not self._raw.closed:
-            self._raw.close()
-        self._raw.release_conn()
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        raw = self._raw
+        if not raw.isclosed() and raw.length == 0:
+            # HEAD, 204 or an empty body: nothing left on the wire.
+            self.drain(0)
+        if raw.isclosed() and not raw.will_close:
+            # Read to the end on a keep-alive connection: reusable.
+            self._release(conn)
+            return
+        # A partly read body leaves the socket mid-message: drop the connection.
+        raw.close()
+        conn.close()
 
 
-def _convert(e: BaseException, what: str) -> Exception:
-    if isinstance(e, MaxRetryError) and e.reason is not None:
-        e = e.reason
-    # NewConnectionError subclasses ConnectTimeoutError in urllib3: test it first.
-    if isinstance(e, NewConnectionError):
+def _read_error(e: BaseException, what: str) -> Exception:
+    if isinstance(e, TimeoutError):
+        return TimedOut(f"{what}: timed out")
+    # IncompleteRead (body cut short), resets, a closed response.
+    return Unavailable(f"{what}: connection broken")
+
+
+def _connect_error(e: OSError, what: str) -> Exception:
+    if isinstance(e, TimeoutError):
+        return TimedOut(f"{what}: timed out")
+    if isinstance(e, ConnectionRefusedError):
+        return Unavailable(f"{what}: connection refused")
+    if isinstance(e, ssl.SSLError):
+        return Unavailable(f"{what}: TLS error: {e}")
+    if isinstance(e, socket.gaierror):
         msg = str(e).lower()
-        if "refused" in msg:
-            return Unavailable(f"{what}: connection refused")
         if "name or service not known" in msg or "nodename nor servname" in msg:
             return Unavailable(f"{what}: unknown host")
-        return Unavailable(f"{what}: cannot connect: {e}")
-    if isinstance(e, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
+    return Unavailable(f"{what}: cannot connect: {e.strerror or e}")
+
+
+def _exchange_error(e: BaseException, what: str) -> Exception:
+    if isinstance(e, TimeoutError):
         return TimedOut(f"{what}: timed out")
-    if isinstance(e, SSLError | ssl.SSLError):
+    if isinstance(e, ssl.SSLError):
         return Unavailable(f"{what}: TLS error: {e}")
-    if isinstance(e, ProtocolError):
+    if isinstance(e, OSError | http.client.RemoteDisconnected | http.client.IncompleteRead):
         return Unavailable(f"{what}: connection broken")
+    if isinstance(e, http.client.HTTPException):
+        # A status line or header block that is not HTTP (or too long).
+        return Unavailable(f"{what}: invalid HTTP response ({type(e).__name__})")
     return Unavailable(f"{what}: {e}")
 
 
@@ -169,36 +233,142 @@ def _netloc(url: str, what: str) -> str:
         raise InvalidContent(f"{what}: invalid URL") from None
 
 
+def _target(url: str, what: str) -> tuple[_PoolKey, str]:
+    """(scheme, host, port) of ``url`` (TLS filled in by the caller) and the
+    request target (path and query)."""
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError:
+        raise InvalidContent(f"{what}: invalid URL") from None
+    scheme = u.scheme.lower()
+    if scheme not in ("http", "https") or not u.hostname:
+        raise InvalidContent(f"{what}: invalid URL")
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    path = u.path or "/"
+    if u.query:
+        path += "?" + u.query
+    return (scheme, u.hostname, port, TLSConfig()), path
+
+
+def _dropped(sock: socket.socket | None) -> bool:
+    """True when an idle connection was closed (or sent something) meanwhile."""
+    if sock is None:
+        return True
+    try:
+        p = select.poll()
+        p.register(sock, select.POLLIN)
+        return bool(p.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
 class Transport:
-    """Connection pools per TLS configuration, shared by all requests of a command."""
+    """Idle keep-alive connections per (scheme, host, port, TLS config),
+    shared by all requests of a command."""
 
     def __init__(self, *, pool_size: int = 16, timeouts: Timeouts | None = None) -> None:
         self._pool_size = pool_size
         self._timeouts = timeouts or Timeouts()
-        self._managers: dict[TLSConfig, urllib3.PoolManager] = {}
+        self._idle: dict[_PoolKey, list[http.client.HTTPConnection]] = {}
+        self._contexts: dict[TLSConfig, ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
-    def _manager(self, tls: TLSConfig) -> urllib3.PoolManager:
+    def _context(self, tls: TLSConfig, what: str) -> ssl.SSLContext:
         with self._lock:
-            m = self._managers.get(tls)
-            if m is None:
-                kw: dict[str, Any] = {}
-                if tls.insecure:
-                    kw["cert_reqs"] = "CERT_NONE"
-                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-                elif tls.ca_files:
-                    ctx = ssl.create_default_context()
-                    for ca in tls.ca_files:
-                        ctx.load_verify_locations(cafile=ca)
-                    kw["ssl_context"] = ctx
-                if tls.client_cert:
-                    kw["cert_file"] = tls.client_cert
-                    kw["key_file"] = tls.client_key
-                m = urllib3.PoolManager(
-                    num_pools=32, maxsize=self._pool_size, block=False, retries=False, **kw
-                )
-                self._managers[tls] = m
-            return m
+            ctx = self._contexts.get(tls)
+        if ctx is not None:
+            return ctx
+        try:
+            ctx = ssl.create_default_context()
+            if tls.insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            else:
+                for ca in tls.ca_files:
+                    ctx.load_verify_locations(cafile=ca)
+            if tls.client_cert:
+                ctx.load_cert_chain(tls.client_cert, tls.client_key)
+        except (OSError, ValueError) as e:
+            raise Unavailable(f"{what}: TLS error: {e}") from e
+        with self._lock:
+            return self._contexts.setdefault(tls, ctx)
+
+    def _checkout(self, key: _PoolKey) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            while idle:
+                conn = idle.pop()
+                if not _dropped(conn.sock):
+                    return conn
+                conn.close()
+        return None
+
+    def _release(self, key: _PoolKey) -> Callable[[http.client.HTTPConnection], None]:
+        def release(conn: http.client.HTTPConnection) -> None:
+            with self._lock:
+                idle = self._idle.setdefault(key, [])
+                if len(idle) < self._pool_size:
+                    idle.append(conn)
+                    return
+            conn.close()
+
+        return release
+
+    def _new(self, key: _PoolKey, connect_timeout: float, what: str) -> http.client.HTTPConnection:
+        scheme, host, port, tls = key
+        conn: http.client.HTTPConnection
+        if scheme == "https":
+            ctx = self._context(tls, what)
+            conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+        log.debug("new connection to %s://%s:%d", scheme, host, port)
+        try:
+            conn.connect()
+        except OSError as e:
+            conn.close()
+            raise _connect_error(e, what) from e
+        return conn
+
+    def _send(
+        self,
+        key: _PoolKey,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: Any,
+        timeouts: tuple[float, float],
+        what: str,
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        connect_timeout, read_timeout = timeouts
+        resendable = body is None or isinstance(body, bytes | bytearray | memoryview)
+        while True:
+            conn = self._checkout(key)
+            reused = conn is not None
+            if conn is None:
+                conn = self._new(key, connect_timeout, what)
+            sent = False
+            try:
+                if conn.sock is not None:
+                    conn.sock.settimeout(read_timeout)
+                conn.request(method, path, body=body, headers=dict(headers))
+                sent = True
+                return conn, conn.getresponse()
+            except ValueError as e:
+                # http.client refuses a header or URL with control characters.
+                conn.close()
+                raise InvalidContent(f"{what}: invalid request ({e})") from None
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                # An idle connection the server closed just as we reused it:
+                # nothing was acted on when the send itself failed, or when the
+                # method is one a server may see twice. Once, on a fresh one.
+                stale = isinstance(e, ConnectionError | http.client.RemoteDisconnected)
+                if reused and stale and resendable and (not sent or method in _RESENDABLE):
+                    continue
+                raise _exchange_error(e, what) from e
 
     def request(
         self,
@@ -223,32 +393,24 @@ class Transport:
             if deadline is not None:
                 deadline.check(what)
             t = self._timeouts
-            timeout = urllib3.Timeout(
-                connect=deadline.cap(t.connect) if deadline else t.connect,
-                read=deadline.cap(t.read) if deadline else t.read,
+            timeouts = (
+                deadline.cap(t.connect) if deadline else t.connect,
+                deadline.cap(t.read) if deadline else t.read,
             )
             if _netloc(url, what) != origin:
                 hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
-            try:
-                raw = self._manager(tls).request(
-                    method,
-                    url,
-                    headers=hdrs,
-                    body=body,
-                    preload_content=False,
-                    decode_content=False,
-                    redirect=False,
-                    retries=False,
-                    timeout=timeout,
-                )
-            except HTTPError as e:
-                raise _convert(e, what) from e
-            except OSError as e:
-                raise Unavailable(f"{what}: {e.strerror or e}") from e
+            (scheme, host, port, _), path = _target(url, what)
+            key = (scheme, host, port, tls if scheme == "https" else TLSConfig())
+            conn, raw = self._send(key, method, path, hdrs, body, timeouts, what)
+            resp = Response(raw, conn, self._release(key), url, what)
+            # The path without its query: signed redirect URLs carry secrets there.
+            log.debug(
+                "%s %s://%s:%d%s: %d", method, scheme, host, port, path.split("?", 1)[0], raw.status
+            )
             if follow_redirects and raw.status in (301, 302, 303, 307, 308):
-                loc = raw.headers.get("Location")
-                raw.drain_conn()
-                raw.release_conn()
+                loc = resp.header("Location")
+                resp.drain(DRAIN_MAX)
+                resp.close()
                 if not loc:
                     raise Unavailable(f"{what}: redirect without Location")
                 try:
@@ -258,11 +420,12 @@ class Transport:
                 if raw.status == 303:
                     method, body = "GET", None
                 continue
-            return Response(raw, url, what)
+            return resp
         raise Unavailable(f"{what}: too many redirects (more than {MAX_REDIRECTS})")
 
     def close(self) -> None:
         with self._lock:
-            for m in self._managers.values():
-                m.clear()
-            self._managers.clear()
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for c in conns:
+            c.close()
