@@ -1,23 +1,31 @@
 """One ingest transaction of the local store: ``<root>/ingest/<sha256(key)>/``.
 
-The directory holds ``data`` (the bytes so far), ``key``, ``total``,
-``expected``, ``startedat`` and ``updatedat``, plus the ``lock`` file held by
-the live writer (see locks.py). Only the lock holder changes the directory, so
+The directory holds ``data`` (the bytes so far), ``meta`` (key, total,
+expected digest and start time as one JSON object, replaced atomically) and
+the ``lock`` file held by the live writer (see locks.py); the data file's
+mtime is the last update. Only the lock holder changes the directory, so
 everything here runs single-threaded per key.
+
+One metadata file, written only when it changes, because a small blob's
+ingest is mostly fixed costs: the layout before (``key``, ``total``,
+``expected``, ``startedat``, ``updatedat`` as separate files, read back after
+writing) took ~13 file operations per blob. Directories in that older layout
+(an ingest interrupted by an earlier version) are still read and resumed.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from ocidist.content import Status
-from ocidist.content.fsutil import convert, fsync_dir, os_errors, read_text, write_text
+from ocidist.content.fsutil import convert, fsync_dir, os_errors, read_text
 from ocidist.content.labels import LabelFiles, validate
 from ocidist.content.locks import KeyLock
 from ocidist.digest import Digest, new_hasher
@@ -26,27 +34,68 @@ from ocidist.errors import AlreadyExists, DigestMismatch, DistError, InvalidArgu
 BUFSIZE = 1 << 20
 
 
+_LEGACY = ("key", "total", "expected", "startedat", "updatedat")
+_tmp_names = threading.local()
+
+
+def _read_meta(directory: str) -> dict[str, Any] | None:
+    """The ingest's metadata: from ``meta``, else from the older one-file-per-
+    field layout; None when neither says which key the directory is for."""
+    text = read_text(os.path.join(directory, "meta"))
+    if text is not None:
+        try:
+            meta = json.loads(text)
+        except ValueError:
+            return None
+        return meta if isinstance(meta, dict) and isinstance(meta.get("key"), str) else None
+    key = read_text(os.path.join(directory, "key"))
+    if key is None:
+        return None
+    return {
+        "key": key,
+        "total": _int(read_text(os.path.join(directory, "total")), -1),
+        "expected": read_text(os.path.join(directory, "expected")) or "",
+        "started_at": _float(read_text(os.path.join(directory, "startedat"))),
+        "updated_at": _float(read_text(os.path.join(directory, "updatedat"))),
+    }
+
+
+def _write_meta(directory: str, meta: Mapping[str, Any]) -> None:
+    # Replaced with a rename, so a reader (or a crash) never sees half of it.
+    # One temporary name per thread: only the lock holder writes here.
+    n = getattr(_tmp_names, "n", 0) + 1
+    _tmp_names.n = n
+    tmp = os.path.join(directory, f".meta-{threading.get_ident()}-{n}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(meta))
+    os.replace(tmp, os.path.join(directory, "meta"))
+
+
 def read_status(directory: str) -> Status | None:
     """What an ingest directory says about itself, without taking its lock
     (for ``status``/``list_statuses``); None if it is gone or half-made."""
-    key = read_text(os.path.join(directory, "key"))
-    if key is None:
+    meta = _read_meta(directory)
+    if meta is None:
         return None
     try:
         st = os.stat(os.path.join(directory, "data"))
         offset, data_mtime = st.st_size, st.st_mtime
     except FileNotFoundError:
         offset, data_mtime = 0, 0.0
-    started = _float(read_text(os.path.join(directory, "startedat")))
-    updated = max(_float(read_text(os.path.join(directory, "updatedat"))), data_mtime)
+    started = _number(meta.get("started_at"), 0.0)
+    updated = max(_number(meta.get("updated_at"), 0.0), data_mtime)
     return Status(
-        key=key,
+        key=str(meta["key"]),
         offset=offset,
-        total=_int(read_text(os.path.join(directory, "total")), -1),
-        expected=_digest(read_text(os.path.join(directory, "expected"))),
+        total=int(_number(meta.get("total"), -1)),
+        expected=_digest(meta.get("expected")),
         started_at=started,
         updated_at=updated or started,
     )
+
+
+def _number(v: object, default: float) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
 
 
 def _float(text: str | None) -> float:
@@ -63,8 +112,8 @@ def _int(text: str | None, default: int) -> int:
         return default
 
 
-def _digest(text: str | None) -> Digest | None:
-    if not text:
+def _digest(text: object) -> Digest | None:
+    if not text or not isinstance(text, str):
         return None
     try:
         return Digest.parse(text.strip())
@@ -100,34 +149,44 @@ class LocalWriter:
 
     def _open(self, total: int, expected: Digest | None) -> None:
         now = time.time()
-        stored_key = read_text(self._path("key"))
-        if stored_key is None:
-            write_text(self._path("startedat"), repr(now))
-            # Written last: read_status ignores a directory without a key.
-            write_text(self._path("key"), self._key)
-        elif stored_key != self._key:
-            raise DistError(f"{self._what}: directory belongs to key {stored_key!r}")
-        self._started = _float(read_text(self._path("startedat"))) or now
-        self._updated = now
-        old = read_status(self._dir)
-        restart = False
+        old = _read_meta(self._dir)
+        if old is not None and old["key"] != self._key:
+            raise DistError(f"{self._what}: directory belongs to key {old['key']!r}")
+        # No metadata (fresh, or lost to a crash before it was first written):
+        # bytes of unknown origin are not resumed.
+        restart = old is None
+        old_expected = _digest(old.get("expected")) if old else None
         if expected is None:
-            expected = old.expected if old else None
-        elif old is not None and old.expected is not None and old.expected != expected:
+            expected = old_expected
+        elif old_expected is not None and old_expected != expected:
             restart = True  # the partial data was for other content
+        old_total = int(_number(old.get("total"), -1)) if old else -1
         if total < 0:
-            total = old.total if old else -1
+            total = old_total
+        self._started = (_number(old.get("started_at"), 0.0) if old else 0.0) or now
+        self._updated = now
         self._total = total
         self._expected = expected
-        write_text(self._path("total"), str(total))
-        write_text(self._path("expected"), str(expected) if expected else "")
+        meta = {
+            "key": self._key,
+            "total": total,
+            "expected": str(expected) if expected else "",
+            "started_at": self._started,
+        }
+        if old != meta:
+            _write_meta(self._dir, meta)
         self._file = open(self._path("data"), "a+b", buffering=0)  # noqa: SIM115
         self._closed = False
         self._algorithm = expected.algorithm if expected else "sha256"
-        size = os.fstat(self._file.fileno()).st_size
+        held = size = os.fstat(self._file.fileno()).st_size
         if restart or (total >= 0 and size > total):
             size = 0
-        self._truncate(size)
+        if size == held:
+            # Nothing to cut off (always so for a fresh ingest): hash what is held.
+            self._hasher = _hash_file(self._file, size, self._algorithm)
+            self._offset = size
+        else:
+            self._truncate(size)
 
     def _truncate(self, size: int) -> None:
         # Resume: hash the bytes already held once, so the running hash covers
@@ -217,16 +276,15 @@ class LocalWriter:
             self._discard()
             raise AlreadyExists(f"content {expected} already exists")
         fd = self._file.fileno()
-        os.fsync(fd)
         os.fchmod(fd, 0o444)
         # created_at of a blob is its mtime: make it the commit time, not the
         # time of the last write (which may be days ago for a resumed ingest).
         os.utime(fd)
-        os.makedirs(parent, exist_ok=True)
+        os.fsync(fd)  # after the mode and time, so they are durable too
         try:
             # link, unlike rename, never replaces: a blob another process
             # committed meanwhile is reported, not silently overwritten.
-            os.link(self._path("data"), target)
+            _link(self._path("data"), target)
         except FileExistsError:
             self._discard()
             raise AlreadyExists(f"content {expected} already exists") from None
@@ -247,7 +305,7 @@ class LocalWriter:
         trash = os.path.join(os.path.dirname(self._dir), f".trash-{uuid.uuid4().hex}")
         try:
             os.rename(self._dir, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+            _remove_dir(trash)
         finally:
             self._lock.release()
 
@@ -259,10 +317,6 @@ class LocalWriter:
         try:
             with os_errors(self._what):
                 self._file.close()
-            # Advisory only (the data file's mtime says as much), so a full
-            # disk must not turn a close into a failure.
-            with contextlib.suppress(OSError):
-                write_text(self._path("updatedat"), repr(self._updated))
         finally:
             self._lock.release()
 
@@ -271,6 +325,31 @@ class LocalWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _link(src: str, target: str) -> None:
+    try:
+        os.link(src, target)
+    except FileNotFoundError:
+        # blobs/<alg> is made by the first commit, not checked by every one.
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.link(src, target)
+
+
+def _remove_dir(path: str) -> None:
+    """Remove an ingest directory moved aside; the files it is known to hold
+    are unlinked by name (cheaper than a tree walk for every small blob)."""
+    for name in ("data", "meta", "lock", *_LEGACY):
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            break
+    try:
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)  # something else in it: walk it
 
 
 def _hash_file(f: Any, size: int, algorithm: str) -> Any:

@@ -11,18 +11,21 @@ adding different labels to one blob do not lose each other's update.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 
-from ocidist.content.fsutil import write_atomic
 from ocidist.digest import Digest
 from ocidist.errors import InvalidArgument, InvalidContent
 
 # containerd's limit on one label (key plus value); labels are for references
 # and small notes, not for data.
 MAX_LABEL_SIZE = 4096
+
+_tmp_counter = itertools.count()
 
 
 def validate(labels: Mapping[str, str]) -> None:
@@ -75,8 +78,14 @@ class LabelFiles:
         if not labels:
             self.remove(dgst)
             return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomic(path, json.dumps(dict(sorted(labels.items()))).encode())
+        data = json.dumps(dict(sorted(labels.items()))).encode()
+        try:
+            _replace(path, data)
+        except FileNotFoundError:
+            # Made on first use rather than checked on every write: every
+            # fetched blob gets labels, so this runs once per blob.
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _replace(path, data)
 
     def remove(self, dgst: Digest) -> None:
         with suppress(FileNotFoundError):
@@ -85,10 +94,38 @@ class LabelFiles:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive across processes, for one read-modify-write."""
-        os.makedirs(self.root, exist_ok=True)
-        fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        path = os.path.join(self.root, ".lock")
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            os.makedirs(self.root, exist_ok=True)
+            fd = os.open(path, flags, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+
+def _replace(path: str, data: bytes) -> None:
+    """Replace ``path`` so readers see the old or the new bytes, never a mix.
+
+    The temporary name is unique per process, thread and call (no random
+    name to draw, no mode to fix afterwards as with mkstemp's 0600); a name
+    left by a crash never collides with a later one (another pid or count).
+    """
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{next(_tmp_counter)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

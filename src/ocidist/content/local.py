@@ -190,7 +190,7 @@ class LocalStore:
         with os_errors(f"abort {key}"):
             lock = acquire(directory, wait=False, what=f"ingest {key}")
             try:
-                had_key = os.path.exists(os.path.join(directory, "key"))
+                had_key = read_status(directory) is not None
                 trash = os.path.join(self._ingest, f".trash-{uuid.uuid4().hex}")
                 os.rename(directory, trash)
                 shutil.rmtree(trash, ignore_errors=True)
