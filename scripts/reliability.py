@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             print(msg, file=sys.stderr, flush=True)
 
+    # SIGTERM (a CI timeout, kill PID) unwinds like Ctrl-C, so the registry,
+    # the proxy and any tmpfs mount are cleaned up by the finally blocks.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     start = time.monotonic()
     env = Env(workdir, quick=args.quick)
     try:
