@@ -1,4 +1,4 @@
-"""HTTP transport: keep-alive connections on ``http.client``.
+"""HTTP transport: a pool of keep-alive connections (httpconn.py).
 
 It sends one request and returns a streaming response; socket, TLS and HTTP
 errors become ``Unavailable``/``TimedOut`` here and nowhere else. Redirects
@@ -6,26 +6,26 @@ are followed by hand so that registry credentials are never forwarded to
 another host (blob GETs are routinely redirected to object storage with
 signed URLs).
 
-Why not urllib3: it cost ~45-60 ms of imports on every command (start-up is
-most of a small pull) and a copy per read; what we need of it is a pool of
+Why no HTTP library: urllib3 cost ~45-60 ms of imports on every command
+(start-up is most of a small pull) and a copy per read, ``http.client``
+another ~10 ms for its email-based header parser; what we need is a pool of
 idle keep-alive connections per host, which is the small class below.
 """
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import logging
-import select
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from ocidist.errors import InvalidContent, TimedOut, Unavailable
+from ocidist.remotes.docker import httpconn
+from ocidist.remotes.docker.httpconn import Body, Connection, Headers, Protocol
 
 log = logging.getLogger("ocidist.remotes.transport")
 
@@ -74,28 +74,8 @@ class Deadline:
 
 
 _PoolKey = tuple[str, str, int, TLSConfig]  # scheme, host, port, TLS
-
-
-class Headers(Mapping[str, str]):
-    """Response headers, case-insensitive (a view of http.client's message)."""
-
-    def __init__(self, msg: http.client.HTTPMessage) -> None:
-        self._msg = msg
-
-    def __getitem__(self, name: str) -> str:
-        v = self._msg.get(name)
-        if v is None:
-            raise KeyError(name)
-        return str(v)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._msg.keys())
-
-    def __len__(self) -> int:
-        return len(self._msg)
-
-    def get_all(self, name: str) -> list[str]:
-        return [str(v) for v in self._msg.get_all(name) or ()]
+_PLAIN = TLSConfig()  # plain HTTP: one pool whatever TLS config was asked for
+_ReleaseFunc = Callable[[Connection], None]
 
 
 class Response:
@@ -104,18 +84,20 @@ class Response:
 
     def __init__(
         self,
-        raw: http.client.HTTPResponse,
-        conn: http.client.HTTPConnection,
-        release: Callable[[http.client.HTTPConnection], None],
+        conn: Connection,
+        status: int,
+        headers: Headers,
+        body: Body,
+        release: _ReleaseFunc,
         url: str,
         what: str,
     ) -> None:
-        self._raw = raw
-        self._conn: http.client.HTTPConnection | None = conn
+        self._conn: Connection | None = conn
+        self._body = body
         self._release = release  # back to the pool
         self.url = url
-        self.status = raw.status
-        self.headers = Headers(raw.msg)
+        self.status = status
+        self.headers = headers
         self._what = what
 
     def header(self, name: str) -> str | None:
@@ -131,17 +113,25 @@ class Response:
         return int(v)
 
     def readinto(self, buf: bytearray | memoryview) -> int:
-        # http.client tracks Content-Length and chunking and, for a large
-        # buffer, receives straight into it (no intermediate bytes object).
+        # Straight from the socket's buffer into ``buf``, no bytes in between.
+        if self._conn is None:
+            return 0
         try:
-            return self._raw.readinto(buf)
-        except (OSError, http.client.HTTPException, ValueError) as e:
+            return self._body.readinto(memoryview(buf).cast("B"))
+        except (OSError, Protocol, ValueError) as e:
             raise _read_error(e, self._what) from e
 
     def read(self, n: int = -1) -> bytes:
+        if self._conn is None:
+            return b""
         try:
-            return self._raw.read(None if n < 0 else n)
-        except (OSError, http.client.HTTPException, ValueError) as e:
+            if n >= 0:
+                return self._body.read(n)
+            chunks = []
+            while chunk := self._body.read(1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except (OSError, Protocol, ValueError) as e:
             raise _read_error(e, self._what) from e
 
     def read_capped(self, cap: int) -> bytes:
@@ -164,38 +154,33 @@ class Response:
     def drain(self, limit: int) -> None:
         """Read off a body of at most ``limit`` bytes so the connection can be
         reused; a longer or unknown-length one is left (``close`` drops it)."""
-        raw = self._raw
-        if raw.isclosed() or raw.chunked:
+        body = self._body
+        if body.done or body.length is None or body.length > limit:
             return
-        if raw.length is None or raw.length > limit:
-            return
-        try:
-            raw.read()
-        except (OSError, http.client.HTTPException, ValueError):
-            raw.close()
+        with contextlib.suppress(OSError, Protocol, ValueError):
+            body.read(limit)  # on failure, close drops the connection
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        raw = self._raw
-        if not raw.isclosed() and raw.length == 0:
-            # HEAD, 204 or an empty body: nothing left on the wire.
-            self.drain(0)
-        if raw.isclosed() and not raw.will_close:
-            # Read to the end on a keep-alive connection: reusable.
+        if self._body.reusable:
             self._release(conn)
-            return
-        # A partly read body leaves the socket mid-message: drop the connection.
-        raw.close()
-        conn.close()
+        else:
+            # A partly read body leaves the socket mid-message: drop it.
+            conn.close()
 
 
 def _read_error(e: BaseException, what: str) -> Exception:
     if isinstance(e, TimeoutError):
         return TimedOut(f"{what}: timed out")
-    # IncompleteRead (body cut short), resets, a closed response.
+    # A body cut short, a reset, a chunk that is not one.
     return Unavailable(f"{what}: connection broken")
+
+
+def _is_tls_error(e: BaseException) -> bool:
+    ssl_error = httpconn.ssl_error_type()
+    return ssl_error is not None and isinstance(e, ssl_error)
 
 
 def _connect_error(e: OSError, what: str) -> Exception:
@@ -203,26 +188,23 @@ def _connect_error(e: OSError, what: str) -> Exception:
         return TimedOut(f"{what}: timed out")
     if isinstance(e, ConnectionRefusedError):
         return Unavailable(f"{what}: connection refused")
-    if isinstance(e, ssl.SSLError):
+    if _is_tls_error(e):
         return Unavailable(f"{what}: TLS error: {e}")
-    if isinstance(e, socket.gaierror):
-        msg = str(e).lower()
-        if "name or service not known" in msg or "nodename nor servname" in msg:
-            return Unavailable(f"{what}: unknown host")
+    msg = str(e).lower()
+    if "name or service not known" in msg or "nodename nor servname" in msg:
+        return Unavailable(f"{what}: unknown host")
     return Unavailable(f"{what}: cannot connect: {e.strerror or e}")
 
 
 def _exchange_error(e: BaseException, what: str) -> Exception:
     if isinstance(e, TimeoutError):
         return TimedOut(f"{what}: timed out")
-    if isinstance(e, ssl.SSLError):
+    if _is_tls_error(e):
         return Unavailable(f"{what}: TLS error: {e}")
-    if isinstance(e, OSError | http.client.RemoteDisconnected | http.client.IncompleteRead):
+    if isinstance(e, OSError):
         return Unavailable(f"{what}: connection broken")
-    if isinstance(e, http.client.HTTPException):
-        # A status line or header block that is not HTTP (or too long).
-        return Unavailable(f"{what}: invalid HTTP response ({type(e).__name__})")
-    return Unavailable(f"{what}: {e}")
+    # A status line or header block that is not HTTP (or too long).
+    return Unavailable(f"{what}: invalid HTTP response ({e})")
 
 
 def _netloc(url: str, what: str) -> str:
@@ -233,9 +215,8 @@ def _netloc(url: str, what: str) -> str:
         raise InvalidContent(f"{what}: invalid URL") from None
 
 
-def _target(url: str, what: str) -> tuple[_PoolKey, str]:
-    """(scheme, host, port) of ``url`` (TLS filled in by the caller) and the
-    request target (path and query)."""
+def _target(url: str, what: str) -> tuple[str, str, int, str]:
+    """Scheme, host, port and request target (path and query) of ``url``."""
     try:
         u = urlsplit(url)
         port = u.port
@@ -249,19 +230,13 @@ def _target(url: str, what: str) -> tuple[_PoolKey, str]:
     path = u.path or "/"
     if u.query:
         path += "?" + u.query
-    return (scheme, u.hostname, port, TLSConfig()), path
+    return scheme, u.hostname, port, path
 
 
-def _dropped(sock: socket.socket | None) -> bool:
-    """True when an idle connection was closed (or sent something) meanwhile."""
-    if sock is None:
-        return True
-    try:
-        p = select.poll()
-        p.register(sock, select.POLLIN)
-        return bool(p.poll(0))
-    except (OSError, ValueError):
-        return True
+def _host_header(scheme: str, host: str, port: int) -> str:
+    name = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == "https" else 80
+    return name if port == default else f"{name}:{port}"
 
 
 class Transport:
@@ -271,15 +246,18 @@ class Transport:
     def __init__(self, *, pool_size: int = 16, timeouts: Timeouts | None = None) -> None:
         self._pool_size = pool_size
         self._timeouts = timeouts or Timeouts()
-        self._idle: dict[_PoolKey, list[http.client.HTTPConnection]] = {}
-        self._contexts: dict[TLSConfig, ssl.SSLContext] = {}
+        self._idle: dict[_PoolKey, list[Connection]] = {}
+        self._contexts: dict[TLSConfig, Any] = {}
         self._lock = threading.Lock()
 
-    def _context(self, tls: TLSConfig, what: str) -> ssl.SSLContext:
+    def _context(self, tls: TLSConfig, what: str) -> Any:
+        """The ssl.SSLContext for ``tls`` (ssl is imported by HTTPS only)."""
         with self._lock:
             ctx = self._contexts.get(tls)
         if ctx is not None:
             return ctx
+        import ssl
+
         try:
             ctx = ssl.create_default_context()
             if tls.insecure:
@@ -295,18 +273,18 @@ class Transport:
         with self._lock:
             return self._contexts.setdefault(tls, ctx)
 
-    def _checkout(self, key: _PoolKey) -> http.client.HTTPConnection | None:
+    def _checkout(self, key: _PoolKey) -> Connection | None:
         with self._lock:
             idle = self._idle.get(key)
             while idle:
                 conn = idle.pop()
-                if not _dropped(conn.sock):
+                if not conn.dropped():
                     return conn
                 conn.close()
         return None
 
-    def _release(self, key: _PoolKey) -> Callable[[http.client.HTTPConnection], None]:
-        def release(conn: http.client.HTTPConnection) -> None:
+    def _release(self, key: _PoolKey) -> _ReleaseFunc:
+        def release(conn: Connection) -> None:
             with self._lock:
                 idle = self._idle.setdefault(key, [])
                 if len(idle) < self._pool_size:
@@ -316,23 +294,17 @@ class Transport:
 
         return release
 
-    def _new(self, key: _PoolKey, connect_timeout: float, what: str) -> http.client.HTTPConnection:
+    def _new(self, key: _PoolKey, connect_timeout: float, what: str) -> Connection:
         scheme, host, port, tls = key
-        conn: http.client.HTTPConnection
-        if scheme == "https":
-            ctx = self._context(tls, what)
-            conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=ctx)
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+        ctx = self._context(tls, what) if scheme == "https" else None
         log.debug("new connection to %s://%s:%d", scheme, host, port)
         try:
-            conn.connect()
+            sock = httpconn.connect(host, port, connect_timeout, ctx)
         except OSError as e:
-            conn.close()
             raise _connect_error(e, what) from e
-        return conn
+        return Connection(sock, _host_header(scheme, host, port))
 
-    def _send(
+    def _exchange(
         self,
         key: _PoolKey,
         method: str,
@@ -341,7 +313,7 @@ class Transport:
         body: Any,
         timeouts: tuple[float, float],
         what: str,
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    ) -> tuple[Connection, int, Headers, Body]:
         connect_timeout, read_timeout = timeouts
         resendable = body is None or isinstance(body, bytes | bytearray | memoryview)
         while True:
@@ -351,21 +323,21 @@ class Transport:
                 conn = self._new(key, connect_timeout, what)
             sent = False
             try:
-                if conn.sock is not None:
-                    conn.sock.settimeout(read_timeout)
-                conn.request(method, path, body=body, headers=dict(headers))
+                conn.sock.settimeout(read_timeout)
+                conn.send(method, path, headers, body)
                 sent = True
-                return conn, conn.getresponse()
+                return (conn, *conn.receive(method))
             except ValueError as e:
-                # http.client refuses a header or URL with control characters.
+                # A header or target with control characters (a hostile
+                # token or Location) would split the request.
                 conn.close()
                 raise InvalidContent(f"{what}: invalid request ({e})") from None
-            except (OSError, http.client.HTTPException) as e:
+            except (OSError, Protocol) as e:
                 conn.close()
                 # An idle connection the server closed just as we reused it:
                 # nothing was acted on when the send itself failed, or when the
                 # method is one a server may see twice. Once, on a fresh one.
-                stale = isinstance(e, ConnectionError | http.client.RemoteDisconnected)
+                stale = isinstance(e, ConnectionError)  # Closed included
                 if reused and stale and resendable and (not sent or method in _RESENDABLE):
                     continue
                 raise _exchange_error(e, what) from e
@@ -399,15 +371,17 @@ class Transport:
             )
             if _netloc(url, what) != origin:
                 hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
-            (scheme, host, port, _), path = _target(url, what)
-            key = (scheme, host, port, tls if scheme == "https" else TLSConfig())
-            conn, raw = self._send(key, method, path, hdrs, body, timeouts, what)
-            resp = Response(raw, conn, self._release(key), url, what)
+            scheme, host, port, path = _target(url, what)
+            key = (scheme, host, port, tls if scheme == "https" else _PLAIN)
+            conn, status, headers_in, body_in = self._exchange(
+                key, method, path, hdrs, body, timeouts, what
+            )
+            resp = Response(conn, status, headers_in, body_in, self._release(key), url, what)
             # The path without its query: signed redirect URLs carry secrets there.
             log.debug(
-                "%s %s://%s:%d%s: %d", method, scheme, host, port, path.split("?", 1)[0], raw.status
+                "%s %s://%s:%d%s: %d", method, scheme, host, port, path.split("?", 1)[0], status
             )
-            if follow_redirects and raw.status in (301, 302, 303, 307, 308):
+            if follow_redirects and status in (301, 302, 303, 307, 308):
                 loc = resp.header("Location")
                 resp.drain(DRAIN_MAX)
                 resp.close()
@@ -417,7 +391,7 @@ class Transport:
                     url = urljoin(url, loc)
                 except ValueError:
                     raise InvalidContent(f"{what}: redirect to an invalid URL") from None
-                if raw.status == 303:
+                if status == 303:
                     method, body = "GET", None
                 continue
             return resp

@@ -1,0 +1,207 @@
+"""The transport's own HTTP/1.1 framing against a raw socket server on loopback.
+
+The registry tests cover the common paths (Content-Length bodies, redirects,
+faults, chunked error bodies); these pin the rarer framings a registry, proxy
+or object store may send, byte for byte.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from ocidist.errors import InvalidContent, Unavailable
+from ocidist.remotes.docker.transport import Transport
+
+
+class RawServer:
+    """Answers each request on a connection with the next canned reply (raw bytes)."""
+
+    def __init__(self, replies: list[bytes], close_after: bool = False) -> None:
+        self.replies = list(replies)
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.close_after = close_after
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while self.replies:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            # The file too: an open makefile keeps the socket from closing.
+            with conn, conn.makefile("rb") as f:
+                while self.replies:
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        line = f.readline()
+                        if not line:
+                            break
+                        head += line
+                    if not head:
+                        break
+                    length = 0
+                    for line in head.split(b"\r\n"):
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line.split(b":", 1)[1])
+                    self.requests.append(head + f.read(length))
+                    conn.sendall(self.replies.pop(0))
+                    if self.close_after:
+                        break
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def transport() -> Iterator[Transport]:
+    t = Transport()
+    yield t
+    t.close()
+
+
+def get(t: Transport, url: str, method: str = "GET", body: bytes | None = None) -> bytes:
+    resp = t.request(method, url, headers={"Accept": "*/*"}, body=body)
+    data = resp.read_capped(1 << 20)
+    return bytes([resp.status % 256]) + data
+
+
+def test_chunked_body_with_extensions_and_trailers(transport: Transport) -> None:
+    srv = RawServer(
+        [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ]
+    )
+    try:
+        assert get(transport, srv.url + "/a") == b"\xc8hello world"
+        assert get(transport, srv.url + "/b") == b"\xc8ok"
+        assert srv.connections == 1  # the chunked answer left the connection reusable
+    finally:
+        srv.close()
+
+
+def test_continue_folded_header_and_repeated_fields(transport: Transport) -> None:
+    srv = RawServer(
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=a\r\n"
+            b"www-authenticate: Bearer realm=b,\r\n service=x\r\nContent-Length: 0\r\n\r\n"
+        ]
+    )
+    try:
+        resp = transport.request("GET", srv.url + "/", headers={})
+        assert resp.status == 401
+        assert resp.header_all("WWW-Authenticate") == ["Basic realm=a", "Bearer realm=b, service=x"]
+        assert resp.header("www-AUTHENTICATE") == "Basic realm=a"
+        resp.close()
+    finally:
+        srv.close()
+
+
+def test_close_delimited_body_is_not_reused(transport: Transport) -> None:
+    srv = RawServer([b"HTTP/1.0 200 OK\r\n\r\nuntil close"], close_after=True)
+    try:
+        assert get(transport, srv.url + "/") == b"\xc8until close"
+    finally:
+        srv.close()
+
+
+def test_head_and_204_have_no_body(transport: Transport) -> None:
+    srv = RawServer(
+        [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        ]
+    )
+    try:
+        resp = transport.request("HEAD", srv.url + "/", headers={})
+        assert resp.status == 200 and resp.content_length() == 1234
+        resp.close()
+        assert get(transport, srv.url + "/", method="DELETE") == b"\xcc"
+        assert get(transport, srv.url + "/") == b"\xc8x"
+        assert srv.connections == 1
+    finally:
+        srv.close()
+
+
+def test_request_bodies_are_framed(transport: Transport) -> None:
+    srv = RawServer([b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"] * 2)
+    try:
+        get(transport, srv.url + "/put", method="PUT", body=b"abc")
+        get(transport, srv.url + "/post", method="POST")
+        put, post = srv.requests
+        assert put.startswith(b"PUT /put HTTP/1.1\r\n") and put.endswith(b"\r\n\r\nabc")
+        assert b"Content-Length: 3\r\n" in put
+        assert b"Content-Length: 0\r\n" in post
+        assert f"Host: 127.0.0.1:{srv.port}\r\n".encode() in put
+    finally:
+        srv.close()
+
+
+def test_stale_keepalive_connection_is_replaced(transport: Transport) -> None:
+    # The server closes after each answer without saying so: the pooled
+    # connection is dead when the next GET takes it.
+    srv = RawServer([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"] * 2, close_after=True)
+    try:
+        assert get(transport, srv.url + "/1") == b"\xc8a"
+        assert get(transport, srv.url + "/2") == b"\xc8a"
+        assert srv.connections == 2
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"SPDY/3 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nbad header line\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 101 + b"\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n",
+    ],
+    ids=["not-http", "two-lengths", "no-colon", "too-many-fields", "long-line"],
+)
+def test_malformed_answers_fail_in_words(transport: Transport, reply: bytes) -> None:
+    srv = RawServer([reply], close_after=True)
+    try:
+        with pytest.raises(Unavailable, match="invalid HTTP response"):
+            transport.request("GET", srv.url + "/", headers={}, what="probe")
+    finally:
+        srv.close()
+
+
+def test_body_cut_short_is_a_broken_connection(transport: Transport) -> None:
+    srv = RawServer([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"], close_after=True)
+    try:
+        resp = transport.request("GET", srv.url + "/", headers={}, what="probe")
+        with pytest.raises(Unavailable, match="probe: connection broken"):
+            resp.read(10)
+        resp.close()
+    finally:
+        srv.close()
+
+
+def test_header_injection_is_refused(transport: Transport) -> None:
+    srv = RawServer([])
+    try:
+        with pytest.raises(InvalidContent, match="invalid request"):
+            transport.request("GET", srv.url + "/", headers={"Authorization": "a\r\nX-Evil: 1"})
+        with pytest.raises(InvalidContent, match="invalid request"):
+            transport.request("GET", srv.url + "/a b", headers={})
+    finally:
+        srv.close()
