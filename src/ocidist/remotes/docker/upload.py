@@ -41,10 +41,13 @@ MiB = 1 << 20
 class PushOptions:
     # One PATCH per chunk: each chunk is held in memory until the registry
     # confirms it (that is what makes a lost chunk re-sendable), so this is
-    # also the memory each parallel upload may use.
-    chunk_size: int = 16 * MiB
+    # also the memory each parallel upload may use. 4 MiB measured as fast as
+    # 16 MiB (push of 4 x 39 MB layers: 0.61-0.65 s either way) with half
+    # the peak RSS (51 MB, was 100 MB); 2 MiB was 15 % slower, 1 MiB 40 %.
+    chunk_size: int = 4 * MiB
     # Blobs up to this size go in a single PUT, with no PATCH round trip.
-    monolithic_max: int = 16 * MiB
+    # Held whole (and copied once for the PUT), so no larger than a chunk.
+    monolithic_max: int = 4 * MiB
 
 
 class UploadRestarted(Unavailable):
