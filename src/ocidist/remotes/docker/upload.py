@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from ocidist.content import Status
@@ -37,8 +37,7 @@ from ocidist.remotes.docker.transport import Response
 MiB = 1 << 20
 
 
-@dataclass(frozen=True)
-class PushOptions:
+class PushOptions(NamedTuple):
     # One PATCH per chunk: each chunk is held in memory until the registry
     # confirms it (that is what makes a lost chunk re-sendable), so this is
     # also the memory each parallel upload may use. 4 MiB measured as fast as
