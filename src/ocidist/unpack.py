@@ -22,6 +22,7 @@ The name is recorded in the metadata store only after a successful unpack.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import shutil
@@ -148,6 +149,7 @@ def unpack_image(
     progress: Progress | None = None,
     force: bool = False,
     warn: Callable[[str], None] | None = None,
+    apply_options: ApplyOptions | None = None,
 ) -> UnpackResult:
     """Unpack ``ref`` (a stored name, or a reference to resolve) into ``dest``.
 
@@ -201,7 +203,10 @@ def unpack_image(
     fetching = threading.Thread(target=fetch_layers, name="unpack-fetch", daemon=True)
     fetching.start()
     try:
-        _apply_all(store, parts, dest, gate, result, progress or NullProgress(), warn, name)
+        template = apply_options or ApplyOptions()
+        if warn is not None:
+            template = dataclasses.replace(template, warn=warn)
+        _apply_all(store, parts, dest, gate, result, progress or NullProgress(), template, name)
     except BaseException:
         gate.cancel()
         # Flowing transfers stop at their next chunk; one blocked on a silent
@@ -230,7 +235,7 @@ def _apply_all(
     gate: LayerGate,
     result: UnpackResult,
     progress: Progress,
-    warn: Callable[[str], None] | None,
+    template: ApplyOptions,
     name: str,
 ) -> None:
     count = len(parts.layers)
@@ -240,9 +245,8 @@ def _apply_all(
         began = time.monotonic()
         result.wait_seconds += began - waited
         label = f"{i + 1}/{count} {layer.digest}"
-        opts = ApplyOptions(expected_diff_id=diff_id, layer_name=label)
-        if warn is not None:
-            opts = ApplyOptions(expected_diff_id=diff_id, layer_name=label, warn=warn)
+        # The caller's limits (tar-bomb guards) and warning sink, per layer.
+        opts = dataclasses.replace(template, expected_diff_id=diff_id, layer_name=label)
         try:
             with store.reader(layer.digest) as f:
                 applied = apply_layer(dest, f, options=opts)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ocidist.cli.context import Context
+
+if TYPE_CHECKING:
+    from ocidist.archive import ApplyOptions
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -29,7 +33,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="DIGEST",
         help="fail with 'digest mismatch' unless the uncompressed tar has this digest",
     )
-    # Tar-bomb limits (ApplyOptions); the defaults are far above any real layer.
+    add_limit_options(p)
+    p.set_defaults(handler=_run)
+
+
+def add_limit_options(p: argparse.ArgumentParser) -> None:
+    """Tar-bomb limits (ApplyOptions); the defaults are far above any real layer."""
     p.add_argument("--max-entries", type=int, metavar="N", help="refuse more entries (5000000)")
     p.add_argument(
         "--max-path-depth", type=int, metavar="N", help="refuse deeper paths (1024 components)"
@@ -37,21 +46,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-size", type=int, metavar="BYTES", help="refuse a larger uncompressed tar (1 TiB)"
     )
-    p.set_defaults(handler=_run)
 
 
-def _run(args: argparse.Namespace, ctx: Context) -> int:
-    # Imported here: `dist --help` must not pay for the archive modules.
-    from ocidist.archive import ApplyOptions, apply_layer
-    from ocidist.digest import Digest
+def limit_options(args: argparse.Namespace) -> ApplyOptions:
+    """ApplyOptions carrying the limits given on the command line (defaults otherwise)."""
+    from ocidist.archive import ApplyOptions
     from ocidist.errors import InvalidArgument
-
-    expected = Digest.parse(args.expected_diff_id) if args.expected_diff_id else None
-    name = "<stdin>" if args.layer == "-" else args.layer
-
-    def warn(message: str) -> None:
-        if not ctx.quiet:
-            print(f"dist: warning: {message}", file=sys.stderr)
 
     for flag, value in (
         ("--max-entries", args.max_entries),
@@ -61,13 +61,27 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         if value is not None and value <= 0:
             raise InvalidArgument(f"{flag} must be positive")
     d = ApplyOptions()
-    opts = ApplyOptions(
-        expected_diff_id=expected,
-        layer_name=name,
-        warn=warn,
+    return ApplyOptions(
         max_entries=args.max_entries or d.max_entries,
         max_path_depth=args.max_path_depth or d.max_path_depth,
         max_total_size=args.max_size or d.max_total_size,
+    )
+
+
+def _run(args: argparse.Namespace, ctx: Context) -> int:
+    # Imported here: `dist --help` must not pay for the archive modules.
+    from ocidist.archive import apply_layer
+    from ocidist.digest import Digest
+
+    expected = Digest.parse(args.expected_diff_id) if args.expected_diff_id else None
+    name = "<stdin>" if args.layer == "-" else args.layer
+
+    def warn(message: str) -> None:
+        if not ctx.quiet:
+            print(f"dist: warning: {message}", file=sys.stderr)
+
+    opts = dataclasses.replace(
+        limit_options(args), expected_diff_id=expected, layer_name=name, warn=warn
     )
     if args.layer == "-":
         result = apply_layer(args.dir, sys.stdin.buffer, options=opts)

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from ocidist.cli.apply import add_limit_options, limit_options
 from ocidist.cli.context import Context
 from ocidist.cli.transfer import add_transfer_options, progress_for
 
@@ -33,6 +34,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", "-f", action="store_true", help="unpack over a non-empty DIR")
     add_transfer_options(p)
+    add_limit_options(p)
     p.set_defaults(handler=run)
 
 
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             progress=progress,
             force=args.force,
             warn=warn,
+            apply_options=limit_options(args),
         )
     finally:
         progress.close()
