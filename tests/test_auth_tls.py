@@ -95,3 +95,13 @@ def test_basic_auth_without_or_with_wrong_credentials_is_unauthorized(
     err = proc.stderr.decode()
     assert "unauthorized" in err
     assert wrong not in err
+
+
+def test_tls_registry_on_loopback_without_hosts_file_says_https(
+    tls_env: TLSEnv, image: BuiltImage
+) -> None:
+    # Loopback means plain HTTP by default; a TLS registry there answers 400.
+    proc = run_dist("resolve", f"{tls_env.registry.host}/{REPO}:v1")
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert "speaks HTTPS" in line and "hosts.toml" in line, line

@@ -1,6 +1,6 @@
 """One error hierarchy for the whole toolkit.
 
-Low-level exceptions (sockets, urllib3, OSError, JSON) are converted to these
+Low-level exceptions (sockets, TLS, HTTP framing, OSError, JSON) are converted to these
 at one boundary per backend, so callers and the CLI see only ``DistError``::
 
     DistError

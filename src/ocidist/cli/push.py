@@ -99,7 +99,7 @@ def add_upload_options(p: argparse.ArgumentParser) -> None:
         type=parse_size,
         default=None,
         metavar="SIZE",
-        help="PATCH chunk size for large blobs (default 16MiB; the registry's "
+        help="PATCH chunk size for large blobs (default 4MiB; the registry's "
         "OCI-Chunk-Min-Length wins when larger)",
     )
     p.add_argument(
@@ -107,7 +107,7 @@ def add_upload_options(p: argparse.ArgumentParser) -> None:
         type=parse_size,
         default=None,
         metavar="SIZE",
-        help="blobs up to this size go in one PUT (default 16MiB)",
+        help="blobs up to this size go in one PUT (default 4MiB)",
     )
 
 

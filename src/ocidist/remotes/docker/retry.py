@@ -20,7 +20,9 @@ class RetryPolicy(NamedTuple):
     attempts: int = 5  # total attempts, including the first
     backoff: float = 0.2  # first wait, doubled each attempt
     max_backoff: float = 10.0
-    max_retry_after: float = 60.0  # a server asking for longer gets a clear error instead
+    # A longer Retry-After is waited out only this long (then the next
+    # attempt, and the command --timeout still bounds the whole).
+    max_retry_after: float = 60.0
     jitter: float = 0.25  # +/- fraction, so a fleet does not retry in lockstep
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:

@@ -176,6 +176,18 @@ def error_for(resp: Response, what: str) -> DistError:
             codes=codes,
             body=body,
         )
+    if s == 400 and resp.url.startswith("http://") and (
+        not body or b"HTTP request to an HTTPS server" in body
+    ):
+        # Go's TLS listener answering plain HTTP with a bare 400 (no body to a
+        # HEAD): we speak plain HTTP to loopback registries unless a hosts
+        # file says otherwise.
+        return RegistryError(
+            f"{what}: registry answered 400 to plain HTTP; if it speaks HTTPS, say so "
+            'in its hosts.toml (server = "https://HOST")',
+            status=s,
+            body=body,
+        )
     code = f" {codes[0]}" if codes else ""
     return RegistryError(
         f"{what}: registry answered {s}{code}{detail}", status=s, codes=codes, body=body

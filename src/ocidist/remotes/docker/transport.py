@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
-from ocidist.errors import InvalidContent, TimedOut, Unavailable
+from ocidist.errors import InvalidContent, RegistryError, TimedOut, Unavailable
 from ocidist.remotes.docker import httpconn
 from ocidist.remotes.docker.httpconn import Body, Connection, Headers, Protocol
 
@@ -394,7 +394,9 @@ class Transport:
                     method, body = "GET", None
                 continue
             return resp
-        raise Unavailable(f"{what}: too many redirects (more than {MAX_REDIRECTS})")
+        # A loop is the server's configuration, not a passing fault: no retry
+        # (a RegistryError without a retryable status is not replayed).
+        raise RegistryError(f"{what}: too many redirects (more than {MAX_REDIRECTS})")
 
     def close(self) -> None:
         with self._lock:
