@@ -176,8 +176,10 @@ def error_for(resp: Response, what: str) -> DistError:
             codes=codes,
             body=body,
         )
-    if s == 400 and resp.url.startswith("http://") and (
-        not body or b"HTTP request to an HTTPS server" in body
+    if (
+        s == 400
+        and resp.url.startswith("http://")
+        and (not body or b"HTTP request to an HTTPS server" in body)
     ):
         # Go's TLS listener answering plain HTTP with a bare 400 (no body to a
         # HEAD): we speak plain HTTP to loopback registries unless a hosts
