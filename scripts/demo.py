@@ -100,9 +100,9 @@ def main() -> int:
             dist("--root", str(root), "content", "verify")
 
             if has_command("unpack"):
-                banner("Unpack: the image's root filesystem on disk")
+                banner("Unpack into a fresh store: layers apply while later ones download")
                 rootfs = work / "rootfs"
-                dist("--root", str(root), "unpack", ref, str(rootfs))
+                dist("--root", str(work / "store2"), "unpack", ref, str(rootfs))
                 for dirpath, dirnames, filenames in sorted(os.walk(rootfs)):
                     dirnames.sort()
                     rel = os.path.relpath(dirpath, rootfs)
