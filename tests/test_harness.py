@@ -35,16 +35,16 @@ from tests.harness import (
     http_push,
     inspect_digest,
     large_image,
-    make_tls_cert,
     many_small_layers,
     multiplatform_index,
     push_image,
     repo_name_for,
     sha256,
     simple_image,
-    write_htpasswd,
     write_layout,
 )
+from tests.harness.authfixtures import bcrypt_hash
+from tests.harness.certs import CA
 from tests.harness.registry import build_config
 
 # -- registry ---------------------------------------------------------------
@@ -104,11 +104,13 @@ def test_restart_keeps_port_and_content(fresh_registry: RegistryFactory, repo_na
 
 
 def test_htpasswd_tls_mode(fresh_registry: RegistryFactory, tmp_path: Path, repo_name: str) -> None:
-    cert, key = make_tls_cert(tmp_path / "tls")
-    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "s3cret"})
-    reg = fresh_registry(htpasswd=htpasswd, tls_cert=cert, tls_key=key)
+    ca = CA(tmp_path / "pki")
+    server = ca.server("registry")
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"alice:{bcrypt_hash('s3cret')}\n")
+    reg = fresh_registry(htpasswd=htpasswd, tls_cert=server.cert_path, tls_key=server.key_path)
     assert reg.url.startswith("https://")
-    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx = ssl.create_default_context(cafile=str(ca.cert_path))
     conn = http.client.HTTPSConnection(reg.host, context=ctx, timeout=10)
     conn.request("GET", "/v2/")
     resp = conn.getresponse()

@@ -5,7 +5,6 @@ Importable without pytest (scripts/demo.py and scripts/bench.py use it);
 the pytest fixtures live in tests/conftest.py.
 """
 
-from tests.harness.auth import make_tls_cert, write_htpasswd
 from tests.harness.bigdata import large_image, large_layer
 from tests.harness.blobs import Blob, Compression, sha256
 from tests.harness.canned import (
@@ -106,7 +105,6 @@ __all__ = [
     "inspect_raw",
     "large_image",
     "large_layer",
-    "make_tls_cert",
     "many_small_layers",
     "multiplatform_index",
     "push_image",
@@ -115,6 +113,5 @@ __all__ = [
     "sha256",
     "simple_image",
     "tar_bytes",
-    "write_htpasswd",
     "write_layout",
 ]
