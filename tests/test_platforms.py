@@ -217,3 +217,20 @@ def test_select_equal_entries_keep_index_order() -> None:
     a, b = _entry("linux/arm64", "first"), _entry("linux/arm64/v8", "second")
     assert select([a, b], only(P("linux/arm64"))) == [a, b]
     assert select([b, a], only(P("linux/arm64"))) == [b, a]
+
+
+def test_selection_rules() -> None:
+    from ocidist.errors import InvalidArgument
+    from ocidist.images.platforms import AllPlatforms, selection
+
+    m, limit = selection(["linux/arm64"])
+    assert limit == 1 and m.match(Platform("linux", "arm64", "v8"))
+    assert not m.match(Platform("linux", "amd64"))
+    m, limit = selection(["linux/amd64", "linux/arm/v7"])
+    assert limit == 0 and m.match(Platform("linux", "arm", "v7"))
+    m, limit = selection([], all_platforms=True)
+    assert limit == 0 and isinstance(m, AllPlatforms)
+    _, limit = selection([])
+    assert limit == 1
+    with pytest.raises(InvalidArgument, match="exclude"):
+        selection(["linux/amd64"], all_platforms=True)

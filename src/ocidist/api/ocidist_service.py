@@ -9,7 +9,6 @@ fetched stays as resumable ingests.
 
 from __future__ import annotations
 
-import argparse
 import os
 import queue
 import threading
@@ -23,7 +22,7 @@ from ocidist.api.gen import ocidist_pb2 as pb
 from ocidist.content.local import LocalStore
 from ocidist.descriptor import Descriptor
 from ocidist.errors import InvalidArgument, Unavailable
-from ocidist.images.platforms import MatchComparer
+from ocidist.images.platforms import selection
 from ocidist.metadata import MetadataStore
 from ocidist.progress import Progress
 from ocidist.remotes.docker.resolver import DockerResolver
@@ -112,7 +111,7 @@ class DistributionService:
 
         if not req.ref:
             raise InvalidArgument("pull: the request has no ref")
-        matcher, limit = _matcher(list(req.platforms), req.all_platforms)
+        matcher, limit = selection(list(req.platforms), req.all_platforms)
 
         def work(resolver: DockerResolver, progress: Progress) -> pb.ProgressEvent:
             result = fetch_image(
@@ -156,7 +155,7 @@ class DistributionService:
         # on where the daemon was started.
         if not os.path.isabs(req.dir):
             raise InvalidArgument(f"unpack: directory {req.dir!r} must be an absolute path")
-        matcher, _ = _matcher([req.platform] if req.platform else [], False)
+        matcher, _ = selection([req.platform] if req.platform else [])
 
         def work(resolver: DockerResolver, progress: Progress) -> pb.ProgressEvent:
             result = unpack_image(
@@ -203,14 +202,3 @@ class DistributionService:
         if isinstance(last, BaseException):
             raise last
         yield last
-
-
-def _matcher(platforms: list[str], all_platforms: bool) -> tuple[MatchComparer, int]:
-    from ocidist.cli.fetch import matcher_for
-
-    # The same rules as `dist fetch --platform/--all-platforms`.
-    matcher: MatchComparer
-    matcher, limit = matcher_for(
-        argparse.Namespace(platform=platforms, all_platforms=all_platforms)
-    )
-    return matcher, limit

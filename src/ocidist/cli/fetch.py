@@ -33,28 +33,12 @@ def add_pull_options(p: argparse.ArgumentParser) -> None:
     add_transfer_options(p)
 
 
-def matcher_for(args: argparse.Namespace) -> tuple[Any, int]:
-    """(matcher, per-index limit) for the platform options."""
-    from ocidist.descriptor import Platform
-    from ocidist.errors import InvalidArgument
-    from ocidist.images.platforms import AllPlatforms, any_of, default_matcher, only
-
-    if args.all_platforms and args.platform:
-        raise InvalidArgument("--platform and --all-platforms exclude each other")
-    if args.all_platforms:
-        return AllPlatforms(), 0
-    if len(args.platform) == 1:
-        return only(Platform.parse(args.platform[0])), 1
-    if args.platform:
-        return any_of(Platform.parse(p) for p in args.platform), 0
-    return default_matcher(), 1
-
-
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.images.platforms import selection
     from ocidist.progress import human_size
     from ocidist.pull import fetch_image
 
-    matcher, limit = matcher_for(args)
+    matcher, limit = selection(args.platform, args.all_platforms)
     progress = progress_for(ctx, args)
     try:
         result = fetch_image(

@@ -215,3 +215,22 @@ def select(manifests: Sequence[Descriptor], matcher: MatchComparer) -> list[Desc
     kept = [d for d in manifests if d.platform is None or matcher.match(d.platform)]
     # sorted() is stable, so equally good entries keep the index's order.
     return sorted(kept, key=functools.cmp_to_key(compare))
+
+
+def selection(platforms: Sequence[str], all_platforms: bool = False) -> tuple[MatchComparer, int]:
+    """(matcher, per-index limit) for `--platform P…` / `--all-platforms`.
+
+    One platform keeps only its best match in an index (limit 1); several, or
+    all, keep every match (limit 0); none means this machine's platform.
+    """
+    from ocidist.errors import InvalidArgument
+
+    if all_platforms and platforms:
+        raise InvalidArgument("--platform and --all-platforms exclude each other")
+    if all_platforms:
+        return AllPlatforms(), 0
+    if len(platforms) == 1:
+        return only(Platform.parse(platforms[0])), 1
+    if platforms:
+        return any_of(Platform.parse(p) for p in platforms), 0
+    return default_matcher(), 1
