@@ -7,16 +7,19 @@ operation means writing one function and adding it to ``COMPARISONS``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import shutil
+import statistics
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness import Registry
 
+from benchlib.containerd import Containerd, ContainerdUnavailable
 from benchlib.measure import CommandFailed, Sample, median_sample, run
 from benchlib.workloads import Workload
 
@@ -41,6 +44,9 @@ class Context:
     log: Callable[[str], None]
     env: dict[str, str] | None = None  # for our CLI (see bench.dist_env)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
+    # Why containerd cannot run here, once found out; comparisons told of it.
+    containerd_unavailable: str | None = None
+    skips_logged: set[str] = field(default_factory=set)
 
     def fresh(self, what: str) -> Path:
         """A path that does not exist yet (tools that want to create it)."""
@@ -104,12 +110,7 @@ def fetch(ctx: Context, w: Workload) -> Row:
     """``dist fetch`` vs ``skopeo copy docker:// oci:``, with curl's floor."""
 
     def ours() -> Sample:
-        store = ctx.fresh("dist-store")
-        try:
-            argv = [*ctx.dist, "--root", str(store), "fetch", w.ref, "--all-platforms", "-q"]
-            return run(argv, env=ctx.env)
-        finally:
-            _rm(store)
+        return _dist_fetch(ctx, w)
 
     def skopeo() -> Sample:
         oci = ctx.fresh("skopeo-oci")
@@ -132,6 +133,16 @@ def fetch(ctx: Context, w: Workload) -> Row:
     )
     note = "" if ctx.has("skopeo") else "skopeo not installed"
     return Row("fetch", w.name, "skopeo", median_sample(o), _med(p), _med(c), note=note)
+
+
+def _dist_fetch(ctx: Context, w: Workload) -> Sample:
+    """``dist fetch`` of every platform into a brand-new store."""
+    store = ctx.fresh("dist-store")
+    try:
+        argv = [*ctx.dist, "--root", str(store), "fetch", w.ref, "--all-platforms", "-q"]
+        return run(argv, env=ctx.env)
+    finally:
+        _rm(store)
 
 
 # -- unpack (skipped with a note while `dist unpack` is missing) ---------
@@ -232,12 +243,149 @@ def push(ctx: Context, w: Workload) -> Row | None:
     return Row("push", w.name, "skopeo", median_sample(o), _med(p))
 
 
-# The order here is the order of the table. `ctr content fetch` / `ctr images
-# pull` against a bench-started containerd would be one more entry.
+# -- containerd: ctr content fetch / ctr images pull ---------------------
+
+
+@contextlib.contextmanager
+def _containerd(ctx: Context, comparison: str) -> Iterator[Containerd | None]:
+    """A daemon of our own for one comparison on one workload (fresh root,
+    stopped by PID on the way out), or None with a one-line note once per
+    comparison if containerd cannot run here."""
+    daemon: Containerd | None = None
+    if ctx.containerd_unavailable is None:
+        try:
+            daemon = Containerd(ctx.fresh("containerd")).start()
+        except ContainerdUnavailable as e:
+            ctx.containerd_unavailable = str(e)
+    if daemon is None:
+        if comparison not in ctx.skips_logged:
+            ctx.skips_logged.add(comparison)
+            ctx.log(
+                f"{comparison}: skipped: containerd cannot run here: {ctx.containerd_unavailable}"
+            )
+        yield None
+        return
+    ctx.log(f"containerd {daemon.version} (pid {daemon.pid}), snapshotter {daemon.snapshotter}")
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+class _CtrRuns:
+    """Runs ctr against the daemon, each in a namespace of its own, and
+    cleans up after each so the next starts cold. The peer's sample adds the
+    daemon's share: CPU = ctr + daemon's CPU delta; peak RSS = ctr's peak +
+    the daemon's VmHWM reset just before the run (the sum of two peaks, an
+    upper bound of their joint peak)."""
+
+    def __init__(self, ctx: Context, daemon: Containerd, ref: str) -> None:
+        self.ctx, self.daemon, self.ref = ctx, daemon, ref
+        self.parts: dict[str, list[float]] = {
+            "ctrCpuSeconds": [],
+            "containerdCpuSeconds": [],
+            "ctrRssMB": [],
+            "containerdPeakRssMB": [],
+        }
+        self.daemon_rss_counted = True
+
+    def run(self, *args: str) -> Sample:
+        ns = self.ctx.fresh("ns").name
+        s, daemon_cpu, daemon_rss = self.daemon.measure(self.daemon.ctr(ns, *args, self.ref))
+        self.daemon.clean(ns, self.ref)
+        self.parts["ctrCpuSeconds"].append(s.cpu)
+        self.parts["containerdCpuSeconds"].append(daemon_cpu)
+        self.parts["ctrRssMB"].append(s.rss_mb)
+        if daemon_rss is None:
+            self.daemon_rss_counted = False
+        else:
+            self.parts["containerdPeakRssMB"].append(daemon_rss)
+        return Sample(wall=s.wall, cpu=s.cpu + daemon_cpu, rss_mb=s.rss_mb + (daemon_rss or 0.0))
+
+    def extra(self) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in self.parts.items() if v}
+
+    def note(self) -> str:
+        rss = "ctr + daemon VmHWM" if self.daemon_rss_counted else "ctr only (daemon's not counted)"
+        return (
+            f"containerd {self.daemon.version}, snapshotter {self.daemon.snapshotter};"
+            f" peer CPU = ctr + daemon; peer RSS = {rss}"
+        )
+
+
+def fetch_ctr(ctx: Context, w: Workload) -> Row | None:
+    """``dist fetch`` vs ``ctr content fetch --all-platforms`` into a
+    bench-started containerd, whose content store is emptied after each run."""
+    with _containerd(ctx, "fetch-ctr") as daemon:
+        if daemon is None:
+            return None
+        runs = _CtrRuns(ctx, daemon, w.ref)
+
+        def ours() -> Sample:
+            return _dist_fetch(ctx, w)
+
+        def ctr() -> Sample:
+            return runs.run("content", "fetch", "--plain-http", "--all-platforms")
+
+        o, p = _interleave(ctx, [ours, ctr])
+        return Row(
+            "fetch-ctr",
+            w.name,
+            "ctr",
+            median_sample(o),
+            _med(p),
+            extra=runs.extra(),
+            note=runs.note(),
+        )
+
+
+def pull_unpack_ctr(ctx: Context, w: Workload) -> Row | None:
+    """``dist unpack REF DIR`` from an empty store (fetch + apply) vs ``ctr
+    images pull`` (fetch, then unpack into the snapshotter), this machine's
+    platform on both sides."""
+    if not ctx.dist_has("unpack"):
+        ctx.log("pull-unpack-ctr: `dist unpack` not available; skipped")
+        return None
+    with _containerd(ctx, "pull-unpack-ctr") as daemon:
+        if daemon is None:
+            return None
+        runs = _CtrRuns(ctx, daemon, w.ref)
+        phases: dict[str, list[float]] = {"downloadSeconds": [], "applySeconds": []}
+
+        def ours() -> Sample:
+            store, dest = ctx.fresh("dist-store"), ctx.fresh("dist-rootfs")
+            argv = [*ctx.dist, "--root", str(store), "unpack", w.ref, str(dest), "--json"]
+            try:
+                s = run(argv, env=ctx.env)
+            finally:
+                _rm(store, dest)
+            _collect_phases(s.stdout, phases)
+            return s
+
+        def ctr() -> Sample:
+            return runs.run("images", "pull", "--plain-http", "--snapshotter", daemon.snapshotter)
+
+        o, p = _interleave(ctx, [ours, ctr])
+        extra = {k: statistics.median(v) for k, v in phases.items() if v} | runs.extra()
+        peer = f"ctr/{daemon.snapshotter}"
+        return Row(
+            "pull-unpack-ctr",
+            w.name,
+            peer,
+            median_sample(o),
+            _med(p),
+            extra=extra,
+            note=runs.note(),
+        )
+
+
+# The order here is the order of the table.
 COMPARISONS: dict[str, Comparison] = {
     "fetch": fetch,
     "unpack": unpack,
     "push": push,
+    "fetch-ctr": fetch_ctr,
+    "pull-unpack-ctr": pull_unpack_ctr,
 }
 
 
