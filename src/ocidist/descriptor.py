@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ocidist.digest import Digest
 from ocidist.errors import InvalidContent
+from ocidist.value import Value
 
 # Manifests and indexes.
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -70,13 +70,27 @@ def is_layer(media_type: str) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(Value):
+    __slots__ = ("os", "architecture", "variant", "os_version", "os_features")
     os: str
     architecture: str
-    variant: str = ""
-    os_version: str = ""
-    os_features: tuple[str, ...] = ()
+    variant: str
+    os_version: str
+    os_features: tuple[str, ...]
+
+    def __init__(
+        self,
+        os: str,
+        architecture: str,
+        variant: str = "",
+        os_version: str = "",
+        os_features: tuple[str, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "os", os)
+        object.__setattr__(self, "architecture", architecture)
+        object.__setattr__(self, "variant", variant)
+        object.__setattr__(self, "os_version", os_version)
+        object.__setattr__(self, "os_features", os_features)
 
     @classmethod
     def parse(cls, text: str) -> Platform:
@@ -115,17 +129,38 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
-@dataclass(frozen=True)
-class Descriptor:
-    """What some bytes are: media type, digest and size (plus optional extras)."""
+class Descriptor(Value):
+    """What some bytes are: media type, digest and size (plus optional extras).
 
+    Annotations take no part in equality or hashing."""
+
+    __slots__ = ("media_type", "digest", "size", "annotations", "platform", "urls", "artifact_type")
+    _no_eq = ("annotations",)
     media_type: str
     digest: Digest
     size: int
-    annotations: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
-    platform: Platform | None = None
-    urls: tuple[str, ...] = ()
-    artifact_type: str = ""
+    annotations: Mapping[str, str]
+    platform: Platform | None
+    urls: tuple[str, ...]
+    artifact_type: str
+
+    def __init__(
+        self,
+        media_type: str,
+        digest: Digest,
+        size: int,
+        annotations: Mapping[str, str] | None = None,
+        platform: Platform | None = None,
+        urls: tuple[str, ...] = (),
+        artifact_type: str = "",
+    ) -> None:
+        object.__setattr__(self, "media_type", media_type)
+        object.__setattr__(self, "digest", digest)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "annotations", {} if annotations is None else annotations)
+        object.__setattr__(self, "platform", platform)
+        object.__setattr__(self, "urls", urls)
+        object.__setattr__(self, "artifact_type", artifact_type)
 
     @classmethod
     def from_json(cls, obj: Any) -> Descriptor:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ocidist.stream import Readable
 
 from ocidist.errors import DigestMismatch, InvalidArgument
+from ocidist.value import Value
 
 _ALGORITHMS = {"sha256": 64, "sha512": 128}
+_HEX = "0123456789abcdef"
 _DIGEST_RE = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 
 
@@ -25,15 +26,46 @@ class InvalidDigest(InvalidArgument):
     """A digest string is malformed or uses an unsupported algorithm."""
 
 
-@dataclass(frozen=True, order=True)
-class Digest:
+class Digest(Value):
     """A validated content digest such as ``sha256:e3b0…``."""
 
+    __slots__ = ("algorithm", "encoded")
     algorithm: str
     encoded: str
 
+    def __init__(self, algorithm: str, encoded: str) -> None:
+        object.__setattr__(self, "algorithm", algorithm)
+        object.__setattr__(self, "encoded", encoded)
+
+    # Digests sort (content listings, deterministic output) by algorithm, then hex.
+    def __lt__(self, other: Digest) -> bool:
+        return (self.algorithm, self.encoded) < (other.algorithm, other.encoded)
+
+    def __le__(self, other: Digest) -> bool:
+        return (self.algorithm, self.encoded) <= (other.algorithm, other.encoded)
+
+    def __gt__(self, other: Digest) -> bool:
+        return (self.algorithm, self.encoded) > (other.algorithm, other.encoded)
+
+    def __ge__(self, other: Digest) -> bool:
+        return (self.algorithm, self.encoded) >= (other.algorithm, other.encoded)
+
+    def __hash__(self) -> int:
+        return hash(self.encoded)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Digest:
+            return NotImplemented
+        return self.encoded == other.encoded and self.algorithm == other.algorithm  # type: ignore[attr-defined,unused-ignore]
+
     @classmethod
     def parse(cls, text: str) -> Digest:
+        if isinstance(text, str):
+            # Fast path for the valid case (every descriptor of every manifest
+            # goes through here); the regex below only words the error.
+            alg, _, enc = text.partition(":")
+            if len(enc) == _ALGORITHMS.get(alg, -1) and not enc.strip(_HEX):
+                return cls(alg, enc)
         m = _DIGEST_RE.fullmatch(text) if isinstance(text, str) else None
         if not m:
             raise InvalidDigest(f"invalid digest {text!r}: expected algorithm:hex")

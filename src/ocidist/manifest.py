@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ocidist.descriptor import (
@@ -24,6 +23,7 @@ from ocidist.descriptor import (
     strip_params,
 )
 from ocidist.errors import InvalidContent
+from ocidist.value import Value
 
 SCHEMA1_TYPES = (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED)
 # Types a registry or file may give a manifest that say nothing about which
@@ -32,27 +32,59 @@ SCHEMA1_TYPES = (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED)
 UNINFORMATIVE_TYPES = ("", "application/octet-stream", "application/json", "text/plain")
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Value):
     """An image manifest: one config and its layers."""
 
+    __slots__ = ("media_type", "config", "layers", "annotations", "subject", "artifact_type")
+    _no_eq = ("annotations",)
     media_type: str
     config: Descriptor
     layers: tuple[Descriptor, ...]
-    annotations: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
-    subject: Descriptor | None = None
-    artifact_type: str = ""
+    annotations: Mapping[str, str]
+    subject: Descriptor | None
+    artifact_type: str
+
+    def __init__(
+        self,
+        media_type: str,
+        config: Descriptor,
+        layers: tuple[Descriptor, ...],
+        annotations: Mapping[str, str] | None = None,
+        subject: Descriptor | None = None,
+        artifact_type: str = "",
+    ) -> None:
+        object.__setattr__(self, "media_type", media_type)
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "annotations", {} if annotations is None else annotations)
+        object.__setattr__(self, "subject", subject)
+        object.__setattr__(self, "artifact_type", artifact_type)
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(Value):
     """An image index / manifest list: manifests, usually one per platform."""
 
+    __slots__ = ("media_type", "manifests", "annotations", "subject", "artifact_type")
+    _no_eq = ("annotations",)
     media_type: str
     manifests: tuple[Descriptor, ...]
-    annotations: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
-    subject: Descriptor | None = None
-    artifact_type: str = ""
+    annotations: Mapping[str, str]
+    subject: Descriptor | None
+    artifact_type: str
+
+    def __init__(
+        self,
+        media_type: str,
+        manifests: tuple[Descriptor, ...],
+        annotations: Mapping[str, str] | None = None,
+        subject: Descriptor | None = None,
+        artifact_type: str = "",
+    ) -> None:
+        object.__setattr__(self, "media_type", media_type)
+        object.__setattr__(self, "manifests", manifests)
+        object.__setattr__(self, "annotations", {} if annotations is None else annotations)
+        object.__setattr__(self, "subject", subject)
+        object.__setattr__(self, "artifact_type", artifact_type)
 
 
 def decode(data: bytes, media_type: str) -> Manifest | Index:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ocidist.descriptor import Descriptor
 from ocidist.errors import InvalidArgument, NotFound
 from ocidist.sqlitedb import SQLiteFile
+from ocidist.value import Value
 
 SCHEMA_VERSION = 1
 
@@ -34,13 +34,28 @@ CREATE INDEX IF NOT EXISTS images_digest ON images(digest);
 """
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(Value):
+    __slots__ = ("name", "target", "created_at", "updated_at", "labels")
+    _no_hash = ("labels",)
     name: str
     target: Descriptor
     created_at: float
     updated_at: float
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str]
+
+    def __init__(
+        self,
+        name: str,
+        target: Descriptor,
+        created_at: float,
+        updated_at: float,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "created_at", created_at)
+        object.__setattr__(self, "updated_at", updated_at)
+        object.__setattr__(self, "labels", {} if labels is None else labels)
 
 
 class MetadataStore(SQLiteFile):

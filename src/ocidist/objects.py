@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
 
 from ocidist import reference
 from ocidist.descriptor import Descriptor
@@ -64,7 +63,7 @@ def describe(
     base = reference.parse(ref)
     if dgst is None:
         # A tag of the same repository.
-        return resolver.resolve(str(replace(base.with_tag(obj), digest=None)))
+        return resolver.resolve(str(base.with_tag(obj).replace(digest=None)))
     name = str(base.with_digest(dgst))
     if media_type and size >= 0:
         return name, Descriptor(media_type=media_type, digest=dgst, size=size)

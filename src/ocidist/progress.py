@@ -10,7 +10,6 @@ import json
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from ocidist.descriptor import Descriptor
@@ -97,13 +96,15 @@ class JSONProgress:
         pass
 
 
-@dataclass
 class _Row:
-    desc: Descriptor
-    held: int = 0
-    first: int = 0
-    since: float = field(default_factory=time.monotonic)
-    status: str = "fetching"
+    __slots__ = ("desc", "held", "first", "since", "status")
+
+    def __init__(self, desc: Descriptor, held: int = 0, first: int = 0) -> None:
+        self.desc = desc
+        self.held = held
+        self.first = first
+        self.since = time.monotonic()
+        self.status = "fetching"
 
 
 class TTYProgress:

@@ -27,10 +27,10 @@ Docker's normalisation on top of that (``parse``):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
 from ocidist.digest import Digest, InvalidDigest
 from ocidist.errors import InvalidReference
+from ocidist.value import Value
 
 DEFAULT_DOMAIN = "docker.io"
 OFFICIAL_PREFIX = "library/"
@@ -49,17 +49,25 @@ _TAG = re.compile(r"\w[\w.-]{0,127}", re.ASCII)
 _IDENTIFIER = re.compile(r"[a-f0-9]{64}", re.ASCII)
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(Value):
     """A parsed reference. Build it with ``parse`` (or ``parse_strict``).
 
     ``domain`` is empty only for references from ``parse_strict`` without one.
     """
 
+    __slots__ = ("domain", "path", "tag", "digest")
     domain: str
     path: str
-    tag: str | None = None
-    digest: Digest | None = None
+    tag: str | None
+    digest: Digest | None
+
+    def __init__(
+        self, domain: str, path: str, tag: str | None = None, digest: Digest | None = None
+    ) -> None:
+        object.__setattr__(self, "domain", domain)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "tag", tag)
+        object.__setattr__(self, "digest", digest)
 
     @property
     def repository(self) -> str:
@@ -98,13 +106,13 @@ class Reference:
     def with_tag(self, tag: str) -> Reference:
         """The same repository with ``tag``; a digest, if any, is kept."""
         _check_tag(tag, tag)
-        return replace(self, tag=tag)
+        return self.replace(tag=tag)
 
     def with_digest(self, dgst: Digest | str) -> Reference:
         """The same repository pinned to ``dgst``; a tag, if any, is kept."""
         if isinstance(dgst, str):
             dgst = _parse_digest(dgst, dgst)
-        return replace(self, digest=dgst)
+        return self.replace(digest=dgst)
 
     def _suffix(self) -> str:
         tag = f":{self.tag}" if self.tag is not None else ""

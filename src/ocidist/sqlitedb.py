@@ -12,12 +12,15 @@ toolkit's words.
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from ocidist.errors import DistError, NoSpace, Unavailable
+
+if TYPE_CHECKING:
+    import sqlite3
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -26,6 +29,11 @@ class SQLiteFile:
     def __init__(
         self, path: str, what: str, schema: Sequence[str], pragmas: Sequence[str] = ()
     ) -> None:
+        # Imported here, not at module level: sqlite3 (with datetime) is ~3 ms
+        # of start-up, and `dist fetch` opens the store only once its
+        # transfers are under way.
+        import sqlite3
+
         self.path = path
         self._what = what
         self._lock = threading.Lock()
@@ -47,6 +55,8 @@ class SQLiteFile:
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
+        import sqlite3
+
         try:
             yield
         except sqlite3.Error as e:

@@ -8,11 +8,11 @@ with ``write``; ``commit`` verifies size and digest and publishes atomically;
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 from ocidist.descriptor import Descriptor
 from ocidist.digest import Digest
+from ocidist.value import Value
 
 
 def ingest_key_for(desc: Descriptor) -> str:
@@ -25,27 +25,58 @@ def ingest_key_for(desc: Descriptor) -> str:
     return f"fetch-{desc.digest}"
 
 
-@dataclass(frozen=True)
-class Info:
+class Info(Value):
     """What the store knows about one committed blob."""
 
+    __slots__ = ("digest", "size", "created_at", "updated_at", "labels")
+    _no_hash = ("labels",)
     digest: Digest
     size: int
     created_at: float
     updated_at: float
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str]
+
+    def __init__(
+        self,
+        digest: Digest,
+        size: int,
+        created_at: float,
+        updated_at: float,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        object.__setattr__(self, "digest", digest)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "created_at", created_at)
+        object.__setattr__(self, "updated_at", updated_at)
+        object.__setattr__(self, "labels", {} if labels is None else labels)
 
 
-@dataclass(frozen=True)
-class Status:
+class Status(Value):
     """Progress of one ingest transaction."""
 
+    __slots__ = ("key", "offset", "total", "expected", "started_at", "updated_at")
     key: str
     offset: int
     total: int  # expected size, or -1 when unknown
     expected: Digest | None
     started_at: float
     updated_at: float
+
+    def __init__(
+        self,
+        key: str,
+        offset: int,
+        total: int,
+        expected: Digest | None,
+        started_at: float,
+        updated_at: float,
+    ) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "total", total)
+        object.__setattr__(self, "expected", expected)
+        object.__setattr__(self, "started_at", started_at)
+        object.__setattr__(self, "updated_at", updated_at)
 
 
 class Writer(Protocol):

@@ -20,15 +20,16 @@ import fcntl
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ocidist.errors import FailedPrecondition
 
 
-@dataclass
 class _Entry:
-    lock: threading.Lock
-    users: int = 0
+    __slots__ = ("lock", "users")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+        self.users = 0
 
 
 # One entry per path in use; it goes away when the last user releases, so a

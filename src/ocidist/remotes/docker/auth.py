@@ -13,12 +13,12 @@ import base64
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
 from ocidist.errors import Unauthorized
 from ocidist.remotes.docker.challenge import Challenge, parse_challenges
 from ocidist.remotes.docker.transport import TLSConfig
+from ocidist.value import Value
 
 # Docker's token spec: a token without expires_in is good for 60 seconds.
 DEFAULT_TOKEN_TTL = 60.0
@@ -27,11 +27,16 @@ DEFAULT_TOKEN_TTL = 60.0
 EXPIRY_SLACK = 5.0
 
 
-@dataclass(frozen=True)
-class Credential:
-    username: str = ""
-    secret: str = ""  # password, or identity/refresh token when username is empty
-    identity_token: str = ""
+class Credential(Value):
+    __slots__ = ("username", "secret", "identity_token")
+    username: str
+    secret: str  # password, or identity/refresh token when username is empty
+    identity_token: str
+
+    def __init__(self, username: str = "", secret: str = "", identity_token: str = "") -> None:
+        object.__setattr__(self, "username", username)
+        object.__setattr__(self, "secret", secret)
+        object.__setattr__(self, "identity_token", identity_token)
 
     def __repr__(self) -> str:  # never show the secret
         return f"Credential(username={self.username!r}, secret=***)"
@@ -44,12 +49,20 @@ def no_credentials(host: str) -> Credential | None:
     return None
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(Value):
+    __slots__ = ("token", "expires_at", "refresh_token", "ttl")
     token: str
     expires_at: float  # time.monotonic() value
-    refresh_token: str = ""
-    ttl: float = DEFAULT_TOKEN_TTL
+    refresh_token: str
+    ttl: float
+
+    def __init__(
+        self, token: str, expires_at: float, refresh_token: str = "", ttl: float = DEFAULT_TOKEN_TTL
+    ) -> None:
+        object.__setattr__(self, "token", token)
+        object.__setattr__(self, "expires_at", expires_at)
+        object.__setattr__(self, "refresh_token", refresh_token)
+        object.__setattr__(self, "ttl", ttl)
 
     def fresh(self, now: float) -> bool:
         return self.expires_at - min(EXPIRY_SLACK, self.ttl / 4) > now

@@ -9,15 +9,21 @@ yields no challenge, and the caller reports "unauthorized".
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+
+from ocidist.value import Value
 
 _TCHAR = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(Value):
+    __slots__ = ("scheme", "params")
+    _no_hash = ("params",)
     scheme: str  # lower-cased: "bearer", "basic", …
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str]
+
+    def __init__(self, scheme: str, params: Mapping[str, str] | None = None) -> None:
+        object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "params", {} if params is None else params)
 
     @property
     def realm(self) -> str:

@@ -9,10 +9,10 @@ mirrors first, then the upstream.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from ocidist.errors import DistError, RegistryError, TooManyRequests
 from ocidist.remotes.docker.transport import TLSConfig
+from ocidist.value import Value
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_REGISTRY = "registry-1.docker.io"
@@ -21,14 +21,31 @@ PULL, RESOLVE, PUSH = "pull", "resolve", "push"
 ALL_CAPABILITIES = frozenset({PULL, RESOLVE, PUSH})
 
 
-@dataclass(frozen=True)
-class RegistryHost:
+class RegistryHost(Value):
+    __slots__ = ("host", "scheme", "path", "capabilities", "tls", "headers")
+    _no_hash = ("headers",)
     host: str  # host[:port] as dialled
-    scheme: str = "https"
-    path: str = "/v2"  # API prefix (hosts.toml override_path can change it)
-    capabilities: frozenset[str] = ALL_CAPABILITIES
-    tls: TLSConfig = field(default_factory=TLSConfig)
-    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    scheme: str
+    path: str  # API prefix (hosts.toml override_path can change it)
+    capabilities: frozenset[str]
+    tls: TLSConfig
+    headers: Mapping[str, str]
+
+    def __init__(
+        self,
+        host: str,
+        scheme: str = "https",
+        path: str = "/v2",
+        capabilities: frozenset[str] = ALL_CAPABILITIES,
+        tls: TLSConfig | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "capabilities", capabilities)
+        object.__setattr__(self, "tls", TLSConfig() if tls is None else tls)
+        object.__setattr__(self, "headers", {} if headers is None else headers)
 
     @property
     def base(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ocidist import reference
 from ocidist.descriptor import (
@@ -47,8 +47,7 @@ DEFAULT_RETRY = RetryPolicy()
 HostsFunc = Callable[[str], list[RegistryHost]]
 
 
-@dataclass(frozen=True)
-class ResolverOptions:
+class ResolverOptions(NamedTuple):
     plain_http: bool = False
     insecure: bool = False
     deadline: float | None = None  # time.monotonic() value for the whole command

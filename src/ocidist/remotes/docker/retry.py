@@ -7,7 +7,6 @@ caller restarts the upload instead.
 
 from __future__ import annotations
 
-import random
 import time
 from typing import NamedTuple
 
@@ -30,6 +29,8 @@ class RetryPolicy(NamedTuple):
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
         base = min(self.backoff * (2 ** (attempt - 1)), self.max_backoff)
+        import random  # only when a request failed: ~1 ms of start-up otherwise
+
         return float(max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter))))
 
 

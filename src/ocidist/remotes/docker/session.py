@@ -8,11 +8,11 @@ broken connections → backoff and retry, but only for idempotent requests.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ocidist import logs
 from ocidist.errors import (
     Denied,
     DistError,
@@ -27,7 +27,7 @@ from ocidist.remotes.docker.hosts import RegistryHost
 from ocidist.remotes.docker.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ocidist.remotes.docker.transport import Deadline, Response, Transport
 
-log = logging.getLogger("ocidist.remotes")
+_LOGGER = "ocidist.remotes"
 
 MAX_ERROR_BODY = 64 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -131,7 +131,9 @@ class Session:
             from ocidist.errors import TimedOut
 
             raise TimedOut(f"{what}: timed out after {attempt} attempts ({why})")
-        log.debug("%s: attempt %d failed (%s); retrying in %.2fs", what, attempt, why, delay)
+        logs.debug(
+            _LOGGER, "%s: attempt %d failed (%s); retrying in %.2fs", what, attempt, why, delay
+        )
         time.sleep(delay)
 
     @staticmethod

@@ -15,18 +15,18 @@ idle keep-alive connections per host, which is the small class below.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
+from ocidist import logs
 from ocidist.errors import InvalidContent, RegistryError, TimedOut, Unavailable
 from ocidist.remotes.docker import httpconn
 from ocidist.remotes.docker.httpconn import Body, Connection, Headers, Protocol
 
-log = logging.getLogger("ocidist.remotes.transport")
+_LOGGER = "ocidist.remotes.transport"
 
 MAX_REDIRECTS = 10
 CHUNK = 1 << 20
@@ -296,7 +296,7 @@ class Transport:
     def _new(self, key: _PoolKey, connect_timeout: float, what: str) -> Connection:
         scheme, host, port, tls = key
         ctx = self._context(tls, what) if scheme == "https" else None
-        log.debug("new connection to %s://%s:%d", scheme, host, port)
+        logs.debug(_LOGGER, "new connection to %s://%s:%d", scheme, host, port)
         try:
             sock = httpconn.connect(host, port, connect_timeout, ctx)
         except OSError as e:
@@ -377,8 +377,15 @@ class Transport:
             )
             resp = Response(conn, status, headers_in, body_in, self._release(key), url, what)
             # The path without its query: signed redirect URLs carry secrets there.
-            log.debug(
-                "%s %s://%s:%d%s: %d", method, scheme, host, port, path.split("?", 1)[0], status
+            logs.debug(
+                _LOGGER,
+                "%s %s://%s:%d%s: %d",
+                method,
+                scheme,
+                host,
+                port,
+                path.split("?", 1)[0],
+                status,
             )
             if follow_redirects and status in (301, 302, 303, 307, 308):
                 loc = resp.header("Location")
