@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from ocidist.errors import InvalidArgument
 from ocidist.remotes.docker.hosts import (
@@ -118,6 +117,8 @@ def _host(path: str, base: str, url: str, table: Mapping[str, Any]) -> RegistryH
     where = f"{path}: {url}"
     if "://" not in url:
         url = "https://" + url
+    from urllib.parse import urlsplit  # only with a hosts.toml: ~3 ms of start-up
+
     u = urlsplit(url)
     if u.scheme not in ("http", "https") or not u.netloc:
         raise HostsConfigError(f"{where}: not an http(s) URL")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ocidist import reference
 from ocidist.descriptor import (
@@ -37,11 +37,13 @@ from ocidist.remotes.docker.auth import Authorizer, CredentialFunc, no_credentia
 from ocidist.remotes.docker.fetcher import DockerFetcher
 from ocidist.remotes.docker.hosts import PULL, PUSH, RESOLVE, RegistryHost, every_host_failed
 from ocidist.remotes.docker.hostsconfig import configure_hosts
-from ocidist.remotes.docker.pusher import DockerPusher, PushOptions
 from ocidist.remotes.docker.retry import RetryPolicy
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.token import HTTPTokenSource
 from ocidist.remotes.docker.transport import Deadline, Response, Transport
+
+if TYPE_CHECKING:
+    from ocidist.remotes.docker.pusher import DockerPusher, PushOptions
 
 DEFAULT_RETRY = RetryPolicy()
 HostsFunc = Callable[[str], list[RegistryHost]]
@@ -105,6 +107,9 @@ class DockerResolver:
     def pusher(self, ref: str, options: PushOptions | None = None) -> DockerPusher:
         """A pusher for ``ref``'s repository on the first host that may push
         (mirrors are usually pull-only; the upstream comes last and can)."""
+        # Imported here: the upload machinery is not needed to fetch.
+        from ocidist.remotes.docker.pusher import DockerPusher
+
         r = reference.parse(ref)
         push = [h for h in self.hosts(r.domain) if PUSH in h.capabilities]
         if not push:
