@@ -303,7 +303,15 @@ class _CtrRuns:
         return Sample(wall=s.wall, cpu=s.cpu + daemon_cpu, rss_mb=s.rss_mb + (daemon_rss or 0.0))
 
     def extra(self) -> dict[str, float]:
-        return {k: statistics.median(v) for k, v in self.parts.items() if v}
+        """Medians of the peer's parts; also logged, as the table shows sums."""
+        ex = {k: statistics.median(v) for k, v in self.parts.items() if v}
+        daemon_rss = ex.get("containerdPeakRssMB")
+        self.ctx.log(
+            f"  ctr side: CPU ctr {ex['ctrCpuSeconds']:.2f} s + containerd"
+            f" {ex['containerdCpuSeconds']:.2f} s; peak RSS ctr {ex['ctrRssMB']:.0f} MB"
+            + (f" + containerd {daemon_rss:.0f} MB" if daemon_rss is not None else "")
+        )
+        return ex
 
     def note(self) -> str:
         rss = "ctr + daemon VmHWM" if self.daemon_rss_counted else "ctr only (daemon's not counted)"

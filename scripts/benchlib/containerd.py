@@ -16,6 +16,7 @@ snapshotter are checked to be empty.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -102,22 +103,18 @@ class Containerd:
         with self.log_path.open("ab") as log:
             # Its own session: a Ctrl-C at the terminal reaches the bench,
             # which then stops the daemon itself after its cleanup.
-            self._proc = subprocess.Popen(
-                [CONTAINERD, "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while not self._answers():
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                tail = self._log_tail()
-                self.stop()
-                raise ContainerdUnavailable(f"containerd did not answer: {tail}")
-            time.sleep(0.05)
+            try:
+                self._proc = subprocess.Popen(
+                    [CONTAINERD, "--config", str(self.config_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                )
+            except OSError as e:
+                raise ContainerdUnavailable(f"cannot start containerd: {e}") from e
         try:
-            self.version = self._server_version()
+            self.version = _server_version(self._wait_until_answering(timeout))
             self.snapshotter = self._pick_snapshotter()
         except BaseException:
             self.stop()
@@ -209,50 +206,57 @@ class Containerd:
     # -- internals -------------------------------------------------------
 
     def _config(self) -> str:
-        disabled = ", ".join(f'"{p}"' for p in DISABLED_PLUGINS)
+        # TOML basic strings take JSON's escapes: paths are quoted exactly.
+        q = json.dumps
+        disabled = ", ".join(q(p) for p in DISABLED_PLUGINS)
         return (
             "version = 2\n"
-            f'root = "{self.root}"\n'
-            f'state = "{self.state}"\n'
+            f"root = {q(str(self.root))}\n"
+            f"state = {q(str(self.state))}\n"
             f"disabled_plugins = [{disabled}]\n"
             "[grpc]\n"
-            f'  address = "{self.address}"\n'
+            f"  address = {q(self.address)}\n"
             "[ttrpc]\n"
-            f'  address = "{self.address}.ttrpc"\n'
+            f"  address = {q(self.address + '.ttrpc')}\n"
             "[debug]\n"
             '  level = "warn"\n'
             # The opt plugin would otherwise create /opt/containerd.
             '[plugins."io.containerd.internal.v1.opt"]\n'
-            f'  path = "{self.root / "opt"}"\n'
+            f"  path = {q(str(self.root / 'opt'))}\n"
         )
 
-    def _answers(self) -> bool:
-        proc = subprocess.run(
-            [CTR, "--address", self.address, "version"],
-            capture_output=True,
-            check=False,
-            timeout=10,
-        )
-        return proc.returncode == 0
+    def _ctr_out(self, *args: str) -> str:
+        """stdout of a short ctr command against this daemon."""
+        try:
+            proc = subprocess.run(
+                [CTR, "--address", self.address, *args],
+                capture_output=True,
+                check=False,
+                text=True,
+                timeout=10,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise ContainerdUnavailable(f"ctr {args[0]}: {e}") from e
+        if proc.returncode != 0:
+            raise ContainerdUnavailable(f"ctr {args[0]}: {proc.stderr.strip()[-300:]}")
+        return proc.stdout
 
-    def _server_version(self) -> str:
-        out = subprocess.run(
-            [CTR, "--address", self.address, "version"], capture_output=True, check=True, text=True
-        ).stdout
-        # "Client: ... Server:\n  Version:  1.6.20~ds1\n ..." — the server's.
-        server = out.split("Server:", 1)[-1]
-        for line in server.splitlines():
-            if line.strip().startswith("Version:"):
-                return line.split(":", 1)[1].strip()
-        return "?"
+    def _wait_until_answering(self, timeout: float) -> str:
+        """``ctr version``'s output once the daemon answers on its socket."""
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._ctr_out("version")
+            except ContainerdUnavailable:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    raise ContainerdUnavailable(
+                        f"containerd did not answer: {self._log_tail()}"
+                    ) from None
+            time.sleep(0.05)
 
     def _pick_snapshotter(self) -> str:
-        out = subprocess.run(
-            [CTR, "--address", self.address, "plugins", "ls"],
-            capture_output=True,
-            check=True,
-            text=True,
-        ).stdout
+        out = self._ctr_out("plugins", "ls")
         ok = {
             cols[1]
             for cols in (line.split() for line in out.splitlines())
@@ -280,6 +284,15 @@ class Containerd:
             ]
             for point in sorted((p for p in points if p.startswith(root)), reverse=True):
                 subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def _server_version(ctr_version: str) -> str:
+    # "Client: ... Server:\n  Version:  1.6.20~ds1\n ..." — the server's.
+    server = ctr_version.split("Server:", 1)[-1]
+    for line in server.splitlines():
+        if line.strip().startswith("Version:"):
+            return line.split(":", 1)[1].strip()
+    return "?"
 
 
 def _count(directory: Path) -> int:
