@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ocidist.cli.context import Context, add_global_options
 from ocidist.errors import DistError
@@ -40,8 +40,42 @@ COMMAND_MODULES = tuple(COMMANDS)
 _VALUE_OPTIONS = frozenset({"--root", "--hosts-dir", "--user", "-u", "--timeout", "--address"})
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal width up front.
+
+    Without a width it imports ``shutil`` (with bz2 and lzma, ~3 ms) for
+    ``get_terminal_size``, and argparse builds a formatter for every option
+    it adds, so every command paid for it before doing anything."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
+
+
+def _columns() -> int:
+    # What shutil.get_terminal_size() answers: $COLUMNS, else the terminal's
+    # width, else 80.
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 class Parser(argparse.ArgumentParser):
     """Usage errors are one line, like every other error (CLI.md), exit 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         where = self.prog.removeprefix("dist").strip()
@@ -79,7 +113,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _untranslated() -> None:
+    """argparse passes every message through gettext, which searches the
+    locale directories for a catalog on each call (11 searches and an import
+    of ``locale`` for one command's parser, ~4 ms). Python ships no catalog
+    for these messages, so the identity gives exactly the same text."""
+    argparse._ = lambda message: message  # type: ignore[attr-defined]
+    argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _untranslated()
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(command_module(words))
     args = parser.parse_args(words)
