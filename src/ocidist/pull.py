@@ -7,6 +7,8 @@ in the metadata store always points at a complete image.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 
 from ocidist import reference
 from ocidist.content import Store
@@ -53,7 +55,7 @@ class PullResult:
 def fetch_image(
     resolver: DockerResolver,
     store: Store,
-    metadata: MetadataStore | None,
+    metadata: MetadataStore | Callable[[], MetadataStore] | None,
     ref: str,
     *,
     matcher: MatchComparer | None = None,
@@ -65,18 +67,55 @@ def fetch_image(
 
     ``limit`` keeps at most that many platform manifests per index (the best
     matches; 0 keeps every match — for several platforms or all of them).
+    ``metadata`` may be a function that opens the store: it then runs in a
+    thread while the transfers go on (creating a new SQLite store, with its
+    fsyncs, is ~6 ms a small image need not wait for).
     """
-    name, desc = resolver.resolve(ref)
-    r = reference.parse(name)
-    handler = FetchHandler(
-        store,
-        resolver.fetcher(name),
-        matcher or default_matcher(),
-        limit=limit,
-        progress=progress,
-        source=(r.domain, r.path),
-    )
-    dispatch(handler, [desc], concurrency=concurrency or default_concurrency())
-    if metadata is not None:
-        metadata.put_image(name, desc)
+    opened = _Opening(metadata) if callable(metadata) else None
+    try:
+        name, desc = resolver.resolve(ref)
+        r = reference.parse(name)
+        handler = FetchHandler(
+            store,
+            resolver.fetcher(name),
+            matcher or default_matcher(),
+            limit=limit,
+            progress=progress,
+            source=(r.domain, r.path),
+        )
+        dispatch(handler, [desc], concurrency=concurrency or default_concurrency())
+    except BaseException:
+        if opened is not None:
+            opened.wait()  # not left running behind the caller; the fetch's error is the news
+        raise
+    store_md = opened.result() if opened is not None else metadata
+    if store_md is not None and not callable(store_md):
+        store_md.put_image(name, desc)
     return PullResult(name, desc, handler.fetched, handler.skipped)
+
+
+class _Opening:
+    """``open_store()`` running in a thread; ``result`` waits and re-raises."""
+
+    def __init__(self, open_store: Callable[[], MetadataStore]) -> None:
+        self._open = open_store
+        self._store: MetadataStore | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="open-metadata", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._store = self._open()
+        except BaseException as e:  # re-raised in the caller's thread
+            self._error = e
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> MetadataStore:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._store is not None
+        return self._store

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         result = fetch_image(
             ctx.resolver(),
             ctx.store(),
-            ctx.metadata(),
+            ctx.metadata,  # opened in a thread while the transfers run
             args.ref,
             matcher=matcher,
             limit=limit,
