@@ -386,14 +386,18 @@ def test_unknown_or_bad_digest_header(tmp_path: Path, fake: FakeRegistry, header
     fake.manifest("v1", OCI_MANIFEST, body)
     fake.route("HEAD", "/manifests/v1$", Answer(200, {"Content-Type": OCI_MANIFEST,
                "Docker-Content-Digest": header, "Content-Length": str(len(body))}))  # fmt: skip
-    r = dist(tmp_path, "fetch", fake.ref())
-    # Either the header is ignored (GET and hash), or trusted and then the
-    # object is missing under that digest, or it is refused: in one line.
-    if r.proc.returncode == 0:
-        assert sha(body) in r.proc.stdout.decode()
-    else:
-        failed(r)
-        nothing_recorded(tmp_path)
+    # fetch resolves with GET (the header is not needed), resolve with HEAD.
+    for command in ("fetch", "resolve"):
+        r = dist(tmp_path, command, fake.ref())
+        # Either the header is ignored (GET and hash), or trusted and then the
+        # object is missing under that digest, or it is refused: in one line.
+        # A well-formed header is what resolve reports (HEAD trusts it for a tag).
+        if r.proc.returncode == 0:
+            out = r.proc.stdout.decode()
+            assert sha(body) in out or (command == "resolve" and header in out), out
+        else:
+            failed(r)
+            nothing_recorded(tmp_path)
 
 
 def test_huge_manifest_is_refused(tmp_path: Path, fake: FakeRegistry) -> None:
@@ -448,14 +452,22 @@ def test_redirect_loop(tmp_path: Path, fake: FakeRegistry) -> None:
     loc = f"http://{fake.host}/v2/hostile/img/blobs/{sha(layer)}"
     fake.route("GET", f"/blobs/{sha(layer)}$", Answer(307, {"Location": loc}))
     failed(dist(tmp_path, "fetch", fake.ref()), "redirect")
-    # Two URLs sending the client to each other, on the manifest.
+    # Two URLs sending the client to each other, on the manifest (fetch
+    # resolves with GET, `dist resolve` with HEAD: both are routed).
     fake.routes.clear()
-    fake.route("HEAD", "/manifests/a$", Answer(302, {"Location": "/v2/hostile/img/manifests/b"}))
-    fake.route("HEAD", "/manifests/b$", Answer(302, {"Location": "/v2/hostile/img/manifests/a"}))
+    for method in ("HEAD", "GET"):
+        fake.route(
+            method, "/manifests/a$", Answer(302, {"Location": "/v2/hostile/img/manifests/b"})
+        )
+        fake.route(
+            method, "/manifests/b$", Answer(302, {"Location": "/v2/hostile/img/manifests/a"})
+        )
     failed(dist(tmp_path, "fetch", fake.ref("a")), "redirect")
+    failed(dist(tmp_path, "resolve", fake.ref("a")), "redirect")
     # A Location that is not a URL at all.
     fake.routes.clear()
-    fake.route("HEAD", "/manifests/c$", Answer(307, {"Location": "http://[::1/x"}))
+    for method in ("HEAD", "GET"):
+        fake.route(method, "/manifests/c$", Answer(307, {"Location": "http://[::1/x"}))
     failed(dist(tmp_path, "fetch", fake.ref("c")), "invalid URL")
     nothing_recorded(tmp_path)
 

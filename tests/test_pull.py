@@ -68,6 +68,29 @@ def test_fetch_single_manifest_records_name(
     assert done["fetched"] == 0 and done["digest"] == img.digest
 
 
+def test_fetch_asks_once_per_object(
+    tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    # The manifest is resolved with GET and its body reused by the walk: no
+    # HEAD, and no second GET of the root by digest (one round trip less).
+    img = simple_image()
+    push_image(registry, repo_name, "v1", img)
+    out = run_dist("--root", str(tmp_path), "fetch", f"{fault_proxy.host}/{repo_name}:v1")
+    assert out.returncode == 0, out.stderr
+    assert fault_proxy.count("HEAD", "/") == 0
+    assert fault_proxy.count("GET", "/manifests/v1$") == 1
+    assert fault_proxy.count("GET", "/manifests/sha256:") == 0
+    blobs = img.blobs()
+    assert len(blobs) >= 2
+    for dgst in blobs:
+        assert fault_proxy.count("GET", f"/blobs/{dgst}$") == 1, dgst
+    assert blobs_in(tmp_path) == expected_objects(img, None)
+    # `dist resolve` alone still asks with HEAD (Docker Hub does not count it).
+    out = run_dist("resolve", f"{fault_proxy.host}/{repo_name}:v1")
+    assert out.returncode == 0, out.stderr
+    assert fault_proxy.count("HEAD", "/manifests/v1$") == 1
+
+
 def test_platform_selection(tmp_path: Path, registry: Registry, repo_name: str) -> None:
     idx = multiplatform_index()
     push_image(registry, repo_name, "multi", idx)

@@ -73,7 +73,8 @@ def fetch_image(
     """
     opened = _Opening(metadata) if callable(metadata) else None
     try:
-        name, desc = resolver.resolve(ref)
+        # GET, not HEAD: the walk starts by fetching this manifest anyway.
+        name, desc = resolver.resolve(ref, body=True)
         r = reference.parse(name)
         handler = FetchHandler(
             store,
