@@ -3,20 +3,31 @@
 Pushing is copying from the store into a remote writer (DESIGN.md): every
 blob goes through ``content.copy.copy_from`` into a ``DockerPusher`` writer,
 so a lost upload session resumes the same way a broken fetch does — from the
-writer's offset. Blobs go first, in parallel (largest first); manifests
-follow children-first, so a registry never sees a manifest whose blobs it
-lacks. Only what the store holds can be pushed: an index goes only when every
-platform manifest it lists is there, exactly as stored (its digest unchanged).
+writer's offset. Everything runs on one pool of workers (``run_graph``):
+blobs of every manifest in parallel (largest first), each manifest as soon as
+everything it names is in — a registry never sees a manifest whose blobs it
+lacks — and the root (an index after its platform manifests) last. First
+one ``HEAD`` asks whether the registry has the root already (under the tag);
+if so nothing else is sent. Small objects, which the pusher sends without
+asking (PushOptions.lookup_min), wait for that answer; large blobs, looked
+up one by one anyway, start alongside it. Only what the store holds can
+be pushed: an index goes only when every platform manifest it lists is there,
+exactly as stored (its digest unchanged).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import heapq
+import itertools
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from functools import partial
+from typing import BinaryIO, NamedTuple
 
 from ocidist import manifest, reference
-from ocidist.content import Store
+from ocidist.content import Store, Writer
 from ocidist.content.copy import copy_from
 from ocidist.descriptor import (
     DOCKER_LAYER_FOREIGN,
@@ -25,8 +36,15 @@ from ocidist.descriptor import (
     is_index,
     is_manifest,
 )
-from ocidist.errors import AlreadyExists, InvalidArgument, NotFound
-from ocidist.images.dispatch import dispatch
+from ocidist.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    RegistryError,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
 from ocidist.images.handlers import SOURCE_LABEL, read_manifest
 from ocidist.images.platforms import MatchComparer, select
 from ocidist.metadata import MetadataStore
@@ -39,6 +57,9 @@ from ocidist.remotes.docker.upload import UploadRestarted
 OpenAt = Callable[[int], BinaryIO]
 # Attempts per blob at feeding a writer whose session had to restart.
 UPLOAD_ATTEMPTS = 5
+# Objects up to this size are read whole (one read) instead of through
+# copy_from's 1 MiB buffer (see _copy_whole).
+WHOLE_MAX = 1 << 20
 
 
 @dataclass
@@ -100,7 +121,10 @@ def upload_blob(
     try:
         for attempt in range(1, UPLOAD_ATTEMPTS + 1):
             try:
-                copy_from(writer, open_at, desc.size, desc.digest, progress=report)
+                if 0 <= desc.size <= WHOLE_MAX and not writer.status().offset:
+                    _copy_whole(writer, open_at, desc, report)
+                else:
+                    copy_from(writer, open_at, desc.size, desc.digest, progress=report)
                 break
             except UploadRestarted:
                 # Only a writer that lost its session asks to be fed again;
@@ -113,12 +137,34 @@ def upload_blob(
     return "pushed"
 
 
-def mount_sources(store: Store, desc: Descriptor, domain: str, path: str) -> list[str]:
-    """Repositories on ``domain`` that ``desc`` was fetched from (store labels)."""
+def _copy_whole(
+    writer: Writer, open_at: OpenAt, desc: Descriptor, progress: Callable[[int], None]
+) -> None:
+    """``copy_from`` for an object that fits in one read, without its 1 MiB
+    buffer per object: allocating and zeroing that cost ~0.5 ms of CPU per
+    small blob (push of 40 small layers: 58 -> 35-42 ms of CPU)."""
+    src = open_at(0)
+    parts: list[bytes] = []
+    got = 0
     try:
-        labels = store.info(desc.digest).labels
-    except NotFound:
-        return []
+        while got < desc.size:
+            chunk = src.read(desc.size - got)
+            if not chunk:
+                raise Unavailable(f"stream ended after {got} of {desc.size} bytes")
+            parts.append(chunk)
+            got += len(chunk)
+    finally:
+        src.close()
+    progress(0)
+    for chunk in parts:
+        writer.write(chunk)
+    progress(got)
+    with contextlib.suppress(AlreadyExists):
+        writer.commit(desc.size, desc.digest)
+
+
+def _sources(labels: Mapping[str, str], domain: str, path: str) -> list[str]:
+    """Repositories on ``domain`` that a blob was fetched from (its store labels)."""
     value = labels.get(SOURCE_LABEL + domain, "")
     # containerd keeps a comma-separated list; our fetch handler writes one.
     return [r for r in value.split(",") if r and r != path]
@@ -130,6 +176,8 @@ class Plan:
 
     blobs: dict[str, Descriptor] = field(default_factory=dict)
     manifests: list[tuple[Descriptor, bytes]] = field(default_factory=list)
+    # digest -> what the manifest names, where the walk decoded it already
+    children: dict[str, list[Descriptor]] = field(default_factory=dict)
 
 
 def plan_from_store(store: Store, root: Descriptor, what: str) -> Plan:
@@ -145,7 +193,7 @@ def _walk(store: Store, desc: Descriptor, plan: Plan, what: str, seen: set[str])
     if not store.exists(desc.digest):
         raise NotFound(f"{what}: {desc.digest} ({desc.media_type}) is not in the content store")
     data = read_manifest(store, desc)
-    kids = manifest.children(desc, data)
+    kids = plan.children[str(desc.digest)] = manifest.children(desc, data)
     if is_index(desc.media_type):
         missing = [k for k in kids if not store.exists(k.digest)]
         if missing:
@@ -215,13 +263,15 @@ def push_image(
     result = PushResult(dst.name, root)
     prog = progress or NullProgress()
 
-    def push_blob(desc: Descriptor) -> list[Descriptor]:
-        if not store.exists(desc.digest):
+    def push_blob(desc: Descriptor) -> None:
+        try:
+            labels = store.info(desc.digest).labels
+        except NotFound:
             if is_foreign(desc) or pusher.exists(desc):
                 result.record(desc, "exists")
                 prog.done(desc, "exists")
-                return []
-            raise NotFound(f"{local}: blob {desc.digest} is not in the content store")
+                return
+            raise NotFound(f"{local}: blob {desc.digest} is not in the content store") from None
 
         def open_at(offset: int) -> BinaryIO:
             f = store.reader(desc.digest)
@@ -229,14 +279,99 @@ def push_image(
                 f.seek(offset)
             return f
 
-        sources = mount_sources(store, desc, dst.domain, dst.path)
+        sources = _sources(labels, dst.domain, dst.path)
         status = upload_blob(pusher, desc, open_at, mount_from=sources, progress=prog)
         result.record(desc, status)
-        return []
 
-    dispatch(push_blob, plan.blobs.values(), concurrency=concurrency or default_concurrency())
-    push_manifests(pusher, plan.manifests, root, tag, result, prog)
+    def check_root() -> None:
+        try:
+            present = pusher.exists(root, tag=tag)
+        except RegistryError as e:
+            if isinstance(e, Unauthorized | TooManyRequests):
+                raise
+            # Some registries answer 405 to HEAD on manifests (PROTOCOL-NOTES):
+            # no answer here is no reason not to push.
+            return
+        if present:
+            raise _Present
+
+    jobs: dict[str, Job] = {CHECK: Job(check_root, (), (0, 0))}
+    for key, desc in plan.blobs.items():
+        # A blob the pusher sends without asking waits for the root check (a
+        # re-push sends nothing); one it looks up first can go alongside.
+        small = 0 <= desc.size < pusher.options.lookup_min
+        jobs[_blob_key(key)] = Job(
+            partial(push_blob, desc), (CHECK,) if small else (), (2, -desc.size)
+        )
+    jobs |= manifest_jobs(
+        pusher, plan.manifests, root, tag, result, prog, after_root_check=True, known=plan.children
+    )
+    try:
+        run_graph(jobs, concurrency or default_concurrency())
+    except _Present:
+        # Running uploads finished first; the rest is there already.
+        done = {str(d.digest) for d in (*result.pushed, *result.existing, *result.mounted)}
+        everything = [*plan.blobs.values(), *(d for d, _ in plan.manifests)]
+        for desc in everything:
+            if str(desc.digest) not in done:
+                result.record(desc, "exists")
+                prog.done(desc, "exists")
     return result
+
+
+CHECK = "check"  # the job asking whether the registry has the root already
+
+
+class _Present(Exception):
+    """The registry has the image's root: nothing more to send (stops the graph)."""
+
+
+def _blob_key(dgst: str) -> str:
+    return "b:" + dgst
+
+
+def _manifest_key(dgst: str) -> str:
+    return "m:" + dgst
+
+
+def manifest_jobs(
+    pusher: DockerPusher,
+    manifests: Sequence[tuple[Descriptor, bytes]],
+    root: Descriptor,
+    tag: str | None,
+    result: PushResult,
+    progress: Progress,
+    *,
+    after_root_check: bool = False,
+    known: Mapping[str, Sequence[Descriptor]] | None = None,
+) -> dict[str, Job]:
+    """One job per manifest, waiting for every object it names (blob jobs
+    ``b:<digest>``, manifest jobs ``m:<digest>``, where present); the root
+    goes under ``tag`` and, with ``after_root_check``, after the ``CHECK`` job.
+    ``known`` holds the children of manifests decoded already."""
+    jobs: dict[str, Job] = {}
+    for desc, data in manifests:
+        is_root = desc.digest == root.digest
+        kids = (known or {}).get(str(desc.digest))
+        deps = [
+            key
+            for kid in (manifest.children(desc, data) if kids is None else kids)
+            for key in (_blob_key(str(kid.digest)), _manifest_key(str(kid.digest)))
+        ]
+        if is_root and after_root_check:
+            deps.append(CHECK)
+        # The root keeps the descriptor the caller named (its media type may
+        # come from the parent index); the bytes are the stored ones.
+        target = root if is_root else desc
+
+        def put(target: Descriptor = target, data: bytes = data, is_root: bool = is_root) -> None:
+            status = upload_blob(
+                pusher, target, _bytes_at(data), progress=progress, tag=tag if is_root else None
+            )
+            result.record(target, status)
+
+        jobs[_manifest_key(str(desc.digest))] = Job(put, deps, (1, 0))
+    return jobs
 
 
 def push_manifests(
@@ -247,25 +382,87 @@ def push_manifests(
     result: PushResult,
     progress: Progress,
 ) -> None:
-    """Children first (the list's order); the root last, under ``tag`` if any."""
-    for desc, data in manifests:
-        is_root = desc.digest == root.digest
-        # The root keeps the descriptor the caller named (its media type may
-        # come from the parent index); the bytes are the stored ones.
-        status = upload_blob(
-            pusher,
-            root if is_root else desc,
-            _bytes_at(data),
-            progress=progress,
-            tag=tag if is_root else None,
-        )
-        result.record(desc, status)
+    """Every manifest once what it names is in (the blobs must be there
+    already); the platform manifests of an index in parallel, the root last,
+    under ``tag`` if any."""
+    jobs = manifest_jobs(pusher, manifests, root, tag, result, progress)
+    run_graph(jobs, default_concurrency())
+
+
+class Job(NamedTuple):
+    run: Callable[[], None]
+    deps: Collection[str]  # keys of jobs that must finish first (unknown keys: none)
+    priority: tuple[int, int]  # among the jobs ready to run, the lowest goes first
+
+
+def run_graph(jobs: Mapping[str, Job], concurrency: int) -> None:
+    """Run every job after the jobs it depends on, ``concurrency`` at a time.
+
+    The first failure stops the graph: nothing new starts, the running jobs
+    finish, and the failure is raised in the caller's thread (which works as
+    one of the workers: one thread fewer to start)."""
+    waiting = {k: 0 for k in jobs}
+    dependents: dict[str, list[str]] = {}
+    for k, job in jobs.items():
+        for d in set(job.deps):
+            if d in jobs:
+                waiting[k] += 1
+                dependents.setdefault(d, []).append(k)
+    seq = itertools.count()
+    ready = [(job.priority, next(seq), k) for k, job in jobs.items() if not waiting[k]]
+    heapq.heapify(ready)
+    cond = threading.Condition()
+    left = len(jobs)
+    running = 0
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        nonlocal left, running
+        while True:
+            with cond:
+                while not ready and not failure and left and running:
+                    cond.wait()
+                if failure or not ready:
+                    if left and not running and not failure:
+                        failure.append(RuntimeError("push: jobs wait on each other"))
+                    cond.notify_all()
+                    return
+                _, _, key = heapq.heappop(ready)
+                running += 1
+            try:
+                jobs[key].run()
+            except BaseException as e:  # re-raised in the caller's thread
+                with cond:
+                    failure.append(e)
+                    running -= 1
+                    cond.notify_all()
+                return
+            with cond:
+                running -= 1
+                left -= 1
+                for d in dependents.get(key, ()):
+                    waiting[d] -= 1
+                    if not waiting[d]:
+                        heapq.heappush(ready, (jobs[d].priority, next(seq), d))
+                cond.notify_all()
+
+    threads = [
+        threading.Thread(target=worker, name=f"push-{i}", daemon=True)
+        for i in range(1, min(max(1, concurrency), len(jobs)))
+    ]
+    for t in threads:
+        t.start()
+    worker()
+    for t in threads:
+        t.join()
+    if failure:
+        raise failure[0]
 
 
 def _bytes_at(data: bytes) -> OpenAt:
     import io
 
     def open_at(offset: int) -> BinaryIO:
-        return io.BytesIO(data[offset:])
+        return io.BytesIO(data[offset:] if offset else data)
 
     return open_at

@@ -1,13 +1,16 @@
 """Pushing to one repository: blob uploads (see upload.py), mounts, manifests.
 
 ``push(desc)`` answers with a content ``Writer`` — or ``AlreadyExists`` when
-the registry has the object (``HEAD`` first), or ``Mounted`` when a
-cross-repository mount (``POST ?mount=<digest>&from=<repo>``) made it exist
-without a byte sent. A registry that cannot mount answers 202 with an upload
-session, which the writer then uses. Manifests are buffered and sent in one
-``PUT /v2/<name>/manifests/<tag|digest>`` with their exact bytes and their
-media type as ``Content-Type``; pushing children before parents is the
-caller's part (push.py, copy.py).
+the registry has the object, or ``Mounted`` when a cross-repository mount
+(``POST ?mount=<digest>&from=<repo>``) made it exist without a byte sent. A
+registry that cannot mount answers 202 with an upload session, which the
+writer then uses. Only objects of at least ``PushOptions.lookup_min`` bytes
+are looked up first (``HEAD``); smaller ones go without asking (see
+upload.PushOptions), blobs in one request where the registry takes that
+(upload.SinglePost). Manifests are buffered and sent in one ``PUT
+/v2/<name>/manifests/<tag|digest>`` with their exact bytes and their media
+type as ``Content-Type``; pushing children before parents is the caller's
+part (push.py, copy.py).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ocidist.remotes.docker.auth import pull_scope, push_scope
 from ocidist.remotes.docker.hosts import RegistryHost
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.transport import Response
-from ocidist.remotes.docker.upload import BlobWriter, PushOptions
+from ocidist.remotes.docker.upload import BlobWriter, PushOptions, SinglePost
 
 __all__ = ["DockerPusher", "Mounted", "PushOptions"]
 
@@ -59,6 +62,7 @@ class DockerPusher:
         self._host = host
         self.path = path
         self.options = options or PushOptions()
+        self.single_post = SinglePost(self.options.single_post)
 
     # -- Pusher ------------------------------------------------------------------
 
@@ -71,13 +75,14 @@ class DockerPusher:
         ``mount_from`` names other repositories of this registry known to hold
         a blob, tried as mount sources before uploading.
         """
+        look = desc.size < 0 or desc.size >= self.options.lookup_min
         if is_manifest_or_index(desc.media_type):
-            if self.exists(desc, tag=tag):
+            if look and self.exists(desc, tag=tag):
                 raise AlreadyExists(f"{self._what(desc, tag)}: already exists")
             return ManifestWriter(self, desc, tag or str(desc.digest))
-        if self.exists(desc):
+        if look and self.exists(desc):
             raise AlreadyExists(f"{self._what(desc)}: already exists")
-        return self._start_upload(desc, [m for m in mount_from if m and m != self.path])
+        return self._start_upload(desc, [m for m in mount_from if m and m != self.path], look)
 
     def exists(self, desc: Descriptor, *, tag: str | None = None) -> bool:
         """Whether the registry holds ``desc`` (for a tag: points it at ``desc``)."""
@@ -104,7 +109,10 @@ class DockerPusher:
 
     # -- blobs ---------------------------------------------------------------------
 
-    def _start_upload(self, desc: Descriptor, sources: list[str]) -> BlobWriter:
+    def _start_upload(self, desc: Descriptor, sources: list[str], eager: bool) -> BlobWriter:
+        """A writer for ``desc``: after a mount attempt's 202, in that session;
+        otherwise in a session opened now (``eager``) or by the writer when
+        its bytes go (a small blob: at commit, perhaps in a single POST)."""
         what = self._what(desc)
         scopes: tuple[str, ...] = (push_scope(self.path),)
         first: Response | None = None
@@ -142,7 +150,7 @@ class DockerPusher:
             resp.read_capped(64 * 1024)
             return resp
 
-        if first is None:
+        if first is None and eager:
             first = start()
         return BlobWriter(
             self._session,
@@ -155,6 +163,8 @@ class DockerPusher:
             first,
             self.options,
             exists=lambda: self.exists(desc),
+            uploads=f"{self._host.base}/{self.path}/blobs/uploads/",
+            single=self.single_post,
         )
 
     # -- manifests -------------------------------------------------------------------
