@@ -72,7 +72,8 @@ def judge(
 # -- connection drops ---------------------------------------------------------
 def drop_manifest(env: Env, rng: random.Random, i: int) -> Trial:
     """Drop manifest transfers (index and platform manifests) at a random
-    offset, once, a few times, or on every attempt; HEAD sometimes too."""
+    offset, once, a few times, or on every attempt; sometimes the tag's
+    resolve (a GET since 2026-11: fetch reuses its body) before its headers."""
     env.proxy.clear()
     img = env.images["multi"]
     offset = rng.randrange(0, max(m.size for m in img.manifests()))
@@ -80,7 +81,7 @@ def drop_manifest(env: Env, rng: random.Random, i: int) -> Trial:
     reset = rng.random() < 0.5
     env.proxy.add(Drop(offset, reset=reset), method="GET", path="/manifests/", times=times)
     if rng.random() < 0.3:
-        env.proxy.add(Drop(before_headers=True), method="HEAD", path="/manifests/", times=1)
+        env.proxy.add(Drop(before_headers=True), method="GET", path="/manifests/v1", times=1)
     root = env.new_dir("root")
     run = pull(env, "multi", root)
     return judge(
@@ -175,11 +176,11 @@ def stall_timeout(env: Env, rng: random.Random, i: int) -> Trial:
     than ``--timeout``: a clean "timed out" within the deadline."""
     env.proxy.clear()
     img = env.images["big"]
-    where = rng.choice(["manifest HEAD", "manifest GET", "blob headers", "blob body"])
+    where = rng.choice(["tag resolve", "manifest GET", "blob headers", "blob body"])
     timeout = rng.choice([1.0, 1.5, 2.5])
     blob = rng.choice(list(img.blobs().values()))
-    if where == "manifest HEAD":
-        env.proxy.add(Stall(60), method="HEAD", path="/manifests/", times=None)
+    if where == "tag resolve":
+        env.proxy.add(Stall(60), method="GET", path="/manifests/v1", times=None)
     elif where == "manifest GET":
         env.proxy.add(Stall(60), method="GET", path="/manifests/", times=None)
     elif where == "blob headers":
@@ -273,7 +274,8 @@ def _throttled(
     img = env.images["big"]
     n = rng.choice([1, 2, 3, DEFAULT_ATTEMPTS, DEFAULT_ATTEMPTS + 2])
     if rng.random() < 0.5:
-        method, path, counted = "HEAD", "/manifests/v1", "/manifests/v1$"
+        # The tag's resolve: a GET whose body the walk reuses.
+        method, path, counted = "GET", "/manifests/v1", "/manifests/v1$"
     else:
         blob = rng.choice(list(img.blobs().values()))
         method, path, counted = "GET", f"/blobs/{blob.digest}", f"/blobs/{blob.digest}$"
@@ -321,7 +323,7 @@ def server_errors(env: Env, rng: random.Random, i: int) -> Trial:
 def retry_after_beyond_deadline(env: Env, rng: random.Random, i: int) -> Trial:
     """A 429 asking for an hour under ``--timeout``: a clean, prompt failure."""
     env.proxy.clear()
-    env.proxy.add(Respond(429, retry_after="3600"), method="HEAD", path="/manifests/", times=None)
+    env.proxy.add(Respond(429, retry_after="3600"), method="GET", path="/manifests/", times=None)
     root = env.new_dir("root")
     run = env.dist("--timeout", "3s", "fetch", env.ref("big"), root=root, timeout=30)
     return judge(

@@ -10,6 +10,7 @@ plain stream of the whole object to that.
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable, Mapping
 from typing import BinaryIO
 
@@ -151,6 +152,27 @@ def ingest(
     finally:
         writer.close()
     return True
+
+
+def put_bytes(
+    ingester: Ingester,
+    key: str,
+    data: bytes,
+    expected: Digest,
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> bool:
+    """Commit a whole object held in memory; False when it was already there.
+
+    A store with a one-step ``put`` (the local store) takes it without an
+    ingest transaction; any other goes through ``ingest`` under ``key``.
+    """
+    put = getattr(ingester, "put", None)
+    if put is not None:
+        return bool(put(data, expected, labels))
+    return ingest(
+        ingester, key, lambda offset: io.BytesIO(data[offset:]), len(data), expected, labels=labels
+    )
 
 
 def _seekable(src: BinaryIO) -> bool:

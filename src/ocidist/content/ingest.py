@@ -282,7 +282,7 @@ class LocalWriter:
         try:
             # link, unlike rename, never replaces: a blob another process
             # committed meanwhile is reported, not silently overwritten.
-            _link(self._path("data"), target)
+            link(self._path("data"), target)
         except FileExistsError:
             self._discard()
             raise AlreadyExists(f"content {expected} already exists") from None
@@ -331,7 +331,7 @@ def trash_name() -> str:
     return f".trash-{os.urandom(16).hex()}"
 
 
-def _link(src: str, target: str) -> None:
+def link(src: str, target: str) -> None:
     try:
         os.link(src, target)
     except FileNotFoundError:

@@ -13,6 +13,7 @@ the whole verified blob, never a partial one under a digest name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator, Mapping
@@ -20,12 +21,12 @@ from typing import BinaryIO
 
 from ocidist.content import Info, Status, WalkFilter
 from ocidist.content import labels as labelmod
-from ocidist.content.fsutil import os_errors
-from ocidist.content.ingest import BUFSIZE, LocalWriter, read_status, trash_name
+from ocidist.content.fsutil import fsync_dir, os_errors
+from ocidist.content.ingest import BUFSIZE, LocalWriter, link, read_status, trash_name
 from ocidist.content.labels import LabelFiles
 from ocidist.content.locks import acquire
 from ocidist.digest import Digest
-from ocidist.errors import AlreadyExists, DistError, InvalidArgument, NotFound
+from ocidist.errors import AlreadyExists, DigestMismatch, DistError, InvalidArgument, NotFound
 
 
 class LocalStore:
@@ -114,6 +115,58 @@ class LocalStore:
         except BaseException:
             lock.release()
             raise
+
+    def put(self, data: bytes, expected: Digest, labels: Mapping[str, str] | None = None) -> bool:
+        """Commit a whole object held in memory as ``expected``, in one step.
+
+        What ``writer`` + ``commit`` do, without an ingest transaction: for an
+        object small enough to hold, resuming is moot, and the transaction's
+        directory, lock and metadata file were most of a small blob's cost
+        (~0.8 of ~1.3 ms CPU each on a 40-layer image). The bytes go to a
+        temporary file, are verified and fsynced, and appear under their
+        digest with one ``link`` (which never replaces: a concurrent commit of
+        the same content wins and this returns False, as does content
+        already present). Raises DigestMismatch, committing nothing, when
+        ``data`` is not ``expected``.
+        """
+        if labels:
+            labelmod.validate(labels)
+        got = Digest(expected.algorithm, hashlib.new(expected.algorithm, data).hexdigest())
+        if got != expected:
+            raise DigestMismatch(f"put {expected}: digest mismatch: got {got}")
+        target = self.blob_path(expected)
+        with os_errors(f"commit {expected}"):
+            if os.path.exists(target):
+                return False
+            tmp = os.path.join(self._ingest, f".put-{os.urandom(8).hex()}")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            try:
+                fd = os.open(tmp, flags, 0o444)
+            except FileNotFoundError:
+                os.makedirs(self._ingest, exist_ok=True)
+                fd = os.open(tmp, flags, 0o444)
+            try:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                try:
+                    link(tmp, target)
+                except FileExistsError:
+                    return False
+                except PermissionError:
+                    os.rename(tmp, target)  # a filesystem without hard links
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            fsync_dir(os.path.dirname(target))
+            if labels:
+                with self._labels.locked():
+                    self._labels.write(expected, {k: v for k, v in labels.items() if v})
+        return True
 
     # -- Store management ------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ocidist.content import Store
-from ocidist.content.copy import copy_from, copy_to_writer
+from ocidist.content.copy import copy_from, copy_to_writer, put_bytes
 from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, DigestMismatch, FailedPrecondition, NotFound
 
@@ -73,6 +73,8 @@ class StoreSuite:
         "check_locked_nowait",
         "check_locked_wait_then_exists",
         "check_copy_resume",
+        "check_put_bytes",
+        "check_put_bytes_concurrent",
     )
 
     def __init__(self, factory: Callable[[], Store]) -> None:
@@ -317,6 +319,46 @@ class StoreSuite:
         copy_to_writer(w, io.BufferedReader(_NoSeek(data2)), len(data2), dgst2)
         w.close()
         _eq(_read(store, dgst2), data2, "copied from a pipe-like stream")
+
+    def check_put_bytes(self) -> None:
+        store = self.factory()
+        data = _blob(5000, seed=7)
+        dgst = Digest.from_bytes(data)
+        _eq(put_bytes(store, "p1", data, dgst, labels={"a": "1", "gone": ""}), True, "first put")
+        _eq(_read(store, dgst), data, "bytes read back after put")
+        _eq(dict(store.info(dgst).labels), {"a": "1"}, "labels given to put")
+        _eq(put_bytes(store, "p1", data, dgst), False, "put of present content")
+        _eq(dict(store.info(dgst).labels), {"a": "1"}, "labels after a second put")
+        wrong = Digest.from_bytes(b"not these bytes")
+        _raises(DigestMismatch, lambda: put_bytes(store, "p2", data, wrong), "put, wrong digest")
+        _eq(store.exists(wrong), False, "wrong digest visible after put")
+        empty = Digest.from_bytes(b"")
+        _eq(put_bytes(store, "p3", b"", empty), True, "put of the empty blob")
+        _eq(_read(store, empty), b"", "empty blob after put")
+        _eq(sorted(i.digest for i in store.walk()), sorted([dgst, empty]), "walk after puts")
+        _eq(store.list_statuses(), [], "ingests left by put")
+
+    def check_put_bytes_concurrent(self) -> None:
+        store = self.factory()
+        data = _blob(20000, seed=9)
+        dgst = Digest.from_bytes(data)
+        results: list[bool] = []
+        errors: list[BaseException] = []
+
+        def one() -> None:
+            try:
+                results.append(put_bytes(store, "same", data, dgst))
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        _eq(errors, [], "errors of concurrent puts")
+        _eq(sorted(results), [False] * 7 + [True], "exactly one put commits")
+        _eq(_read(store, dgst), data, "bytes after concurrent puts")
 
 
 class _NoSeek(io.RawIOBase):

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 from ocidist import manifest
 from ocidist.content import Store, ingest_key_for
-from ocidist.content.copy import ingest
+from ocidist.content.copy import ingest, put_bytes
 from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_index, is_manifest
-from ocidist.errors import InvalidContent
+from ocidist.errors import InvalidContent, Unavailable
 from ocidist.images.platforms import MatchComparer, select
 from ocidist.progress import NullProgress, Progress
 from ocidist.remotes import Fetcher
@@ -23,6 +23,9 @@ from ocidist.stream import Readable
 
 GC_REF = "containerd.io/gc.ref.content"
 SOURCE_LABEL = "containerd.io/distribution.source."
+# Blobs up to this size are fetched into memory and committed in one step;
+# resuming them after an interruption would save next to nothing.
+SMALL = 1 << 20
 # Bound the graph a hostile index can make us walk.
 MAX_CHILDREN = 10_000
 # Index inside index is legal and real images use a level or two; a registry
@@ -74,10 +77,33 @@ class FetchHandler:
         depth = self._depth.get(str(desc.digest), 0) + is_index(desc.media_type)
         if depth > MAX_INDEX_DEPTH:
             raise InvalidContent(f"{desc.digest}: indexes nested deeper than {MAX_INDEX_DEPTH}")
-        self._fetch(desc)
-        if not (is_index(desc.media_type) or is_manifest(desc.media_type)):
+        graph = is_index(desc.media_type) or is_manifest(desc.media_type)
+        if self.store.exists(desc.digest):
+            self._skip(desc, self._source)
+            if not graph:
+                return []
+            children = self._children(desc, read_manifest(self.store, desc), depth)
+            labels = child_labels(desc, children)
+            if labels:
+                self.store.update(desc.digest, labels)
+            return children
+        if not graph and desc.size > SMALL:
+            self._ingest(desc)
             return []
-        children = manifest.children(desc, read_manifest(self.store, desc))
+        # Manifests and small blobs: into memory, then committed with every
+        # label in one step (no ingest transaction, no label update after).
+        data = self._download(desc)
+        children = self._children(desc, data, depth) if graph else []
+        labels = {**self._source, **child_labels(desc, children)}
+        if put_bytes(self.store, ingest_key_for(desc), data, desc.digest, labels=labels):
+            self.fetched.append(desc)
+            self.progress.done(desc, "fetched")
+        else:
+            self._skip(desc, labels)  # committed meanwhile by another writer
+        return children
+
+    def _children(self, desc: Descriptor, data: bytes, depth: int) -> list[Descriptor]:
+        children = manifest.children(desc, data)
         if is_index(desc.media_type):
             children = select(children, self.matcher)
             if self.limit:
@@ -86,18 +112,37 @@ class FetchHandler:
             raise InvalidContent(f"{desc.digest}: {len(children)} children is too many")
         for c in children:
             self._depth.setdefault(str(c.digest), depth)
-        labels = child_labels(desc, children)
-        if labels:
-            self.store.update(desc.digest, labels)
         return children
 
-    def _fetch(self, desc: Descriptor) -> None:
-        if self.store.exists(desc.digest):
-            if self._source:
-                self.store.update(desc.digest, self._source)
-            self.skipped.append(desc)
-            self.progress.done(desc, "exists")
-            return
+    def _skip(self, desc: Descriptor, labels: Mapping[str, str]) -> None:
+        if labels:
+            self.store.update(desc.digest, labels)
+        self.skipped.append(desc)
+        self.progress.done(desc, "exists")
+
+    def _download(self, desc: Descriptor) -> bytes:
+        """The whole object (the store's put checks its digest)."""
+        self.progress.start(desc, 0)
+        if desc.size == 0:
+            return b""  # nothing to ask for (the empty blob's digest is checked by put)
+        buf = bytearray(desc.size)
+        view = memoryview(buf)
+        held = 0
+        src = self.fetcher.fetch(desc, 0, verify=False)
+        try:
+            while held < desc.size:
+                n = src.readinto(view[held:])
+                if not n:
+                    raise Unavailable(
+                        f"{desc.digest}: stream ended after {held} of {desc.size} bytes"
+                    )
+                held += n
+                self.progress.update(desc, held)
+        finally:
+            src.close()
+        return bytes(buf)
+
+    def _ingest(self, desc: Descriptor) -> None:
         started = False
 
         def progress(held: int) -> None:
@@ -125,7 +170,4 @@ class FetchHandler:
             self.fetched.append(desc)
             self.progress.done(desc, "fetched")
         else:
-            if self._source:
-                self.store.update(desc.digest, self._source)
-            self.skipped.append(desc)
-            self.progress.done(desc, "exists")
+            self._skip(desc, self._source)
