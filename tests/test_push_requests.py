@@ -30,7 +30,7 @@ from ocidist.push import Job, run_graph, upload_blob
 from ocidist.remotes.docker.pusher import PushOptions
 from ocidist.remotes.docker.resolver import DockerResolver
 from ocidist.remotes.docker.upload import PROBE_MAX
-from tests.dist_cli import run_dist
+from tests.dist_cli import one_error_line, run_dist
 from tests.harness import (
     FaultProxy,
     LoggedRequest,
@@ -41,6 +41,7 @@ from tests.harness import (
     multiplatform_index,
     push_image,
     run_skopeo,
+    simple_image,
 )
 
 KiB = 1024
@@ -389,3 +390,48 @@ def test_run_graph_order_and_failure() -> None:
         run_graph(
             {"p": Job(job("p").run, ("q",), (0, 0)), "q": Job(job("q").run, ("p",), (0, 0))}, 2
         )
+
+
+# -- the registry verifies what it received ------------------------------------------
+
+
+@pytest.mark.parametrize("chunks", [(), ("--chunk-size", "256", "--monolithic-max", "256")],
+                         ids=["whole", "chunked"])  # fmt: skip
+def test_corrupt_store_blob_is_refused(
+    tmp_path: Path,
+    registry: Registry,
+    fault_proxy: FaultProxy,
+    repo_name: str,
+    chunks: tuple[str, ...],
+) -> None:
+    """The pusher does not hash (the registry does): a blob that rotted in the
+    store after it was verified fails the push with a digest mismatch, and the
+    registry keeps nothing under that digest, nor the manifest."""
+    img = simple_image(tag="rot")
+    push_image(registry, repo_name, "v1", img)
+    root = tmp_path / "root"
+    src = f"{registry.host}/{repo_name}:v1"
+    out = run_dist("--root", str(root), "pull", src)
+    assert out.returncode == 0, out.stderr.decode()
+    dgst = max(img.blobs().items(), key=lambda kv: kv[1].size)[0]
+    path = root / "blobs" / "sha256" / dgst.split(":")[1]
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    out = run_dist(
+        "--root", str(root), "push", *chunks, src, f"{fault_proxy.host}/{repo_name}/rot:v1"
+    )
+    assert out.returncode == 1
+    line = one_error_line(out)
+    assert "digest mismatch" in line and dgst in line, line
+    # Refused for good: the final PUT naming that digest is not retried.
+    puts = [e for e in fault_proxy.log if e.method == "PUT" and dgst in e.query.replace("%3A", ":")]
+    assert len(puts) <= 1
+    conn = http.client.HTTPConnection(registry.host, timeout=10)
+    for what in (f"blobs/{dgst}", "manifests/v1"):
+        conn.request("HEAD", f"/v2/{repo_name}/rot/{what}")
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 404, what
+    conn.close()
