@@ -22,7 +22,6 @@ The name is recorded in the metadata store only after a successful unpack.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import shutil
@@ -30,7 +29,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ocidist import reference
@@ -56,6 +54,7 @@ from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
 from ocidist.remotes import Fetcher
 from ocidist.stream import Readable
+from ocidist.value import Value
 
 # Index inside index is legal; a few levels cover every real image.
 MAX_INDEX_DEPTH = 4
@@ -70,13 +69,22 @@ class Remote(Protocol):
     def fetcher(self, ref: str) -> Fetcher: ...
 
 
-@dataclass(frozen=True)
-class LayerResult:
+class LayerResult(Value):
+    __slots__ = ("desc", "diff_id", "size", "entries", "seconds")
     desc: Descriptor
     diff_id: Digest
     size: int  # uncompressed
     entries: int
     seconds: float  # spent applying it
+
+    def __init__(
+        self, desc: Descriptor, diff_id: Digest, size: int, entries: int, seconds: float
+    ) -> None:
+        object.__setattr__(self, "desc", desc)
+        object.__setattr__(self, "diff_id", diff_id)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "entries", entries)
+        object.__setattr__(self, "seconds", seconds)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,25 +96,35 @@ class LayerResult:
         }
 
 
-@dataclass
 class UnpackResult:
-    name: str
-    target: Descriptor  # what the name points at (maybe an index)
-    manifest: Descriptor  # the platform manifest unpacked
-    config: Descriptor
-    platform: Platform | None
-    dest: str
-    from_store: bool  # resolved without asking a registry
-    layers: list[LayerResult] = field(default_factory=list)
-    fetched: list[Descriptor] = field(default_factory=list)
-    skipped: list[Descriptor] = field(default_factory=list)
-    # From the start until every blob was in the store (resolve included).
-    download_seconds: float = 0.0
-    # Time inside apply_layer, summed over layers (it overlaps downloading).
-    apply_seconds: float = 0.0
-    # Time the applier sat waiting for a layer still downloading.
-    wait_seconds: float = 0.0
-    total_seconds: float = 0.0
+    # A plain class, not a dataclass: creating one costs ~1 ms of start-up.
+    def __init__(
+        self,
+        name: str,
+        target: Descriptor,  # what the name points at (maybe an index)
+        manifest: Descriptor,  # the platform manifest unpacked
+        config: Descriptor,
+        platform: Platform | None,
+        dest: str,
+        from_store: bool,  # resolved without asking a registry
+    ) -> None:
+        self.name = name
+        self.target = target
+        self.manifest = manifest
+        self.config = config
+        self.platform = platform
+        self.dest = dest
+        self.from_store = from_store
+        self.layers: list[LayerResult] = []
+        self.fetched: list[Descriptor] = []
+        self.skipped: list[Descriptor] = []
+        # From the start until every blob was in the store (resolve included).
+        self.download_seconds = 0.0
+        # Time inside apply_layer, summed over layers (it overlaps downloading).
+        self.apply_seconds = 0.0
+        # Time the applier sat waiting for a layer still downloading.
+        self.wait_seconds = 0.0
+        self.total_seconds = 0.0
 
     @property
     def diff_ids(self) -> list[Digest]:
@@ -205,7 +223,7 @@ def unpack_image(
     try:
         template = apply_options or ApplyOptions()
         if warn is not None:
-            template = dataclasses.replace(template, warn=warn)
+            template = template.replace(warn=warn)
         _apply_all(store, parts, dest, gate, result, progress or NullProgress(), template, name)
     except BaseException:
         gate.cancel()
@@ -246,7 +264,7 @@ def _apply_all(
         result.wait_seconds += began - waited
         label = f"{i + 1}/{count} {layer.digest}"
         # The caller's limits (tar-bomb guards) and warning sink, per layer.
-        opts = dataclasses.replace(template, expected_diff_id=diff_id, layer_name=label)
+        opts = template.replace(expected_diff_id=diff_id, layer_name=label)
         try:
             with store.reader(layer.digest) as f:
                 applied = apply_layer(dest, f, options=opts)

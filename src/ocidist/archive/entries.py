@@ -12,11 +12,11 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ocidist.archive.compression import CHUNK_SIZE
 from ocidist.archive.rootpath import Parts
 from ocidist.archive.tarstream import Truncated
+from ocidist.value import Value
 
 _XATTR_PREFIX = "SCHILY.xattr."
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -25,26 +25,35 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 _ATTR_SOFT_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM, errno.EACCES, errno.EINVAL}
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Value):
+    __slots__ = ("same_owner", "privileged", "warn")
     same_owner: bool
     privileged: bool  # may mknod and set setuid/setgid bits
     warn: Callable[[str], None]
 
+    def __init__(self, same_owner: bool, privileged: bool, warn: Callable[[str], None]) -> None:
+        object.__setattr__(self, "same_owner", same_owner)
+        object.__setattr__(self, "privileged", privileged)
+        object.__setattr__(self, "warn", warn)
 
-@dataclass
+
 class DirMeta:
-    mode: int
-    atime_ns: int
-    mtime_ns: int
+    __slots__ = ("mode", "atime_ns", "mtime_ns")
+
+    def __init__(self, mode: int, atime_ns: int, mtime_ns: int) -> None:
+        self.mode = mode
+        self.atime_ns = atime_ns
+        self.mtime_ns = mtime_ns
 
 
-@dataclass
 class DeferredDirs:
     """Directory modes and times, applied after the last entry: adding children
     changes a directory's mtime, and a read-only mode would block them."""
 
-    by_path: dict[Parts, DirMeta] = field(default_factory=dict)
+    __slots__ = ("by_path",)
+
+    def __init__(self) -> None:
+        self.by_path: dict[Parts, DirMeta] = {}
 
 
 def mode_bits(info: tarfile.TarInfo, policy: Policy) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -80,9 +79,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         if not ctx.quiet:
             print(f"dist: warning: {message}", file=sys.stderr)
 
-    opts = dataclasses.replace(
-        limit_options(args), expected_diff_id=expected, layer_name=name, warn=warn
-    )
+    opts = limit_options(args).replace(expected_diff_id=expected, layer_name=name, warn=warn)
     if args.layer == "-":
         result = apply_layer(args.dir, sys.stdin.buffer, options=opts)
     else:

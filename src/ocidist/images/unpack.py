@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ocidist import manifest
 from ocidist.content import Store
@@ -23,6 +22,7 @@ from ocidist.digest import Digest
 from ocidist.errors import DistError, InvalidContent
 from ocidist.images.handlers import read_manifest
 from ocidist.progress import NullProgress, Progress
+from ocidist.value import Value
 
 # A config is JSON read into memory; real ones are a few kB (history included).
 MAX_CONFIG_SIZE = 8 * 1024 * 1024
@@ -32,15 +32,29 @@ class Cancelled(DistError):
     """A transfer stopped because the unpack it fed has already failed."""
 
 
-@dataclass(frozen=True)
-class ImageParts:
+class ImageParts(Value):
     """One platform's image: its manifest, config, layers and their diff_ids."""
 
+    __slots__ = ("manifest", "config", "layers", "diff_ids", "platform")
     manifest: Descriptor
     config: Descriptor
     layers: tuple[Descriptor, ...]
     diff_ids: tuple[Digest, ...]
     platform: Platform | None
+
+    def __init__(
+        self,
+        manifest: Descriptor,
+        config: Descriptor,
+        layers: tuple[Descriptor, ...],
+        diff_ids: tuple[Digest, ...],
+        platform: Platform | None,
+    ) -> None:
+        object.__setattr__(self, "manifest", manifest)
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "diff_ids", diff_ids)
+        object.__setattr__(self, "platform", platform)
 
 
 def manifest_parts(store: Store, desc: Descriptor) -> tuple[Descriptor, tuple[Descriptor, ...]]:
