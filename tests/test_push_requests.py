@@ -145,6 +145,22 @@ def test_cold_push_requests_and_repush(
     assert '"pushed":0' in out.stdout.decode()
 
 
+def test_copy_again_only_asks(registry: Registry, fault_proxy: FaultProxy, repo_name: str) -> None:
+    """`dist copy` asks before every object (it has no root check): copying an
+    image the destination has already sends nothing."""
+    idx = multiplatform_index()
+    push_image(registry, repo_name, "multi", idx)
+    src = f"{registry.host}/{repo_name}:multi"
+    dst = f"{fault_proxy.host}/{repo_name}/copy:v1"
+    out = run_dist("copy", src, dst)
+    assert out.returncode == 0, out.stderr.decode()
+    assert inspect_raw(registry, f"{repo_name}/copy:v1") == idx.raw
+    fault_proxy.clear()
+    out = run_dist("copy", src, dst)
+    assert out.returncode == 0, out.stderr.decode()
+    assert {e.method for e in fault_proxy.log} == {"HEAD"}
+
+
 def test_large_blobs_are_looked_up_first(fault_proxy: FaultProxy, repo_name: str) -> None:
     data, desc = _blob(8 * KiB, seed=11)
     resolver = DockerResolver()

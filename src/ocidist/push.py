@@ -284,15 +284,7 @@ def push_image(
         result.record(desc, status)
 
     def check_root() -> None:
-        try:
-            present = pusher.exists(root, tag=tag)
-        except RegistryError as e:
-            if isinstance(e, Unauthorized | TooManyRequests):
-                raise
-            # Some registries answer 405 to HEAD on manifests (PROTOCOL-NOTES):
-            # no answer here is no reason not to push.
-            return
-        if present:
+        if image_present(pusher, root, tag):
             raise _Present
 
     jobs: dict[str, Job] = {CHECK: Job(check_root, (), (0, 0))}
@@ -320,6 +312,20 @@ def push_image(
 
 
 CHECK = "check"  # the job asking whether the registry has the root already
+
+
+def image_present(pusher: DockerPusher, root: Descriptor, tag: str | None) -> bool:
+    """Whether the registry has ``root`` (under ``tag``, if any): then it has
+    everything the root names too, since a registry refuses a manifest whose
+    blobs or child manifests it lacks. A copy can ask this before it starts."""
+    try:
+        return pusher.exists(root, tag=tag)
+    except RegistryError as e:
+        if isinstance(e, Unauthorized | TooManyRequests):
+            raise
+        # Some registries answer 405 to HEAD on manifests (PROTOCOL-NOTES):
+        # no answer here is no reason not to push.
+        return False
 
 
 class _Present(Exception):

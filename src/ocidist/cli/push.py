@@ -116,13 +116,15 @@ def add_push_options(p: argparse.ArgumentParser) -> None:
     add_transfer_options(p, "uploads")
 
 
-def push_options(args: argparse.Namespace) -> PushOptions:
+def push_options(args: argparse.Namespace, *, look_first: bool = False) -> PushOptions:
+    """``look_first``: ask (HEAD) before sending any object, however small."""
     from ocidist.remotes.docker.pusher import PushOptions
 
     base = PushOptions()
     chunk = args.chunk_size or base.chunk_size
     mono = args.monolithic_max if args.monolithic_max is not None else base.monolithic_max
-    return PushOptions(chunk_size=chunk, monolithic_max=mono)
+    lookup = 0 if look_first else base.lookup_min
+    return PushOptions(chunk_size=chunk, monolithic_max=mono, lookup_min=lookup)
 
 
 def _platform_matcher(text: str | None) -> Any:
@@ -263,7 +265,11 @@ def run_copy(args: argparse.Namespace, ctx: Context) -> int:
             via_store=ctx.store() if args.via_store else None,
             concurrency=args.concurrency,
             progress=progress,
-            options=push_options(args),
+            # copy_image does not ask whether the destination has the image
+            # before it starts (push_image does, see push.image_present):
+            # without a HEAD per object a second copy would fetch and send
+            # every small blob again.
+            options=push_options(args, look_first=True),
         )
     finally:
         progress.close()
