@@ -170,14 +170,16 @@ def _sources(labels: Mapping[str, str], domain: str, path: str) -> list[str]:
     return [r for r in value.split(",") if r and r != path]
 
 
-@dataclass
 class Plan:
     """What to push: blobs (any order) and manifests, children before parents."""
 
-    blobs: dict[str, Descriptor] = field(default_factory=dict)
-    manifests: list[tuple[Descriptor, bytes]] = field(default_factory=list)
-    # digest -> what the manifest names, where the walk decoded it already
-    children: dict[str, list[Descriptor]] = field(default_factory=dict)
+    # A plain class (a dataclass costs start-up; PushResult stays one only
+    # while copy.CopyResult extends it as a dataclass).
+    def __init__(self) -> None:
+        self.blobs: dict[str, Descriptor] = {}
+        self.manifests: list[tuple[Descriptor, bytes]] = []
+        # digest -> what the manifest names, where the walk decoded it already
+        self.children: dict[str, list[Descriptor]] = {}
 
 
 def plan_from_store(store: Store, root: Descriptor, what: str) -> Plan:
