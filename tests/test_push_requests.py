@@ -129,11 +129,18 @@ def test_cold_push_requests_and_repush(
     # Distribution 2.8 ignores a body on the POST: only the first (the probe) carried one.
     posts = [e for e in fault_proxy.log if _kind(e) == "POST uploads/"]
     assert [bool(_body_len(e)) for e in posts].count(True) == 1
-    # Children before parents: every blob before the manifests, the index last.
-    order = [e.path for e in fault_proxy.log]
-    last_blob = max(i for i, e in enumerate(fault_proxy.log) if _kind(e) == "PUT uploads/<id>")
-    first_manifest = min(i for i, e in enumerate(fault_proxy.log) if _kind(e) == "PUT manifests")
-    assert last_blob < first_manifest and order[-1].endswith("/manifests/v1")
+    # Children before parents: each platform manifest after its own blobs
+    # (not necessarily after another platform's), the index last.
+    log = fault_proxy.log
+    blob_put = {
+        parse_qs(e.query)["digest"][0]: i
+        for i, e in enumerate(log)
+        if _kind(e) == "PUT uploads/<id>"
+    }
+    for child in idx.children:
+        put = next(i for i, e in enumerate(log) if e.path.endswith(f"/manifests/{child.digest}"))
+        assert all(blob_put[d] < put for d in child.blobs()), child.digest
+    assert _kind(log[-1]) == "PUT manifests" and log[-1].path.endswith("/manifests/v1")
     assert inspect_raw(registry, f"{repo_name}/copy:v1") == idx.raw
     skopeo_reads(tmp_path, registry, f"{repo_name}/copy:v1")
 
