@@ -8,6 +8,7 @@ Command modules register themselves through ``COMMAND_MODULES``; each exposes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -147,6 +148,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ctx.fail(e)
     finally:
         ctx.close()
+
+
+def run() -> NoReturn:
+    """The `dist` program: ``main``, then exit without tearing the interpreter
+    down. Everything a command opens is closed by the time ``main`` returns
+    (the context closes stores, sockets and the daemon connection), so the
+    teardown of ~200 modules would only cost time: ~6 ms of every command,
+    measured over 20 runs of the fetch command's imports."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()  # the reader went away: as in main, not our failure
+        code = code or 1
+    except OSError:
+        code = code or 1
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _silence_stdout() -> None:
