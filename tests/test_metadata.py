@@ -124,3 +124,20 @@ def test_concurrent_processes(tmp_path: Path) -> None:
         assert {k: labels[k] for k in ("p0", "p1", "p2", "p3")} == dict.fromkeys(
             ("p0", "p1", "p2", "p3"), "149"
         )
+
+
+def test_opening_an_existing_store_writes_nothing(tmp_path: Path) -> None:
+    # A command that only reads (push, images ls) must not pay a commit: the
+    # schema runs once, when the file is new (user_version says so after).
+    path = tmp_path / "m.db"
+    with MetadataStore(str(path)) as md:
+        md.put_image("docker.io/library/a:1", _desc(b"one"))
+    before = path.stat()
+    data = path.read_bytes()
+    time.sleep(0.01)
+    with MetadataStore(str(path)) as md:
+        assert md.get_image("docker.io/library/a:1").target == _desc(b"one")
+    after = path.stat()
+    assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
+    assert path.read_bytes() == data
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1

@@ -16,7 +16,6 @@ the index becomes the copied image and gets the destination tag (what
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from ocidist import manifest, reference
@@ -38,10 +37,11 @@ from ocidist.remotes.docker.resolver import DockerResolver
 OpenAt = Callable[[int], BinaryIO]
 
 
-@dataclass
 class CopyResult(PushResult):
-    source: str = ""
-    fetched: list[Descriptor] = field(default_factory=list)
+    def __init__(self, name: str, target: Descriptor, *, source: str = "") -> None:
+        super().__init__(name, target)
+        self.source = source
+        self.fetched: list[Descriptor] = []
 
 
 def copy_image(

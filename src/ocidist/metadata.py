@@ -66,8 +66,9 @@ class MetadataStore(SQLiteFile):
         super().__init__(
             path,
             "metadata",
-            [*_SCHEMA.split(";"), f"PRAGMA user_version = {SCHEMA_VERSION}"],
+            _SCHEMA.split(";"),
             pragmas=("journal_mode = WAL", "synchronous = NORMAL"),
+            version=SCHEMA_VERSION,
         )
 
     def put_image(

@@ -27,8 +27,18 @@ BUSY_TIMEOUT_MS = 10_000
 
 class SQLiteFile:
     def __init__(
-        self, path: str, what: str, schema: Sequence[str], pragmas: Sequence[str] = ()
+        self,
+        path: str,
+        what: str,
+        schema: Sequence[str],
+        pragmas: Sequence[str] = (),
+        *,
+        version: int = 0,
     ) -> None:
+        """Open (creating if need be) the database; ``schema`` runs in one
+        transaction unless the file's ``user_version`` is already ``version``
+        (then opening writes nothing: a command that only reads, like a push,
+        paid a commit and its fdatasync for a no-op before)."""
         # Imported here, not at module level: sqlite3 (with datetime) is ~3 ms
         # of start-up, and `dist fetch` opens the store only once its
         # transfers are under way.
@@ -48,10 +58,14 @@ class SQLiteFile:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             for pragma in pragmas:
                 self._db.execute(f"PRAGMA {pragma}")
+            if version and self._db.execute("PRAGMA user_version").fetchone()[0] == version:
+                return
             with self._tx() as db:
                 for stmt in schema:
                     if stmt.strip():
                         db.execute(stmt)
+                if version:
+                    db.execute(f"PRAGMA user_version = {int(version)}")
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
