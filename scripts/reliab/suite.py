@@ -80,7 +80,7 @@ KINDS: Sequence[Kind] = (
         network.too_many_retry_after,
         1,
         10,
-        "1-7 answers 429 with Retry-After (seconds or HTTP date) on the tag's manifest GET or a blob GET",
+        "1-7 answers 429 with Retry-After (seconds or HTTP date) on the tag's manifest or a blob",
     ),
     Kind(
         "429 without Retry-After",
