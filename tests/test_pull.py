@@ -91,6 +91,22 @@ def test_fetch_asks_once_per_object(
     assert fault_proxy.count("HEAD", "/manifests/v1$") == 1
 
 
+def test_resolve_body_dropped_is_asked_again(
+    tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    # fetch resolves with GET; a body that breaks off is fetched again whole
+    # (twice here), never spliced with Range (a tag may have moved).
+    img = simple_image()
+    push_image(registry, repo_name, "v1", img)
+    fault_proxy.drop("/manifests/v1$", after_bytes=50, times=2)
+    out = run_dist("--root", str(tmp_path), "fetch", f"{fault_proxy.host}/{repo_name}:v1")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().split()[1] == img.digest
+    assert fault_proxy.count("GET", "/manifests/v1$") == 3
+    assert blobs_in(tmp_path) == expected_objects(img, None)
+    verify_store(tmp_path)
+
+
 def test_platform_selection(tmp_path: Path, registry: Registry, repo_name: str) -> None:
     idx = multiplatform_index()
     push_image(registry, repo_name, "multi", idx)

@@ -161,7 +161,7 @@ class DockerResolver:
                 raise
             return self._resolve_blob(host, r, r.digest)
         if get:
-            return self._descriptor_from_body(r, resp)
+            return self._body_descriptor(host, r, path, scopes, accept, resp)
         resp.close()
         if resp.status == 200:
             desc = _descriptor_from_head(resp, r.digest)
@@ -172,6 +172,32 @@ class DockerResolver:
             host, "GET", path, scopes=scopes, headers={"Accept": accept}, what=r.name
         )
         return self._descriptor_from_body(r, resp)
+
+    def _body_descriptor(
+        self,
+        host: RegistryHost,
+        r: reference.Reference,
+        path: str,
+        scopes: tuple[str, ...],
+        accept: str,
+        resp: Response,
+    ) -> Descriptor:
+        """The descriptor from a GET's body; a body that breaks off is asked
+        for again, whole, within the retry policy. Not resumed with Range: for
+        a tag, the second answer may be another manifest, and a spliced body
+        would hash to a digest nobody pushed."""
+        attempt = 1
+        while True:
+            try:
+                return self._descriptor_from_body(r, resp)
+            except Unavailable as e:
+                if attempt >= self.session.retry.attempts:
+                    raise
+                self.session.backoff(r.name, attempt, str(e))
+                attempt += 1
+            resp = self.session.request(
+                host, "GET", path, scopes=scopes, headers={"Accept": accept}, what=r.name
+            )
 
     def _descriptor_from_body(self, r: reference.Reference, resp: Response) -> Descriptor:
         body = resp.read_capped(MAX_MANIFEST_SIZE)
