@@ -7,7 +7,10 @@ fill one reused 1 MiB buffer instead of allocating per chunk.
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
+
+from ocidist.errors import Unavailable
 
 BUF = 1 << 20
 
@@ -33,3 +36,24 @@ def copy_stream(src: Readable, dst: Writable, bufsize: int = BUF) -> int:
             return total
         dst.write(view[:n])
         total += n
+
+
+def read_exactly(src: Readable, size: int) -> bytes:
+    """All ``size`` bytes of ``src`` into one buffer (an object small enough to
+    hold); ``Unavailable`` when the stream ends before."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    held = 0
+    while held < size:
+        n = src.readinto(view[held:])
+        if not n:
+            raise Unavailable(f"stream ended after {held} of {size} bytes")
+        held += n
+    return bytes(buf)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` until every byte is written (a write may take fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -183,13 +183,9 @@ class RemoteStore(LocalStore):
 
     def put(self, data: bytes, expected: Digest, labels: Mapping[str, str] | None = None) -> bool:
         """Through the daemon's ingest (there is no one-step write in the API)."""
-        from ocidist.content.copy import ingest
+        from ocidist.content.copy import ingest_bytes
 
-        def open_at(offset: int) -> io.BytesIO:
-            return io.BytesIO(data[offset:])
-
-        key = f"put-{expected}"
-        return ingest(self, key, open_at, len(data), expected, labels=labels)
+        return ingest_bytes(self, f"put-{expected}", data, expected, labels=labels)
 
     def writer(  # type: ignore[override]
         self,

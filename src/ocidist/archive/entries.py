@@ -16,6 +16,7 @@ from collections.abc import Callable
 from ocidist.archive.compression import CHUNK_SIZE
 from ocidist.archive.rootpath import Parts
 from ocidist.archive.tarstream import Truncated
+from ocidist.stream import write_all
 from ocidist.value import Value
 
 _XATTR_PREFIX = "SCHILY.xattr."
@@ -140,9 +141,7 @@ def _copy(read: Callable[[int], bytes], size: int, fd: int) -> None:
         if not chunk:
             raise Truncated("truncated tar stream: ends inside the entry's data")
         remaining -= len(chunk)
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, chunk)
 
 
 def make_dir(

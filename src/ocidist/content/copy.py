@@ -234,6 +234,18 @@ def put_bytes(
     put = getattr(ingester, "put", None)
     if put is not None:
         return bool(put(data, expected, labels))
+    return ingest_bytes(ingester, key, data, expected, labels=labels)
+
+
+def ingest_bytes(
+    ingester: Ingester,
+    key: str,
+    data: bytes,
+    expected: Digest,
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> bool:
+    """``ingest`` of bytes held in memory, through a writer under ``key``."""
     return ingest(
         ingester, key, lambda offset: io.BytesIO(data[offset:]), len(data), expected, labels=labels
     )

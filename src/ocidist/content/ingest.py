@@ -288,19 +288,9 @@ class LocalWriter:
         # time of the last write (which may be days ago for a resumed ingest).
         os.utime(fd)
         os.fsync(fd)  # after the mode and time, so they are durable too
-        try:
-            # link, unlike rename, never replaces: a blob another process
-            # committed meanwhile is reported, not silently overwritten.
-            link(self._path("data"), target)
-        except FileExistsError:
+        if not publish(self._path("data"), target, self._labels, expected, labels):
             self._discard()
-            raise AlreadyExists(f"content {expected} already exists") from None
-        except PermissionError:
-            os.rename(self._path("data"), target)  # a filesystem without hard links
-        fsync_dir(parent)
-        if labels:
-            with self._labels.locked():
-                self._labels.write(expected, {k: v for k, v in labels.items() if v})
+            raise AlreadyExists(f"content {expected} already exists")
         self._discard()
 
     def _discard(self) -> None:
@@ -338,6 +328,27 @@ def trash_name() -> str:
     """A unique name for an ingest directory on its way out (uuid4's
     randomness without importing uuid, ~1 ms of start-up)."""
     return f".trash-{os.urandom(16).hex()}"
+
+
+def publish(
+    src: str, target: str, label_files: LabelFiles, dgst: Digest, labels: Mapping[str, str]
+) -> bool:
+    """Make the verified, fsynced file ``src`` the blob ``target``, durably,
+    then give it ``labels`` (empty values dropped). False, with nothing
+    changed, when the blob exists already: ``link``, unlike ``rename``, never
+    replaces, so a blob another process committed meanwhile is reported, not
+    silently overwritten."""
+    try:
+        link(src, target)
+    except FileExistsError:
+        return False
+    except PermissionError:
+        os.rename(src, target)  # a filesystem without hard links
+    fsync_dir(os.path.dirname(target))
+    if labels:
+        with label_files.locked():
+            label_files.write(dgst, {k: v for k, v in labels.items() if v})
+    return True
 
 
 def link(src: str, target: str) -> None:

@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 
 from ocidist.digest import Digest
 from ocidist.errors import InvalidArgument, InvalidContent
+from ocidist.stream import write_all
 
 # containerd's limit on one label (key plus value); labels are for references
 # and small notes, not for data.
@@ -119,9 +120,7 @@ def _replace(path: str, data: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, path)

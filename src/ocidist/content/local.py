@@ -21,12 +21,13 @@ from typing import BinaryIO
 
 from ocidist.content import Info, Status, WalkFilter
 from ocidist.content import labels as labelmod
-from ocidist.content.fsutil import fsync_dir, os_errors
-from ocidist.content.ingest import BUFSIZE, LocalWriter, link, read_status, trash_name
+from ocidist.content.fsutil import os_errors
+from ocidist.content.ingest import BUFSIZE, LocalWriter, publish, read_status, trash_name
 from ocidist.content.labels import LabelFiles
 from ocidist.content.locks import acquire
 from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, DigestMismatch, DistError, InvalidArgument, NotFound
+from ocidist.stream import write_all
 
 
 class LocalStore:
@@ -131,7 +132,7 @@ class LocalStore:
         """
         if labels:
             labelmod.validate(labels)
-        got = Digest(expected.algorithm, hashlib.new(expected.algorithm, data).hexdigest())
+        got = Digest.from_bytes(data, expected.algorithm)
         if got != expected:
             raise DigestMismatch(f"put {expected}: digest mismatch: got {got}")
         target = self.blob_path(expected)
@@ -147,26 +148,14 @@ class LocalStore:
                 fd = os.open(tmp, flags, 0o444)
             try:
                 try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    write_all(fd, data)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-                try:
-                    link(tmp, target)
-                except FileExistsError:
-                    return False
-                except PermissionError:
-                    os.rename(tmp, target)  # a filesystem without hard links
+                return publish(tmp, target, self._labels, expected, labels or {})
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-            fsync_dir(os.path.dirname(target))
-            if labels:
-                with self._labels.locked():
-                    self._labels.write(expected, {k: v for k, v in labels.items() if v})
-        return True
 
     # -- Store management ------------------------------------------------------
 

@@ -19,7 +19,7 @@ from ocidist.errors import InvalidContent, Unavailable
 from ocidist.images.platforms import MatchComparer, select
 from ocidist.progress import NullProgress, Progress
 from ocidist.remotes import Fetcher
-from ocidist.stream import Readable
+from ocidist.stream import Readable, read_exactly
 
 GC_REF = "containerd.io/gc.ref.content"
 SOURCE_LABEL = "containerd.io/distribution.source."
@@ -125,22 +125,15 @@ class FetchHandler:
         self.progress.start(desc, 0)
         if desc.size == 0:
             return b""  # nothing to ask for (the empty blob's digest is checked by put)
-        buf = bytearray(desc.size)
-        view = memoryview(buf)
-        held = 0
         src = self.fetcher.fetch(desc, 0, verify=False)
         try:
-            while held < desc.size:
-                n = src.readinto(view[held:])
-                if not n:
-                    raise Unavailable(
-                        f"{desc.digest}: stream ended after {held} of {desc.size} bytes"
-                    )
-                held += n
-                self.progress.update(desc, held)
+            data = read_exactly(src, desc.size)
+        except Unavailable as e:
+            raise Unavailable(f"{desc.digest}: {e}") from e
         finally:
             src.close()
-        return bytes(buf)
+        self.progress.update(desc, desc.size)
+        return data
 
     def _ingest(self, desc: Descriptor) -> None:
         started = False

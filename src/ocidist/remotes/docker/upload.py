@@ -301,7 +301,7 @@ class BlobWriter:
         except (NotFound, RegistryError) as e:
             if isinstance(e, RegistryError) and _digest_invalid(e):
                 single.settle(None)
-                raise _mismatch(e, expected, self._what) from e
+                raise _mismatch(expected, self._what) from e
             if isinstance(e, RegistryError) and not _refusal(e):
                 single.settle(None)
                 raise
@@ -427,7 +427,7 @@ class BlobWriter:
                 return
             except (Unavailable, RegistryError) as e:
                 if isinstance(e, RegistryError) and _digest_invalid(e):
-                    raise _mismatch(e, expected, self._what) from e
+                    raise _mismatch(expected, self._what) from e
                 if isinstance(e, RegistryError) and not (_recoverable(e) or e.status in (400, 404)):
                     raise
                 # The PUT may have landed with its answer lost.
@@ -448,7 +448,7 @@ def _digest_invalid(e: RegistryError) -> bool:
     return e.status == 400 and "DIGEST_INVALID" in e.codes
 
 
-def _mismatch(e: RegistryError, expected: Digest, what: str) -> DigestMismatch:
+def _mismatch(expected: Digest, what: str) -> DigestMismatch:
     return DigestMismatch(
         f"{what}: digest mismatch: the registry says the content is not {expected}"
     )
