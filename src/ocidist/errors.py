@@ -121,3 +121,15 @@ class TooManyRequests(RegistryError):
     ) -> None:
         super().__init__(message, status=status, codes=codes, body=body)
         self.retry_after = retry_after
+
+
+def reworded(e: DistError, message: str) -> DistError:
+    """``e`` as the same kind of error saying ``message``, with its registry
+    details (status, codes, body, Retry-After) kept."""
+    if isinstance(e, TooManyRequests):
+        return TooManyRequests(
+            message, retry_after=e.retry_after, status=e.status, codes=e.codes, body=e.body
+        )
+    if isinstance(e, RegistryError):
+        return type(e)(message, status=e.status, codes=e.codes, body=e.body)
+    return type(e)(message)

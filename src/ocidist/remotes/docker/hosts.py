@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ocidist.errors import DistError, RegistryError, TooManyRequests
+from ocidist.errors import DistError, reworded
 from ocidist.remotes.docker.transport import TLSConfig
 from ocidist.value import Value
 
@@ -81,9 +81,4 @@ def every_host_failed(what: str, failures: list[tuple[RegistryHost, DistError]])
             why = why[len(what) + 2 :]
         parts.append(f"{host.host}: {why}")
     last = failures[-1][1]
-    msg = f"{what}: tried {len(failures)} hosts: " + "; ".join(parts)
-    if isinstance(last, TooManyRequests):
-        return TooManyRequests(msg, retry_after=last.retry_after, codes=last.codes, body=last.body)
-    if isinstance(last, RegistryError):
-        return type(last)(msg, status=last.status, codes=last.codes, body=last.body)
-    return type(last)(msg)
+    return reworded(last, f"{what}: tried {len(failures)} hosts: " + "; ".join(parts))

@@ -21,7 +21,6 @@ from ocidist.errors import InvalidArgument
 from ocidist.remotes.docker.hosts import (
     ALL_CAPABILITIES,
     DOCKER_HUB,
-    DOCKER_HUB_REGISTRY,
     RegistryHost,
     default_hosts,
 )
@@ -109,8 +108,7 @@ def _default_upstream(
     up = default_hosts(domain, plain_http=plain_http)[0]
     tls_keys = any(k in doc for k in ("ca", "client", "skip_verify"))
     scheme = "https" if tls_keys and not plain_http and domain != DOCKER_HUB else up.scheme
-    dial = DOCKER_HUB_REGISTRY if domain == DOCKER_HUB else domain
-    return _host(path, base, f"{scheme}://{dial}", doc)
+    return _host(path, base, f"{scheme}://{up.host}", doc)
 
 
 def _host(path: str, base: str, url: str, table: Mapping[str, Any]) -> RegistryHost:

@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 
 from ocidist.errors import InvalidContent, RegistryError
 from ocidist.remotes.docker.auth import pull_scope
-from ocidist.remotes.docker.hosts import RegistryHost
+from ocidist.remotes.docker.hosts import PUSH, RegistryHost
 from ocidist.remotes.docker.session import Session
 
 # A tags or catalog page is small; a registry sending more is broken or hostile.
@@ -99,8 +99,6 @@ def upstream_host(hosts: list[RegistryHost]) -> RegistryHost:
     """The registry itself among its configured hosts: mirrors come first and
     are caches that know nothing of the upstream's tags, so take the first
     host allowed to push, else the last one."""
-    from ocidist.remotes.docker.hosts import PUSH
-
     for h in hosts:
         if PUSH in h.capabilities:
             return h

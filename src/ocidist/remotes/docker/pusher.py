@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from ocidist.content import Status, Writer
 from ocidist.descriptor import ACCEPT_MANIFESTS, MAX_MANIFEST_SIZE, Descriptor, is_manifest_or_index
-from ocidist.digest import Digest, new_hasher
+from ocidist.digest import Digest
 from ocidist.errors import (
     AlreadyExists,
     DigestMismatch,
@@ -32,7 +32,7 @@ from ocidist.remotes.docker.auth import pull_scope, push_scope
 from ocidist.remotes.docker.hosts import RegistryHost
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.transport import Response
-from ocidist.remotes.docker.upload import BlobWriter, PushOptions, SinglePost
+from ocidist.remotes.docker.upload import BlobWriter, PushOptions, SinglePost, check_digest
 
 __all__ = ["DockerPusher", "Mounted", "PushOptions"]
 
@@ -79,7 +79,7 @@ class DockerPusher:
         if is_manifest_or_index(desc.media_type):
             if look and self.exists(desc, tag=tag):
                 raise AlreadyExists(f"{self._what(desc, tag)}: already exists")
-            return ManifestWriter(self, desc, tag or str(desc.digest))
+            return ManifestWriter(self, desc, tag)
         if look and self.exists(desc):
             raise AlreadyExists(f"{self._what(desc)}: already exists")
         return self._start_upload(desc, [m for m in mount_from if m and m != self.path], look)
@@ -187,9 +187,7 @@ class DockerPusher:
             ok=(201, 200, 204),
         )
         resp.read_capped(64 * 1024)
-        header = (resp.header("Docker-Content-Digest") or "").strip()
-        if header and header != str(desc.digest):
-            raise DigestMismatch(f"{what}: registry stored {header}, expected {desc.digest}")
+        check_digest(resp, desc.digest, what)
 
     def delete_manifest(self, dgst: Digest) -> None:
         """DELETE a manifest by digest (the registry must allow deletes)."""
@@ -210,12 +208,11 @@ class DockerPusher:
 class ManifestWriter:
     """Buffers a manifest (they are small) and PUTs it whole on commit."""
 
-    def __init__(self, pusher: DockerPusher, desc: Descriptor, obj: str) -> None:
+    def __init__(self, pusher: DockerPusher, desc: Descriptor, tag: str | None) -> None:
         self._pusher = pusher
         self._desc = desc
-        self._tag = None if obj == str(desc.digest) else obj
+        self._tag = tag
         self._buf = bytearray()
-        self._hasher = new_hasher(desc.digest.algorithm)
         self._started_at = self._updated_at = time.time()
         self._done = False
 
@@ -225,7 +222,6 @@ class ManifestWriter:
         if len(self._buf) + len(data) > MAX_MANIFEST_SIZE:
             raise InvalidContent(f"{self._desc.digest}: manifest exceeds {MAX_MANIFEST_SIZE} bytes")
         self._buf += data
-        self._hasher.update(data)
         self._updated_at = time.time()
         return len(data)
 
@@ -240,19 +236,19 @@ class ManifestWriter:
         )
 
     def digest(self) -> Digest:
-        return Digest(self._desc.digest.algorithm, self._hasher.copy().hexdigest())
+        return Digest.from_bytes(memoryview(self._buf), self._desc.digest.algorithm)
 
     def truncate(self, size: int) -> None:
         if size != 0:
             raise FailedPrecondition("a manifest upload can only restart from 0")
         self._buf = bytearray()
-        self._hasher = new_hasher(self._desc.digest.algorithm)
 
     def commit(self, size: int, expected: Digest, labels: Mapping[str, str] | None = None) -> None:
         if self._done:
             raise AlreadyExists(f"{self._desc.digest}: already committed")
-        if len(self._buf) != size or self.digest() != expected:
+        if len(self._buf) != size or expected != self._desc.digest:
             raise DigestMismatch(f"{self._desc.digest}: manifest bytes do not match {expected}")
+        # put_manifest checks the bytes against the digest (once).
         self._pusher.put_manifest(self._desc, bytes(self._buf), self._tag)
         self._done = True
 

@@ -34,9 +34,6 @@ class RetryPolicy(NamedTuple):
         return float(max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter))))
 
 
-NO_RETRY = RetryPolicy(attempts=1)
-
-
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """``Retry-After`` is either delta-seconds or an HTTP date (RFC 9110)."""
     if not value:

@@ -21,16 +21,16 @@ from ocidist.errors import (
     TooManyRequests,
     Unauthorized,
     Unavailable,
+    reworded,
 )
 from ocidist.remotes.docker.auth import Authorizer
 from ocidist.remotes.docker.hosts import RegistryHost
 from ocidist.remotes.docker.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
-from ocidist.remotes.docker.transport import Deadline, Response, Transport
+from ocidist.remotes.docker.transport import IDEMPOTENT, Deadline, Response, Transport
 
 _LOGGER = "ocidist.remotes"
 
 MAX_ERROR_BODY = 64 * 1024
-IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 class Session:
@@ -138,10 +138,7 @@ class Session:
 
     @staticmethod
     def _gave_up(e: DistError, attempts: int) -> DistError:
-        msg = f"{e}; gave up after {attempts} attempts" if attempts > 1 else str(e)
-        if isinstance(e, RegistryError):
-            return type(e)(msg, status=e.status, codes=e.codes, body=e.body)
-        return type(e)(msg)
+        return reworded(e, f"{e}; gave up after {attempts} attempts" if attempts > 1 else str(e))
 
 
 def error_for(resp: Response, what: str) -> DistError:

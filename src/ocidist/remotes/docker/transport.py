@@ -32,9 +32,10 @@ CHUNK = 1 << 20
 # A redirect's or empty answer's body up to this size is read off so that
 # its connection can serve the next request; anything longer is dropped.
 DRAIN_MAX = 64 * 1024
-# Methods a server cannot have acted on twice when a reused connection turns
-# out closed before the answer: resent once on a fresh connection.
-_RESENDABLE = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# Idempotent methods (RFC 9110 §9.2.2): a server cannot have acted on them
+# twice, so they are resent once on a fresh connection when a reused one
+# turns out closed before the answer, and retried by the session's policy.
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 # NamedTuples, not dataclasses: creating a dataclass costs ~1 ms of start-up
@@ -378,7 +379,7 @@ class Transport:
                 # nothing was acted on when the send itself failed, or when the
                 # method is one a server may see twice. Once, on a fresh one.
                 stale = isinstance(e, ConnectionError)  # Closed included
-                if reused and stale and resendable and (not sent or method in _RESENDABLE):
+                if reused and stale and resendable and (not sent or method in IDEMPOTENT):
                     continue
                 raise _exchange_error(e, what) from e
 

@@ -181,7 +181,6 @@ class BlobWriter:
     def _reset(self) -> None:
         self._sent = 0  # bytes the registry has confirmed
         self._buf = bytearray()  # bytes written but not confirmed, from _sent on
-        self._patched = False
         self._chunked = self._total > self._options.monolithic_max
 
     def _open(self, resp: Response) -> None:
@@ -252,7 +251,7 @@ class BlobWriter:
                 f"{self._what}: digest mismatch: committing as {expected}, opened for "
                 f"{self._expected}"
             )
-        if self._patched or self._chunked:
+        if self._chunked:
             if not self._location:
                 self._new_session()
             while self._buf:
@@ -315,7 +314,7 @@ class BlobWriter:
             raise
         if resp.status == 201:
             single.settle(True)
-            _check_digest(resp, expected, self._what)
+            check_digest(resp, expected, self._what)
             return True
         # 202: the registry opened an ordinary session and ignored the body
         # (Distribution 2.8.2, 2026-11); the PUT to that session carries it.
@@ -349,7 +348,6 @@ class BlobWriter:
                     ok=(202, 204),
                 )
                 resp.read_capped(64 * 1024)
-                self._patched = True
                 self._location = _location(resp, self._what, self._location)
                 got = _range_end(resp)
                 reached = start + count if got is None else got
@@ -423,7 +421,7 @@ class BlobWriter:
                     ok=(201, 204),
                 )
                 resp.read_capped(64 * 1024)
-                _check_digest(resp, expected, self._what)
+                check_digest(resp, expected, self._what)
                 return
             except (Unavailable, RegistryError) as e:
                 if isinstance(e, RegistryError) and _digest_invalid(e):
@@ -438,9 +436,7 @@ class BlobWriter:
                 # A monolithic upload holds all its bytes: a fresh session and
                 # the same PUT again is a resend of held data, not a blind replay.
                 self._session.backoff(self._what, attempt, str(e))
-                resp = self._start()
-                resp.close()
-                self._location = _location(resp, self._what)
+                self._new_session()
                 url = with_query(self._location, "digest", str(expected))
 
 
@@ -526,7 +522,7 @@ def _int_header(resp: Response, name: str) -> int | None:
     return int(v) if v and v.strip().isdigit() else None
 
 
-def _check_digest(resp: Response, expected: Digest, what: str) -> None:
+def check_digest(resp: Response, expected: Digest, what: str) -> None:
     header = resp.header("Docker-Content-Digest")
     if header and header.strip() != str(expected):
         raise DigestMismatch(f"{what}: registry stored {header.strip()}, expected {expected}")
