@@ -20,7 +20,7 @@ from typing import BinaryIO, cast
 
 from ocidist import manifest, reference
 from ocidist.content import ingest_key_for
-from ocidist.content.copy import ingest
+from ocidist.content.copy import ingest, put_bytes
 from ocidist.content.local import LocalStore
 from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_index, is_manifest
 from ocidist.errors import InvalidContent, NotFound
@@ -79,11 +79,12 @@ def copy_image(
 
         open_at: OpenAt = from_registry
         if via_store is not None:
-            # Fetched into the store (verified there), then pushed from it.
+            # Fetched into the store (verified there: its writer hashes what
+            # it takes, so the stream is not hashed as well), then pushed from it.
             if ingest(
                 via_store,
                 ingest_key_for(desc),
-                from_registry,
+                lambda offset: cast(BinaryIO, fetcher.fetch(desc, offset, verify=False)),
                 desc.size,
                 desc.digest,
                 labels=source_label,
@@ -155,13 +156,4 @@ def _store_open_at(store: LocalStore, desc: Descriptor) -> OpenAt:
 def _keep_manifest(
     store: LocalStore, desc: Descriptor, data: bytes, labels: dict[str, str]
 ) -> None:
-    import io
-
-    ingest(
-        store,
-        ingest_key_for(desc),
-        lambda offset: io.BytesIO(data[offset:]),
-        desc.size,
-        desc.digest,
-        labels=labels,
-    )
+    put_bytes(store, ingest_key_for(desc), data, desc.digest, labels=labels)

@@ -21,10 +21,9 @@ from ocidist.content import Info, Provider, Status, Store
 from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_manifest_or_index
 from ocidist.digest import Digest
 from ocidist.errors import DistError, FailedPrecondition, InvalidContent, NotFound
+from ocidist.images.handlers import GC_REF
 from ocidist.leases import protected
 from ocidist.metadata import MetadataStore
-
-GC_REF_CONTENT = "containerd.io/gc.ref.content"
 
 
 def children_in_store(store: Provider, desc: Descriptor) -> list[Descriptor]:
@@ -57,7 +56,7 @@ def label_refs(info: Info) -> list[Digest]:
     """Digests named by ``containerd.io/gc.ref.content*`` labels of ``info``."""
     out = []
     for key, value in info.labels.items():
-        if key == GC_REF_CONTENT or key.startswith(GC_REF_CONTENT + "."):
+        if key == GC_REF or key.startswith(GC_REF + "."):
             try:
                 out.append(Digest.parse(value))
             except DistError:
@@ -77,8 +76,11 @@ def reachable_from(store: Store, roots: Iterable[Descriptor]) -> set[Digest]:
             info = store.info(desc.digest)
         except NotFound:
             continue
-        stack.extend(children_in_store(store, desc))
+        # Typed children go on top: visited first, they are seen by the time
+        # their label-only twins come off the stack (an untyped one would be
+        # read, up to 4 MiB, to guess whether it is a manifest).
         stack.extend(Descriptor("", d, 0) for d in label_refs(info) if d not in seen)
+        stack.extend(children_in_store(store, desc))
     return seen
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ocidist.content.labels import merge
 from ocidist.descriptor import Descriptor
 from ocidist.errors import InvalidArgument, NotFound
 from ocidist.sqlitedb import SQLiteFile
@@ -130,12 +131,7 @@ class MetadataStore(SQLiteFile):
             row = db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise NotFound(f"image {name}: not found")
-            current = {} if replace else _labels(row[7])
-            for k, v in labels.items():
-                if v:
-                    current[k] = v
-                else:
-                    current.pop(k, None)
+            current = merge(_labels(row[7]), labels, replace)
             db.execute(
                 "UPDATE images SET labels_json = ?, updated_at = ? WHERE name = ?",
                 (json.dumps(current, sort_keys=True), now, name),

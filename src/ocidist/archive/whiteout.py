@@ -21,27 +21,18 @@ WHITEOUT_META_PREFIX = ".wh..wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
 
-def is_whiteout(name: str) -> bool:
-    return name.startswith(WHITEOUT_PREFIX)
-
-
 class LayerTree:
     """The paths one layer has written so far (physical, relative to the root)."""
 
     def __init__(self) -> None:
-        self._created: set[Parts] = set()
         self._touched: set[Parts] = {()}
 
     def add(self, path: Parts) -> None:
-        self._created.add(path)
         # Walk up until an ancestor is already known: O(depth) only the first time.
         p = path
         while p not in self._touched:
             self._touched.add(p)
             p = p[:-1]
-
-    def created(self, path: Parts) -> bool:
-        return path in self._created
 
     def whiteout(self, root: Root, dir_fd: int, dir_path: Parts, name: str) -> bool:
         """Remove ``name`` in ``dir_fd`` unless this layer wrote it; True if removed."""

@@ -85,12 +85,13 @@ def _pump(
     if readinto is not None and size - offset >= PIPELINE_MIN:
         return _pump_pipelined(writer, readinto, offset, size, progress)
     # One reused buffer; readinto fills it without allocating per chunk, and
-    # the writer takes a memoryview slice without copying.
-    buf = bytearray(BUFSIZE)
+    # the writer takes a memoryview slice without copying. No bigger than the
+    # object: allocating and zeroing 1 MiB for a 20 kB blob cost ~0.5 ms of
+    # CPU (a push of 40 small layers: 58 -> 35-42 ms).
+    buf = bytearray(BUFSIZE if size < 0 else min(BUFSIZE, size - offset))
     view = memoryview(buf)
-    readinto = getattr(src, "readinto", None)
     while size < 0 or offset < size:
-        want = BUFSIZE if size < 0 else min(BUFSIZE, size - offset)
+        want = len(buf) if size < 0 else min(len(buf), size - offset)
         if readinto is not None:
             n = int(readinto(view[:want]) or 0)
         else:

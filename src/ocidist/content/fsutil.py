@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from ocidist.errors import DistError, FailedPrecondition, NoSpace
@@ -74,28 +74,6 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE; a failure is harmless
 
 
-def write_atomic(path: str, data: bytes, *, durable: bool = False) -> None:
-    """Replace ``path`` so readers see the old or the new bytes, never a mix."""
-    import tempfile  # with shutil, bz2 and lzma: ~3 ms of start-up when at module level
-
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        fsync_dir(directory)
-
-
 def read_text(path: str) -> str | None:
     """The file's text, or None when it does not exist."""
     try:
@@ -103,8 +81,3 @@ def read_text(path: str) -> str | None:
             return f.read()
     except FileNotFoundError:
         return None
-
-
-def write_text(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)

@@ -64,10 +64,6 @@ class KeyLock:
         self._tlock = tlock
         self._held = True
 
-    @property
-    def held(self) -> bool:
-        return self._held
-
     def release(self) -> None:
         if not self._held:
             return

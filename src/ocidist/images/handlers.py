@@ -79,13 +79,11 @@ class FetchHandler:
             raise InvalidContent(f"{desc.digest}: indexes nested deeper than {MAX_INDEX_DEPTH}")
         graph = is_index(desc.media_type) or is_manifest(desc.media_type)
         if self.store.exists(desc.digest):
-            self._skip(desc, self._source)
             if not graph:
+                self._skip(desc, self._source)
                 return []
             children = self._children(desc, read_manifest(self.store, desc), depth)
-            labels = child_labels(desc, children)
-            if labels:
-                self.store.update(desc.digest, labels)
+            self._skip(desc, {**self._source, **child_labels(desc, children)})  # one update
             return children
         if not graph and desc.size > SMALL:
             self._ingest(desc)
