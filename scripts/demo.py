@@ -46,11 +46,6 @@ def dist(*args: str, stdin: bytes | None = None, show: int = 40) -> bytes:
     return proc.stdout
 
 
-def has_command(name: str) -> bool:
-    proc = subprocess.run([*DIST, "--help"], capture_output=True, text=True, check=False)
-    return f" {name} " in proc.stdout or f"{{{name}," in proc.stdout or f",{name}," in proc.stdout
-
-
 def main() -> int:
     for tool in ("skopeo", "docker-registry"):
         if shutil.which(tool) is None and not Path(f"/usr/bin/{tool}").exists():
@@ -99,17 +94,16 @@ def main() -> int:
             dist("--root", str(root), "images", "ls")
             dist("--root", str(root), "content", "verify")
 
-            if has_command("unpack"):
-                banner("Unpack into a fresh store: layers apply while later ones download")
-                rootfs = work / "rootfs"
-                dist("--root", str(work / "store2"), "unpack", ref, str(rootfs))
-                for dirpath, dirnames, filenames in sorted(os.walk(rootfs)):
-                    dirnames.sort()
-                    rel = os.path.relpath(dirpath, rootfs)
-                    for f in sorted(filenames):
-                        p = Path(dirpath) / f
-                        kind = f"-> {os.readlink(p)}" if p.is_symlink() else f"{p.stat().st_size} B"
-                        print(f"  /{'' if rel == '.' else rel + '/'}{f}  {kind}")
+            banner("Unpack into a fresh store: layers apply while later ones download")
+            rootfs = work / "rootfs"
+            dist("--root", str(work / "store2"), "unpack", ref, str(rootfs))
+            for dirpath, dirnames, filenames in sorted(os.walk(rootfs)):
+                dirnames.sort()
+                rel = os.path.relpath(dirpath, rootfs)
+                for f in sorted(filenames):
+                    p = Path(dirpath) / f
+                    kind = f"-> {os.readlink(p)}" if p.is_symlink() else f"{p.stat().st_size} B"
+                    print(f"  /{'' if rel == '.' else rel + '/'}{f}  {kind}")
 
             banner("Errors are one line with an exit code")
             for args in (("resolve", f"{reg.host}/demo/nope:1.0"), ("resolve", "Not/A/Valid:Ref!")):

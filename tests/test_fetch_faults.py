@@ -145,8 +145,9 @@ def test_blob_redirect_to_other_host(
     out = run_dist("fetch-object", f"{fault_proxy.host}/{repo_name}:v1", layer["digest"])
     assert out.returncode == 0, out.stderr
     assert "sha256:" + hashlib.sha256(out.stdout).hexdigest() == layer["digest"]
-    served = [e for e in fault_proxy.redirect_log if layer["digest"] in e.path]
-    assert served and all(e.header("Authorization") is None for e in served)
+    # Served by the redirect target (that the Authorization header stays
+    # behind is checked with a token registry in test_redirect_auth.py).
+    assert [e for e in fault_proxy.redirect_log if layer["digest"] in e.path]
 
 
 def test_cli_digest_mismatch_words(

@@ -288,21 +288,6 @@ def test_cycle_is_a_digest_mismatch(tmp_path: Path, fake: FakeRegistry) -> None:
     nothing_recorded(tmp_path)
 
 
-def test_duplicate_children_fetched_once(tmp_path: Path, fake: FakeRegistry) -> None:
-    layer = gzip.compress(tar_of({"a": b"x"}), mtime=0)
-    fake.blob(layer, LAYER)
-    child = image(fake, [desc(LAYER, layer)] * 3)
-    fake.manifest(sha(child), OCI_MANIFEST, child)
-    index = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                   "manifests": [desc(OCI_MANIFEST, child)] * 50})  # fmt: skip
-    fake.manifest("v1", OCI_INDEX, index)
-    r = dist(tmp_path, "fetch", "--all-platforms", fake.ref())
-    assert r.proc.returncode == 0, r.proc.stderr.decode()
-    gets = {p: n for (m, p), n in fake.hits.items() if m == "GET"}
-    assert gets[f"/v2/hostile/img/blobs/{sha(layer)}"] == 1
-    assert gets[f"/v2/hostile/img/manifests/{sha(child)}"] == 1
-
-
 def _index_of(n: int) -> bytes:
     kids = [{"mediaType": OCI_MANIFEST, "digest": "sha256:" + hashlib.sha256(b"%d" % i).hexdigest(),
              "size": 100, "platform": {"os": "linux", "architecture": "amd64"}}
@@ -492,7 +477,7 @@ def test_huge_error_body_is_capped(tmp_path: Path, fake: FakeRegistry) -> None:
 
 
 # -- layer tars ------------------------------------------------------------------------------
-def tar_of(files: dict[str, bytes], *, deep: int = 0) -> bytes:
+def tar_of(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for name, data in files.items():

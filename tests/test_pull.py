@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -11,8 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+from ocidist.content import ingest_key_for
 from ocidist.content.local import LocalStore
+from ocidist.descriptor import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor
 from ocidist.digest import Digest
+from ocidist.errors import NotFound
 from ocidist.metadata import MetadataStore
 from tests.dist_cli import one_error_line, run_dist
 from tests.harness import (
@@ -23,7 +27,12 @@ from tests.harness import (
     multiplatform_index,
     push_image,
     simple_image,
+    tar_bytes,
 )
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def blobs_in(root: Path) -> set[str]:
@@ -107,6 +116,43 @@ def test_resolve_body_dropped_is_asked_again(
     verify_store(tmp_path)
 
 
+def test_duplicate_children_fetched_once(
+    tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    # A manifest naming one layer 3 times, and an index naming that manifest
+    # 50 times: the registry takes both; the walk asks for each object once.
+    def push(obj: bytes, media_type: str, ref: str) -> None:
+        path = tmp_path / "obj"
+        path.write_bytes(obj)
+        out = run_dist("push-object", "--media-type", media_type, ref, str(path))
+        assert out.returncode == 0, out.stderr
+
+    def desc(media_type: str, data: bytes) -> dict[str, object]:
+        return {"mediaType": media_type, "digest": sha(data), "size": len(data)}
+
+    repo = f"{registry.host}/{repo_name}"
+    layer = gzip.compress(tar_bytes({"a": b"x"}), mtime=0)
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()  # fmt: skip
+    child = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                        "config": desc(OCI_CONFIG, config),
+                        "layers": [desc(OCI_LAYER_GZIP, layer)] * 3}).encode()  # fmt: skip
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                        "manifests": [desc(OCI_MANIFEST, child)] * 50}).encode()  # fmt: skip
+    push(layer, OCI_LAYER_GZIP, repo)
+    push(config, OCI_CONFIG, repo)
+    push(child, OCI_MANIFEST, f"{repo}@{sha(child)}")
+    push(index, OCI_INDEX, f"{repo}:v1")
+    out = run_dist(
+        "--root", str(tmp_path / "root"), "fetch", "--all-platforms",
+        f"{fault_proxy.host}/{repo_name}:v1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert fault_proxy.count("GET", f"/blobs/{sha(layer)}$") == 1
+    assert fault_proxy.count("GET", f"/manifests/{sha(child)}$") == 1
+    assert blobs_in(tmp_path / "root") == {sha(index), sha(child), sha(config), sha(layer)}
+
+
 def test_platform_selection(tmp_path: Path, registry: Registry, repo_name: str) -> None:
     idx = multiplatform_index()
     push_image(registry, repo_name, "multi", idx)
@@ -137,12 +183,11 @@ def test_invalid_platform_and_conflicts(tmp_path: Path) -> None:
     assert out.returncode == 2
 
 
-def _size(path: Path) -> int:
-    # A small blob's ingest may be committed (and its directory removed)
-    # between the glob and the stat.
+def _held(root: Path, key: str) -> int:
+    """Bytes the ingest ``key`` holds (0 before it starts, or once committed)."""
     try:
-        return path.stat().st_size
-    except FileNotFoundError:
+        return LocalStore(str(root)).status(key).offset
+    except NotFound:
         return 0
 
 
@@ -186,18 +231,17 @@ def test_killed_pull_resumes_with_only_missing_bytes(
     )
     try:
         deadline = time.monotonic() + 60
-        # The stalled blob's own ingest (keyed by digest): the other layer
-        # may pass the same size and be committed meanwhile.
-        key = hashlib.sha256(f"fetch-{big}".encode()).hexdigest()
-        ingest_data = root / "ingest" / key / "data"
-        while time.monotonic() < deadline and _size(ingest_data) < 2_000_000:
+        # The stalled blob's own ingest, as the store reports it (no lock
+        # taken): the other layer may pass the same size and be committed.
+        key = ingest_key_for(Descriptor("", Digest.parse(big), size))
+        while time.monotonic() < deadline and _held(root, key) < 2_000_000:
             time.sleep(0.1)
-        assert _size(ingest_data) >= 2_000_000, "the pull never got into the big blob"
+        assert _held(root, key) >= 2_000_000, "the pull never got into the big blob"
         time.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    held_bytes = ingest_data.stat().st_size
+    held_bytes = _held(root, key)
     assert big not in blobs_in(root)
     before = fault_proxy.bytes_sent[f"/v2/{repo_name}/blobs/{big}"]
     out = run_dist("--root", str(root), "fetch", ref)

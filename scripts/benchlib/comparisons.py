@@ -12,7 +12,6 @@ import itertools
 import json
 import shutil
 import statistics
-import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,13 +53,6 @@ class Context:
 
     def has(self, program: str) -> bool:
         return shutil.which(program) is not None
-
-    def dist_has(self, command: str) -> bool:
-        """Whether our CLI knows ``command`` (unpack/push arrive separately)."""
-        proc = subprocess.run(
-            [*self.dist, command, "--help"], capture_output=True, check=False, env=self.env
-        )
-        return proc.returncode == 0
 
 
 Comparison = Callable[[Context, Workload], "Row | None"]
@@ -153,9 +145,6 @@ def unpack(ctx: Context, w: Workload) -> Row | None:
     OCI layout: both start from local content, so this times the apply."""
     if w.image.is_index:
         return None  # umoci unpacks one manifest; a platform pick is another bench
-    if not ctx.dist_has("unpack"):
-        ctx.log("unpack: `dist unpack` not available yet; skipped")
-        return None
     store = ctx.fresh("unpack-store")
     run([*ctx.dist, "--root", str(store), "fetch", w.ref, "-q"], env=ctx.env)
     layout = w.layout(ctx.scratch)
@@ -209,9 +198,6 @@ def push(ctx: Context, w: Workload) -> Row | None:
     """``dist push NAME REF`` from the store vs ``skopeo copy oci: docker://``,
     each run into a brand-new registry so nothing is already there to skip
     or mount."""
-    if not ctx.dist_has("push"):
-        ctx.log("push: `dist push` not available yet; skipped")
-        return None
     store = ctx.fresh("push-store")
     run([*ctx.dist, "--root", str(store), "fetch", w.ref, "--all-platforms", "-q"], env=ctx.env)
     layout = w.layout(ctx.scratch)
@@ -351,9 +337,6 @@ def pull_unpack_ctr(ctx: Context, w: Workload) -> Row | None:
     """``dist unpack REF DIR`` from an empty store (fetch + apply) vs ``ctr
     images pull`` (fetch, then unpack into the snapshotter), this machine's
     platform on both sides."""
-    if not ctx.dist_has("unpack"):
-        ctx.log("pull-unpack-ctr: `dist unpack` not available; skipped")
-        return None
     with _containerd(ctx, "pull-unpack-ctr") as daemon:
         if daemon is None:
             return None

@@ -90,14 +90,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         ctx.emit_json({"diffID": str(result.diff_id), "size": result.size})
     else:
         print(f"diffID  {result.diff_id}")
-        print(f"size    {result.size} ({_human(result.size)})")
+        from ocidist.progress import human_size
+
+        print(f"size    {result.size} ({human_size(result.size)})")
     return 0
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"  # pragma: no cover - loop always returns

@@ -7,15 +7,13 @@ import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ocidist.cli.context import Context, parse_duration
 from ocidist.errors import DigestMismatch, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from ocidist.digest import Digest
-
-BUFSIZE = 1 << 20
 
 
 def human_size(n: int) -> str:
@@ -128,19 +126,16 @@ def run_get(args: argparse.Namespace, ctx: Context) -> int:
     dgst = parse_digest(args.digest)
     store = ctx.store()
     size = store.info(dgst).size
-    out = sys.stdout.buffer
-    hasher = dgst.hasher()
-    seen = 0
-    # Verified on the way out: a blob corrupted on disk ends in an error
-    # (exit 1), so `dist content get D > f && use f` never uses bad bytes.
+    # Verified on the way out, the last bytes held back until they check: a
+    # blob corrupted on disk ends in an error (exit 1), so
+    # `dist content get D > f && use f` never uses bad bytes.
+    from ocidist.digest import VerifyingReader
+    from ocidist.stream import Readable, copy_stream
+
     with store.reader(dgst) as src:
-        while chunk := src.read(BUFSIZE):
-            hasher.update(chunk)
-            seen += len(chunk)
-            out.write(chunk)
-    out.flush()
-    if seen != size or hasher.hexdigest() != dgst.encoded:
-        raise DigestMismatch(f"content {dgst}: digest mismatch: the stored blob is corrupt")
+        verified = VerifyingReader(cast(Readable, src), dgst, size, what=f"content {dgst}")
+        copy_stream(verified, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
     return 0
 
 

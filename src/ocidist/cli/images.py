@@ -187,9 +187,7 @@ def _print_node(node: dict[str, Any], lead: str, child_lead: str, out: Any) -> N
     plat = node.get("platform")
     bits = [lead + node["digest"], _kind_of(node)]
     if plat:
-        bits.append(
-            "/".join(x for x in (plat["os"], plat["architecture"], plat.get("variant")) if x)
-        )
+        bits.append(_plat_text(plat))
     bits.append(human_size(node["size"]))
     if not node["present"]:
         bits.append("(not in store)")
