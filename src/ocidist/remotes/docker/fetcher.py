@@ -23,7 +23,7 @@ from ocidist.errors import (
     Unavailable,
 )
 from ocidist.remotes.docker.auth import pull_scope
-from ocidist.remotes.docker.hosts import RegistryHost, every_host_failed
+from ocidist.remotes.docker.hosts import RegistryHost, first_success
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.transport import Response
 from ocidist.stream import Readable
@@ -64,19 +64,9 @@ class DockerFetcher:
         what = f"{self._path}@{desc.digest}"
         if not self._hosts:
             raise NotFound(f"{what}: no host is configured to pull from")
-        failures: list[tuple[RegistryHost, DistError]] = []
-        for host in self._hosts:
-            try:
-                return self._open_on(host, desc, offset)
-            except (NotFound, Unavailable, RegistryError) as e:
-                # A mirror that is down, lacks the object or answers 5xx is
-                # skipped; auth failures (401/403) are not a mirror problem.
-                if isinstance(e, RegistryError) and not 500 <= e.status < 600:
-                    raise
-                failures.append((host, e))
-        if len(failures) == 1:
-            raise failures[0][1]
-        raise every_host_failed(what, failures)
+        return first_success(
+            what, self._hosts, lambda h: self._open_on(h, desc, offset), skip=_blob_host_failure
+        )
 
     def _open_on(self, host: RegistryHost, desc: Descriptor, offset: int) -> tuple[Response, int]:
         endpoints = ["blobs"]
@@ -222,3 +212,11 @@ class RemoteBody(io.RawIOBase):
             self._resp.close()
             self._resp = None
         super().close()
+
+
+def _blob_host_failure(e: DistError) -> bool:
+    # A mirror that is down, lacks the object or answers 5xx is skipped; auth
+    # failures (401/403) are not a mirror problem.
+    if isinstance(e, RegistryError):
+        return 500 <= e.status < 600
+    return isinstance(e, NotFound | Unavailable)

@@ -8,11 +8,14 @@ mirrors first, then the upstream.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
-from ocidist.errors import DistError, reworded
+from ocidist.errors import DistError, NotFound, RegistryError, Unavailable, reworded
 from ocidist.remotes.docker.transport import TLSConfig
 from ocidist.value import Value
+
+T = TypeVar("T")
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_REGISTRY = "registry-1.docker.io"
@@ -82,3 +85,31 @@ def every_host_failed(what: str, failures: list[tuple[RegistryHost, DistError]])
         parts.append(f"{host.host}: {why}")
     last = failures[-1][1]
     return reworded(last, f"{what}: tried {len(failures)} hosts: " + "; ".join(parts))
+
+
+def mirror_failure(e: DistError) -> bool:
+    """Whether a host's failure lets the next host be tried: it is down, lacks
+    the object, or answered with an error (a mirror may need other credentials
+    than the upstream, or none it has)."""
+    return isinstance(e, NotFound | Unavailable | RegistryError)
+
+
+def first_success(
+    what: str,
+    hosts: Sequence[RegistryHost],
+    attempt: Callable[[RegistryHost], T],
+    skip: Callable[[DistError], bool] = mirror_failure,
+) -> T:
+    """``attempt`` on each host in order (mirrors first, the upstream last)
+    until one succeeds. A failure ``skip`` accepts moves on to the next host;
+    when every host failed, one error names them all (``every_host_failed``),
+    or with a single host its own error is raised as it is."""
+    failures: list[tuple[RegistryHost, DistError]] = []
+    for host in hosts:
+        try:
+            return attempt(host)
+        except DistError as e:
+            if len(hosts) == 1 or not skip(e):
+                raise
+            failures.append((host, e))
+    raise every_host_failed(what, failures)

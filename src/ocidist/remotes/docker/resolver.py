@@ -26,16 +26,14 @@ from ocidist.descriptor import (
 from ocidist.digest import Digest, InvalidDigest
 from ocidist.errors import (
     DigestMismatch,
-    DistError,
     InvalidContent,
     NotFound,
-    RegistryError,
     Unavailable,
 )
 from ocidist.manifest import detect_media_type
 from ocidist.remotes.docker.auth import Authorizer, CredentialFunc, no_credentials, pull_scope
 from ocidist.remotes.docker.fetcher import DockerFetcher
-from ocidist.remotes.docker.hosts import PULL, PUSH, RESOLVE, RegistryHost, every_host_failed
+from ocidist.remotes.docker.hosts import PULL, PUSH, RESOLVE, RegistryHost, first_success
 from ocidist.remotes.docker.hostsconfig import configure_hosts
 from ocidist.remotes.docker.retry import RetryPolicy
 from ocidist.remotes.docker.session import Session
@@ -130,15 +128,7 @@ class DockerResolver:
             raise NotFound(f"{r.name}: no host configured to resolve {r.domain}")
         # A mirror that is down, failing or missing the image is skipped; the
         # final error names every host and why, typed like the upstream's.
-        failures: list[tuple[RegistryHost, DistError]] = []
-        for host in hosts:
-            try:
-                return r.name, self._resolve_on(host, r, get=body)
-            except (NotFound, Unavailable, RegistryError) as e:
-                if len(hosts) == 1:
-                    raise
-                failures.append((host, e))
-        raise every_host_failed(r.name, failures)
+        return r.name, first_success(r.name, hosts, lambda h: self._resolve_on(h, r, get=body))
 
     def _resolve_on(
         self, host: RegistryHost, r: reference.Reference, *, get: bool = False
@@ -226,19 +216,10 @@ class DockerResolver:
         hosts = [h for h in self.hosts(r.domain) if RESOLVE in h.capabilities]
         if not hosts:
             raise NotFound(f"{r.name}: no host configured to resolve {r.domain}")
-        failures: list[tuple[RegistryHost, DistError]] = []
-        for host in hosts:  # mirrors first, as in resolve()
-            try:
-                desc = self._describe_on(host, r, dgst, media_type)
-            except (NotFound, Unavailable, RegistryError) as e:
-                if len(hosts) == 1:
-                    raise
-                failures.append((host, e))
-                continue
-            if media_type and desc.media_type != media_type:
-                return Descriptor(media_type=media_type, digest=dgst, size=desc.size)
-            return desc
-        raise every_host_failed(r.name, failures)
+        desc = first_success(r.name, hosts, lambda h: self._describe_on(h, r, dgst, media_type))
+        if media_type and desc.media_type != media_type:
+            return Descriptor(media_type=media_type, digest=dgst, size=desc.size)
+        return desc
 
     def _describe_on(
         self, host: RegistryHost, r: reference.Reference, dgst: Digest, media_type: str
