@@ -166,19 +166,28 @@ class Context:
         return self._metadata
 
     def resolver(self) -> DockerResolver:
+        """This command's resolver (made once; closed with the context)."""
         if self._resolver is None:
-            from ocidist.remotes.docker.resolver import DockerResolver, ResolverOptions
-
-            self._resolver = DockerResolver(
-                ResolverOptions(
-                    plain_http=bool(getattr(self.args, "plain_http", False)),
-                    insecure=bool(getattr(self.args, "insecure", False)),
-                    deadline=self.deadline,
-                    hosts_dir=getattr(self.args, "hosts_dir", None),
-                    credentials=self.credentials(),
-                )
-            )
+            self._resolver = self.new_resolver()
         return self._resolver
+
+    def new_resolver(
+        self, credentials: CredentialFunc | None = None, *, deadline: bool = True
+    ) -> DockerResolver:
+        """A resolver with the global options (--plain-http, --insecure,
+        --hosts-dir and, with ``deadline``, --timeout); ``credentials``
+        default to --user, then Docker's config. The caller closes it."""
+        from ocidist.remotes.docker.resolver import DockerResolver, ResolverOptions
+
+        return DockerResolver(
+            ResolverOptions(
+                plain_http=bool(getattr(self.args, "plain_http", False)),
+                insecure=bool(getattr(self.args, "insecure", False)),
+                deadline=self.deadline if deadline else None,
+                hosts_dir=getattr(self.args, "hosts_dir", None),
+                credentials=credentials or self.credentials(),
+            )
+        )
 
     def user_credential(self, prompt_user: bool = False) -> Credential | None:
         """``--user USER[:PASS]``; the password from stdin or a TTY prompt.

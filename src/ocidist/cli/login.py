@@ -49,7 +49,7 @@ def registry_domain(text: str) -> str:
 def run_login(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist.remotes.docker import credentials as creds
     from ocidist.remotes.docker.auth import Credential
-    from ocidist.remotes.docker.resolver import DockerResolver, ResolverOptions
+    from ocidist.remotes.docker.listing import upstream_host
 
     domain = registry_domain(args.registry)
     if args.password is not None:
@@ -67,18 +67,10 @@ def run_login(args: argparse.Namespace, ctx: Context) -> int:
         cred = ctx.user_credential(prompt_user=True)
     if cred is None or not cred.secret:
         raise InvalidArgument("login needs --user USER (and a password)")
-    resolver = DockerResolver(
-        ResolverOptions(
-            plain_http=bool(getattr(args, "plain_http", False)),
-            insecure=bool(getattr(args, "insecure", False)),
-            deadline=ctx.deadline,
-            hosts_dir=getattr(args, "hosts_dir", None),
-            credentials=creds.static(cred),
-        )
-    )
+    resolver = ctx.new_resolver(creds.static(cred))
     try:
         # The upstream server, never a mirror: it is the one that must accept these.
-        host = resolver.hosts(domain)[-1]
+        host = upstream_host(resolver.hosts(domain))
         resp = resolver.session.request(host, "GET", "/", scopes=(), what=f"login to {domain}")
         resp.close()
     finally:

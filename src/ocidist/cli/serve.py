@@ -58,13 +58,4 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 def _resolver(ctx: Context) -> Any:
     """A resolver per daemon-side pull, with the options `dist serve` was given
     (hosts dir, plain HTTP, credentials); no deadline: the daemon runs on."""
-    from ocidist.remotes.docker.resolver import DockerResolver, ResolverOptions
-
-    return DockerResolver(
-        ResolverOptions(
-            plain_http=bool(getattr(ctx.args, "plain_http", False)),
-            insecure=bool(getattr(ctx.args, "insecure", False)),
-            hosts_dir=getattr(ctx.args, "hosts_dir", None),
-            credentials=ctx.credentials(),
-        )
-    )
+    return ctx.new_resolver(deadline=False)
