@@ -11,14 +11,13 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from ocidist import manifest, reference
 from ocidist.content import Store
 from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, is_index, is_manifest
-from ocidist.digest import Digest
+from ocidist.digest import Digest, VerifyingReader
 from ocidist.errors import (
-    DigestMismatch,
     InvalidArgument,
     InvalidContent,
     NotFound,
@@ -35,6 +34,7 @@ from ocidist.layout.common import (
     read_small,
 )
 from ocidist.metadata import Image, MetadataStore
+from ocidist.stream import Readable, copy_stream
 
 
 @dataclass
@@ -130,24 +130,9 @@ def _index_entry(image: Image, tag: str | None) -> dict[str, Any]:
     return {**entry.to_json(), "annotations": annotations}
 
 
-class _HashingReader:
-    """Reads a store blob and checks it: a corrupt store never leaks out."""
-
-    def __init__(self, f: BinaryIO, desc: Descriptor) -> None:
-        self._f, self._desc = f, desc
-        self._hasher = desc.digest.hasher()
-        self._n = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self._hasher.update(data)
-        self._n += len(data)
-        if (not data or self._n == self._desc.size) and not self._ok():
-            raise DigestMismatch(f"content {self._desc.digest}: digest mismatch in the store")
-        return data
-
-    def _ok(self) -> bool:
-        return self._n == self._desc.size and self._hasher.hexdigest() == self._desc.digest.encoded
+def _verified(f: BinaryIO, desc: Descriptor) -> VerifyingReader:
+    """A store blob, checked as it is read: a corrupt store never leaks out."""
+    return VerifyingReader(cast(Readable, f), desc.digest, desc.size, what=f"content {desc.digest}")
 
 
 def _write_dir(store: Store, blobs: list[Descriptor], entry: dict[str, Any], dest: str) -> None:
@@ -160,9 +145,7 @@ def _write_dir(store: Store, blobs: list[Descriptor], entry: dict[str, Any], des
                 continue  # content-addressed: the same name holds the same bytes
         os.makedirs(directory, exist_ok=True)
         with _atomic(path) as out, store.reader(desc.digest) as f:
-            src = _HashingReader(f, desc)
-            while chunk := src.read(BUFSIZE):
-                out.write(chunk)
+            copy_stream(_verified(f, desc), out)
     ref = entry["annotations"].get(REF_NAME)
     keep = [m for m in index["manifests"] if ref is None or _ref_name(m) != ref]
     index["manifests"] = [*keep, entry]
@@ -245,7 +228,7 @@ def _write_tar(store: Store, blobs: list[Descriptor], entry: dict[str, Any], des
             for desc in blobs:
                 info = _tar_info(f"blobs/{desc.digest.algorithm}/{desc.digest.encoded}", desc.size)
                 with store.reader(desc.digest) as f:
-                    tf.addfile(info, _HashingReader(f, desc))
+                    tf.addfile(info, _verified(f, desc))
             tf.addfile(_tar_info(INDEX_FILE, len(index_bytes)), io.BytesIO(index_bytes))
 
     if dest == "-":
