@@ -271,3 +271,23 @@ def test_export_errors(tmp_path: Path, registry: Registry, repo_name: str) -> No
     proc = dist(root, "export", ref, str(tmp_path / "out.tar"))
     assert proc.returncode == 1 and "not in the store" in one_error_line(proc)
     assert not (tmp_path / "out.tar").exists()
+
+
+@pytest.mark.parametrize("as_tar", [False, True], ids=["dir", "tar"])
+def test_export_refuses_a_corrupt_store_blob(
+    tmp_path: Path, registry: Registry, repo_name: str, as_tar: bool
+) -> None:
+    image = simple_image(tag=repo_name)
+    root, ref = pulled(tmp_path, registry, repo_name, image)
+    victim = image.layers[1].blob.digest
+    corrupt(root / "blobs/sha256" / victim[7:])
+    dest = tmp_path / ("out.tar" if as_tar else "out")
+    proc = dist(root, "export", ref, str(dest))
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert "digest mismatch" in line and victim in line, line
+    # Nothing under the corrupt blob's name, and no tar, was left.
+    if as_tar:
+        assert not dest.exists()
+    else:
+        assert not (dest / "blobs/sha256" / victim[7:]).exists()
