@@ -22,6 +22,7 @@ from ocidist.errors import (
     InvalidContent,
     NotFound,
 )
+from ocidist.images.handlers import MAX_INDEX_DEPTH
 from ocidist.images.platforms import MatchComparer, select
 from ocidist.layout.common import (
     BUFSIZE,
@@ -97,7 +98,7 @@ def _closure(store: Store, target: Descriptor, matcher: MatchComparer | None) ->
                 raise NotFound(f"content {desc.digest} ({desc.media_type}): not in the store")
             return False  # an index entry that was never pulled
         out[desc.digest] = desc
-        if depth > 8:
+        if depth > MAX_INDEX_DEPTH:
             raise InvalidContent(f"{desc.digest}: indexes nested too deep")
         if is_index(desc.media_type) or is_manifest(desc.media_type):
             data = read_small(store, desc)

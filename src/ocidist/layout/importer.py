@@ -22,7 +22,7 @@ from ocidist.errors import (
     InvalidContent,
     NotFound,
 )
-from ocidist.images.handlers import child_labels
+from ocidist.images.handlers import MAX_INDEX_DEPTH, child_labels
 from ocidist.layout.common import (
     BUFSIZE,
     IMAGE_NAME,
@@ -327,7 +327,7 @@ class _LayoutReader:
                     raise InvalidContent(f"layout blob {desc.digest} ({desc.media_type}): missing")
                 return False  # an index entry left out on purpose (one-platform export)
             seen.add(desc.digest)
-            if depth > 8:
+            if depth > MAX_INDEX_DEPTH:
                 raise InvalidContent(f"layout blob {desc.digest}: indexes nested too deep")
             if is_index(desc.media_type) or is_manifest(desc.media_type):
                 kids = manifest.children(desc, self._bytes(desc))
