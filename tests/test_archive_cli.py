@@ -5,23 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.archive_helpers import compress, dir_, reg, sym, tar_bytes
+from tests.dist_cli import run_dist
 
 RAW = tar_bytes([dir_("etc"), reg("etc/os-release", b"ID=test\n"), sym("link", "etc")])
 DIFF_ID = "sha256:" + hashlib.sha256(RAW).hexdigest()
 
 
 def dist(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "ocidist", *args],
-        input=stdin,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    return run_dist(*args, input=stdin, timeout=60)
 
 
 def test_apply_file_prints_diff_id_and_size(tmp_path: Path) -> None:
