@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.harness import Stall
+from tests.harness.fstree import tree
 
 from reliab.env import (
     Env,
@@ -55,7 +56,7 @@ def _after_kill(env: Env, root: Path) -> tuple[set[str], list[str], int]:
     return before, problems, len(bad)
 
 
-def _kill_at(
+def kill_at(
     env: Env,
     rng: random.Random,
     proc: subprocess.Popen[bytes],
@@ -100,7 +101,7 @@ def kill_fetch(env: Env, rng: random.Random, i: int) -> Trial:
         env.proxy.add(Stall(1.0, offset), method="GET", path=f"/blobs/{blob.digest}", times=1)
     root = env.new_dir("root")
     proc = env.spawn("-q", "fetch", "--all-platforms", env.ref("big"), root=root)
-    point = _kill_at(env, rng, proc, "fetch", lambda: _clean_fetch(env), path, offset)
+    point = kill_at(env, rng, proc, "fetch", lambda: _clean_fetch(env), path, offset)
     env.proxy.clear()
     before, problems, bad = _after_kill(env, root)
     rerun = pull(env, "big", root)
@@ -160,26 +161,7 @@ def kill_ingest(env: Env, rng: random.Random, i: int) -> Trial:
 
 
 # -- apply and unpack --------------------------------------------------------------
-def tree(root: Path) -> dict[str, str]:
-    """Relative path -> what it is (file hash and mode, link target, dir)."""
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(root))
-            st = p.lstat()
-            if p.is_symlink():
-                out[rel] = "link:" + os.readlink(p)
-            elif p.is_dir():
-                out[rel] = f"dir:{st.st_mode & 0o7777:o}"
-            else:
-                out[rel] = (
-                    f"file:{st.st_mode & 0o7777:o}:" + hashlib.sha256(p.read_bytes()).hexdigest()
-                )
-    return out
-
-
-_trees: dict[str, dict[str, str]] = {}
+_trees: dict[str, dict[str, tuple[object, ...]]] = {}
 
 
 def _reference_apply(env: Env) -> float:
@@ -194,7 +176,7 @@ def _reference_apply(env: Env) -> float:
 def kill_apply(env: Env, rng: random.Random, i: int) -> Trial:
     d = env.new_dir("apply")
     proc = env.spawn("apply", str(d), str(env.layer_file))
-    point = _kill_at(env, rng, proc, "apply", lambda: _reference_apply(env), "", None)
+    point = kill_at(env, rng, proc, "apply", lambda: _reference_apply(env), "", None)
     rerun = env.dist("apply", str(d), str(env.layer_file))
     ok = rerun.rc == 0 and env.layer_diff_id in rerun.stdout and tree(d) == _trees["apply"]
     outcome = classify(rerun, ok)
@@ -224,7 +206,7 @@ def kill_unpack(env: Env, rng: random.Random, i: int) -> Trial:
     root = env.new_dir("root")
     d = root.parent / f"{root.name}-rootfs"
     proc = env.spawn("-q", "unpack", env.ref("tree"), str(d), root=root)
-    point = _kill_at(env, rng, proc, "unpack", lambda: _reference_unpack(env), path, offset)
+    point = kill_at(env, rng, proc, "unpack", lambda: _reference_unpack(env), path, offset)
     env.proxy.clear()
     before, problems, bad = _after_kill(env, root)
     force = ("--force",) if d.exists() and any(d.iterdir()) else ()

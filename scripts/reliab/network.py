@@ -20,6 +20,7 @@ from tests.harness import Drop, Respond, Stall
 
 from reliab.env import (
     Env,
+    blobs,
     corrupt_blobs,
     expected_objects,
     finish,
@@ -42,9 +43,10 @@ def pull(
 def complete(env: Env, name: str, root: Path) -> bool:
     """The pull's result is right: every object present and the name recorded."""
     img = env.images[name]
-    have = {p for p in (root / "blobs" / "sha256").glob("*")} if root.exists() else set()
-    names = {f"sha256:{p.name}" for p in have}
-    return expected_objects(img) <= names and recorded(root).get(env.ref(name)) == img.digest
+    return (
+        expected_objects(img) <= set(blobs(root))
+        and recorded(root).get(env.ref(name)) == img.digest
+    )
 
 
 def judge(
@@ -152,12 +154,8 @@ def registry_restart(env: Env, rng: random.Random, i: int) -> Trial:
     if t.outcome == "failed_cleanly":
         # The rerun must complete, fetching only objects not yet committed
         # (and of a partial ingest only its missing bytes).
-        have = set((root / "blobs" / "sha256").glob("*")) if root.exists() else set()
-        missing = sum(
-            b.size
-            for b in img.blobs().values()
-            if root / "blobs" / "sha256" / b.digest[7:] not in have
-        )
+        have = blobs(root)
+        missing = sum(b.size for b in img.blobs().values() if b.digest not in have)
         sent_before = sum(env.proxy.bytes_sent.values())
         rerun = pull(env, "big", root)
         sent = sum(env.proxy.bytes_sent.values()) - sent_before

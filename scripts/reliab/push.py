@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.harness import Drop
 
-from reliab.crash import _kill_at
+from reliab.crash import kill_at
 from reliab.env import Env, blobs, corrupt_blobs, expected_objects
 from reliab.outcome import Run, Trial, classify
 
@@ -95,7 +95,7 @@ def kill_push(env: Env, rng: random.Random, i: int) -> Trial:
     def clean() -> float:
         return push(env, f"{env.proxy.host}/rel/pushed-base:v1").seconds
 
-    point = _kill_at(env, rng, proc, "push", clean, "", None)
+    point = kill_at(env, rng, proc, "push", clean, "", None)
     before = set(blobs(src))
     problems = []
     v = env.dist("content", "verify", root=src)
