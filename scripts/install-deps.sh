@@ -7,6 +7,12 @@ command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ctr >/dev/null 2>&1 || need+=(containerd)
+# A real HTTP proxy for the proxy tests (HTTP_PROXY/HTTPS_PROXY/CONNECT).
+command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/bin/tinyproxy ] || need+=(tinyproxy)
+# containerd 1.6's own content-store test suite, run against `dist serve`.
+command -v go >/dev/null 2>&1 || need+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/containerd/containerd/content/testsuite ] \
+  || need+=(golang-github-containerd-containerd-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: missing ${need[*]}; run as root or install them with apt-get" >&2
