@@ -1,4 +1,5 @@
-"""`dist export NAME DIR|FILE.tar` and `dist import DIR|FILE.tar`: OCI image layouts."""
+"""`dist export NAME DIR|FILE.tar` and `dist import DIR|FILE.tar`: OCI image
+layouts, and `docker save` archives (``--format docker``; import detects them)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "export",
         parents=[common],
-        help="write an image from the store as an OCI image layout (directory or .tar)",
+        help="write an image from the store as an OCI image layout or a docker-archive",
         description=(
             "Write image NAME as an OCI image layout: a directory (an existing layout gets "
             "the image added, replacing an entry with the same tag) or, for a path ending "
             "in .tar or -, a tar streamed there. index.json names it with "
             "org.opencontainers.image.ref.name (the tag: skopeo's oci:DIR:TAG) and "
             "io.containerd.image.name (the full name). Only blobs in the store are "
-            "written: an index pulled for one platform keeps only that platform."
+            "written: an index pulled for one platform keeps only that platform. "
+            "With --format docker, write FILE as `docker save` does (what `docker load` "
+            "and skopeo's docker-archive: read): one platform of an index (--platform, "
+            "default this machine's), layers as plain tars checked against the config's "
+            "diff_ids."
         ),
+        epilog="example: dist export --format docker localhost:5000/app:1 app.tar",
     )
     p.add_argument("name", metavar="NAME", help="image name in the store")
     p.add_argument("dest", metavar="DIR|FILE.tar", help="layout directory, or tar file (- stdout)")
@@ -32,21 +38,33 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="OS/ARCH[/VARIANT]",
         help="only these platforms of an index (repeatable; default: all in the store)",
     )
-    p.add_argument("--tag", help="ref.name to record (default: the name's tag)")
+    p.add_argument("--tag", help="ref.name (or RepoTag) to record (default: the name's tag)")
+    p.add_argument(
+        "--format",
+        choices=("oci", "docker"),
+        default="oci",
+        help="oci: an OCI image layout (default); docker: a `docker save` archive",
+    )
     p.set_defaults(handler=run_export)
 
     p = sub.add_parser(
         "import",
         parents=[common],
-        help="read an OCI image layout (directory or tar) into the store",
+        help="read an OCI image layout or a docker-archive into the store",
         description=(
-            "Read an OCI image layout into the store, verifying every blob against its "
-            "digest; nothing is committed unless all of it verifies. Each index.json entry "
-            "is named BASE:<ref.name> with --name BASE, else by its io.containerd.image.name "
-            "annotation."
+            "Read an OCI image layout (directory or tar) into the store, verifying every "
+            "blob against its digest; nothing is committed unless all of it verifies. Each "
+            "index.json entry is named BASE:<ref.name> with --name BASE, else by its "
+            "io.containerd.image.name annotation. A `docker save` archive (manifest.json, "
+            "gzip-compressed or not, as docker and skopeo write it) is read too: each image "
+            "becomes an OCI manifest of its config and layers, named by its RepoTags "
+            "(or BASE:<tag>)."
         ),
+        epilog="example: docker save alpine | dist import -",
     )
-    p.add_argument("src", metavar="DIR|FILE.tar", help="layout directory, or tar file (- stdin)")
+    p.add_argument(
+        "src", metavar="DIR|FILE", help="layout directory, layout tar or docker-archive (- stdin)"
+    )
     p.add_argument(
         "--name",
         metavar="BASE",
@@ -56,6 +74,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace, ctx: Context) -> int:
+    if args.format == "docker":
+        return _export_docker(args, ctx)
     from ocidist.descriptor import Platform
     from ocidist.images.platforms import any_of
     from ocidist.layout import export_image
@@ -87,10 +107,50 @@ def run_export(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _export_docker(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.descriptor import Platform
+    from ocidist.dockerarchive import export_docker
+    from ocidist.errors import InvalidArgument
+    from ocidist.images.platforms import only
+    from ocidist.progress import human_size
+
+    if len(args.platform) > 1:
+        raise InvalidArgument("export --format docker: a docker-archive holds one platform")
+    matcher = only(Platform.parse(args.platform[0])) if args.platform else None
+    result = export_docker(
+        ctx.store(), ctx.metadata(), args.name, args.dest, platforms=matcher, tag=args.tag
+    )
+    if ctx.json:
+        if args.dest != "-":
+            doc = {"name": result.name, **result.target.to_json(), "dest": result.dest}
+            ctx.emit_json({**doc, "format": "docker", "archiveBytes": result.size})
+        return 0
+    if not ctx.quiet:
+        print(
+            f"exported {result.name} ({human_size(result.size)}) to {result.dest} (docker-archive)",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def run_import(args: argparse.Namespace, ctx: Context) -> int:
+    import os
+
     from ocidist.layout import import_layout
 
-    images = import_layout(ctx.store(), ctx.metadata(), args.src, name=args.name)
+    if args.src != "-" and os.path.isdir(args.src):
+        images = import_layout(ctx.store(), ctx.metadata(), args.src, name=args.name)
+    else:
+        from ocidist.dockerarchive import import_docker, is_docker_archive
+        from ocidist.tarindex import TarIndex
+
+        with TarIndex(args.src, what=args.src if args.src != "-" else "stdin") as tar:
+            if is_docker_archive(tar):
+                images = import_docker(ctx.store(), ctx.metadata(), tar, name=args.name)
+            else:
+                images = import_layout(
+                    ctx.store(), ctx.metadata(), args.src, name=args.name, fileobj=tar.rewound()
+                )
     if ctx.json:
         ctx.emit_json([{"name": i.name, **i.target.to_json()} for i in images])
         return 0

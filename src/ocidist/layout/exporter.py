@@ -65,7 +65,7 @@ def export_image(
     the ``ref.name`` (default: the name's tag). An existing layout directory
     gets the image added, replacing an entry with the same ``ref.name``.
     """
-    image = _lookup(metadata, name)
+    image = lookup_image(metadata, name)
     blobs = _closure(store, image.target, platforms)
     entry = _index_entry(image, tag)
     if is_tar_path(dest):
@@ -75,7 +75,9 @@ def export_image(
     return ExportResult(image.name, image.target, dest, blobs)
 
 
-def _lookup(metadata: MetadataStore, name: str) -> Image:
+def lookup_image(metadata: MetadataStore, name: str) -> Image:
+    """The stored image ``name``, as given or normalised (``redis`` finds
+    docker.io/library/redis:latest)."""
     try:
         return metadata.get_image(name)
     except NotFound:

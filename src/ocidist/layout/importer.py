@@ -42,7 +42,12 @@ MAX_JSON_CACHE = 256 * 1024 * 1024
 
 
 def import_layout(
-    store: Store, metadata: MetadataStore, src: str, *, name: str | None = None
+    store: Store,
+    metadata: MetadataStore,
+    src: str,
+    *,
+    name: str | None = None,
+    fileobj: BinaryIO | None = None,
 ) -> list[Image]:
     """Read the layout directory or tar ``src`` (``-``: a tar on stdin) into
     ``store`` and name its images in ``metadata``.
@@ -50,12 +55,15 @@ def import_layout(
     Names come from each index.json entry: ``name`` (a repository such as
     ``localhost:5000/app``) plus the entry's ``ref.name`` tag; else the entry's
     ``io.containerd.image.name``, or a ``ref.name`` that is a full reference.
-    An entry with no way to name it is an error (exit 2).
+    An entry with no way to name it is an error (exit 2). ``fileobj``, when
+    given, is the tar itself (``src`` then only names it in messages).
     """
     base = reference.parse(name, default_tag="") if name is not None else None
     reader = _LayoutReader(store, src)
     try:
-        if src != "-" and os.path.isdir(src):
+        if fileobj is not None:
+            reader.read_tar(src, fileobj)
+        elif src != "-" and os.path.isdir(src):
             reader.read_dir(src)
         else:
             reader.read_tar(src)
@@ -204,9 +212,11 @@ class _LayoutReader:
             raise InvalidContent(f"{path}: not an OCI layout: no {e.filename}") from None
         # Blobs are ingested as the walk reaches them (only what is reachable).
 
-    def read_tar(self, src: str) -> None:
+    def read_tar(self, src: str, fileobj: BinaryIO | None = None) -> None:
         try:
-            if src == "-":
+            if fileobj is not None:
+                self._tar(fileobj)
+            elif src == "-":
                 self._tar(sys.stdin.buffer)
             else:
                 with open(src, "rb") as f:
