@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "ocidist.cli.registry": ("tags", "catalog", "rm", "tag"),
     "ocidist.cli.unpack": ("unpack",),
     "ocidist.cli.layout": ("export", "import"),
+    "ocidist.cli.inspect": ("inspect",),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 # Global options that take a value as the next word (to find the command).

@@ -1,0 +1,151 @@
+"""What `dist inspect` shows: an index's platforms, or one image's facts.
+
+Works on any ``sources.Source`` (registry, layout, archive, store). Reads
+only manifests and the config (small, verified, size-capped), never layers.
+For an index, each platform manifest is read too, to give the image's size.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ocidist import manifest
+from ocidist.descriptor import Descriptor, Platform, is_config, is_index
+from ocidist.errors import InvalidContent, NotFound
+from ocidist.images.handlers import MAX_CHILDREN, MAX_INDEX_DEPTH
+from ocidist.images.platforms import MatchComparer, default_matcher, select
+from ocidist.images.unpack import MAX_CONFIG_SIZE
+
+if TYPE_CHECKING:
+    from ocidist.sources import Source
+
+
+class Chosen:
+    """The manifest inspect settled on, its exact bytes, and the path to it."""
+
+    def __init__(self, desc: Descriptor, data: bytes, parents: list[Descriptor]) -> None:
+        self.desc = desc
+        self.data = data
+        self.parents = parents
+
+
+def choose(source: Source, matcher: MatchComparer | None) -> Chosen:
+    """The root, or with ``matcher`` the best platform manifest below an index."""
+    chosen = Chosen(source.root, source.read(source.root), [])
+    return chosen if matcher is None else choose_below(source, chosen, matcher)
+
+
+def config_bytes(source: Source, chosen: Chosen) -> tuple[Descriptor, bytes]:
+    """The config of the chosen image (an index: this machine's platform)."""
+    chosen = choose_below(source, chosen, default_matcher())
+    decoded = manifest.decode(chosen.data, chosen.desc.media_type)
+    assert isinstance(decoded, manifest.Manifest)
+    return decoded.config, source.read(decoded.config, MAX_CONFIG_SIZE)
+
+
+def choose_below(source: Source, chosen: Chosen, matcher: MatchComparer) -> Chosen:
+    desc, data, parents = chosen.desc, chosen.data, list(chosen.parents)
+    while is_index(desc.media_type):
+        if len(parents) >= MAX_INDEX_DEPTH:
+            raise InvalidContent(f"{source.name}: indexes nested deeper than {MAX_INDEX_DEPTH}")
+        kids = select(manifest.children(desc, data), matcher)
+        if not kids:
+            raise NotFound(f"{source.name}: no manifest for the requested platform")
+        parents.append(desc)
+        desc = kids[0]
+        data = source.read(desc)
+    return Chosen(desc, data, parents)
+
+
+def describe(source: Source, chosen: Chosen) -> dict[str, Any]:
+    """The JSON document of ``dist inspect --json``."""
+    desc, data = chosen.desc, chosen.data
+    decoded = manifest.decode(data, desc.media_type)
+    doc: dict[str, Any] = {"name": source.name, **_plain(desc).to_json()}
+    if chosen.parents:
+        doc["index"] = _plain(chosen.parents[0]).to_json()
+    if decoded.artifact_type:
+        doc["artifactType"] = decoded.artifact_type
+    if decoded.annotations:
+        doc["annotations"] = dict(decoded.annotations)
+    if decoded.subject is not None:
+        doc["subject"] = decoded.subject.to_json()
+    if isinstance(decoded, manifest.Index):
+        if len(decoded.manifests) > MAX_CHILDREN:
+            raise InvalidContent(f"{source.name}: {len(decoded.manifests)} manifests is too many")
+        doc["manifests"] = [_entry(source, m) for m in decoded.manifests]
+        return doc
+    doc.update(_image(source, decoded))
+    return doc
+
+
+def _plain(desc: Descriptor) -> Descriptor:
+    return Descriptor(desc.media_type, desc.digest, desc.size)
+
+
+def _entry(source: Source, desc: Descriptor) -> dict[str, Any]:
+    out = desc.to_json()
+    size: int | None = None
+    try:
+        if not is_index(desc.media_type):
+            sub = manifest.decode(source.read(desc), desc.media_type)
+            if isinstance(sub, manifest.Manifest):
+                size = desc.size + sub.config.size + sum(layer.size for layer in sub.layers)
+    except NotFound:
+        size = None  # a platform the store or layout does not hold
+    out["imageSize"] = size
+    return out
+
+
+def _image(source: Source, decoded: manifest.Manifest) -> dict[str, Any]:
+    layers = [layer.to_json() for layer in decoded.layers]
+    out: dict[str, Any] = {
+        "config": decoded.config.to_json(),
+        "layers": layers,
+        "layersSize": sum(layer.size for layer in decoded.layers),
+    }
+    if not is_config(decoded.config.media_type):
+        return out  # an artifact: its config is not an image config
+    cfg = _config(source, decoded.config)
+    found = cfg.get("config")
+    inner: dict[str, Any] = found if isinstance(found, dict) else {}
+    plat = Platform.from_json(cfg) if isinstance(cfg.get("os"), str) else None
+    out["platform"] = plat.to_json() if plat is not None else None
+    out["created"] = _text(cfg.get("created"))
+    out["labels"] = _string_map(inner.get("Labels"))
+    out["env"] = _strings(inner.get("Env"))
+    out["entrypoint"] = _strings(inner.get("Entrypoint"))
+    out["cmd"] = _strings(inner.get("Cmd"))
+    out["workingDir"] = _text(inner.get("WorkingDir"))
+    out["user"] = _text(inner.get("User"))
+    ports = inner.get("ExposedPorts")
+    out["exposedPorts"] = sorted(str(p) for p in ports) if isinstance(ports, dict) else []
+    return out
+
+
+def _config(source: Source, desc: Descriptor) -> dict[str, Any]:
+    data = source.read(desc, MAX_CONFIG_SIZE)
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise InvalidContent(f"{source.name}: config {desc.digest}: not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise InvalidContent(f"{source.name}: config {desc.digest}: not a JSON object")
+    return obj
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _strings(value: Any) -> list[str] | None:
+    if not isinstance(value, list):
+        return None
+    return [str(v) for v in value]
+
+
+def _string_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}

@@ -1,0 +1,293 @@
+"""Where an image can be read from, named the way skopeo names transports.
+
+    REF | docker://REF          a registry (localhost:5000/app:1, redis, …)
+    oci:DIR[:TAG]               an OCI image layout directory
+    oci-archive:FILE[:TAG]      an OCI image layout in a tar (gzip or not)
+    docker-archive:FILE[:REF]   a `docker save` archive (REF: name:tag or @N)
+    store:NAME                  an image named in the local store
+
+Each opens as a ``Source``: the image's name, its root descriptor and a
+``Fetcher`` of its objects — the same contract the registry implements, so
+everything that reads images (inspect, the image walker's pull and copy
+handlers) works on all of them alike. Every fetcher verifies what it hands
+out when asked to (``verify``), whatever the transport.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
+from ocidist.digest import Digest, VerifyingReader
+from ocidist.errors import DigestMismatch, InvalidArgument, InvalidContent, NotFound
+from ocidist.stream import Readable
+
+if TYPE_CHECKING:
+    from ocidist.content import Store
+    from ocidist.metadata import MetadataStore
+    from ocidist.remotes import Fetcher
+    from ocidist.remotes.docker.resolver import DockerResolver
+
+TRANSPORTS = ("docker", "oci", "oci-archive", "docker-archive", "store")
+REF_NAME = "org.opencontainers.image.ref.name"
+IMAGE_NAME = "io.containerd.image.name"
+
+
+class Source:
+    """An opened image: ``name`` (for people), ``root`` and a ``fetcher``."""
+
+    def __init__(
+        self,
+        transport: str,
+        name: str,
+        root: Descriptor,
+        fetcher: Fetcher,
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.name = name
+        self.root = root
+        self.fetcher = fetcher
+        self._close = close
+
+    def read(self, desc: Descriptor, cap: int = MAX_MANIFEST_SIZE) -> bytes:
+        """A small object (manifest, index, config) whole, verified."""
+        if desc.size > cap:
+            raise InvalidContent(f"{self.name}: {desc.digest}: {desc.size} bytes is too large")
+        stream = self.fetcher.fetch(desc)
+        try:
+            data = stream.read(desc.size + 1)
+            if len(data) < desc.size:
+                data += stream.read(desc.size + 1 - len(data))
+        finally:
+            stream.close()
+        if len(data) != desc.size or Digest.from_bytes(data, desc.digest.algorithm) != desc.digest:
+            raise DigestMismatch(f"{self.name}: {desc.digest}: digest mismatch")
+        return data
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def split_transport(text: str) -> tuple[str, str]:
+    """``oci:dir:tag`` -> (``oci``, ``dir:tag``); a plain reference -> (``docker``, it)."""
+    if text.startswith("docker://"):
+        return "docker", text[len("docker://") :]
+    head, sep, rest = text.partition(":")
+    if sep and head in TRANSPORTS and head != "docker":
+        return head, rest
+    return "docker", text
+
+
+def split_path(rest: str) -> tuple[str, str]:
+    """``PATH[:TAG]`` as skopeo splits it: at the first colon."""
+    path, _, tag = rest.partition(":")
+    if not path:
+        raise InvalidArgument(f"{rest!r}: no path")
+    return path, tag
+
+
+def open_source(
+    text: str,
+    *,
+    resolver: Callable[[], DockerResolver] | None = None,
+    store: Callable[[], Store] | None = None,
+    metadata: Callable[[], MetadataStore] | None = None,
+) -> Source:
+    """Open the image ``text`` names (see the module docstring)."""
+    transport, rest = split_transport(text)
+    if transport == "docker":
+        if resolver is None:
+            raise InvalidArgument(f"{text}: registry references are not possible here")
+        return _registry(resolver(), rest)
+    if transport == "store":
+        if store is None or metadata is None:
+            raise InvalidArgument(f"{text}: the local store is not available here")
+        return store_source(store(), metadata(), rest)
+    path, ref = split_path(rest)
+    if transport == "docker-archive":
+        return _docker_archive(path, ref)
+    if transport == "oci" and os.path.isdir(path):
+        return _layout(LayoutDir(path), ref)
+    if not os.path.exists(path):
+        raise NotFound(f"{path}: not found")
+    # skopeo's oci: is a directory; a tar given as oci: is read as oci-archive.
+    from ocidist.tarindex import TarIndex
+
+    tar = TarIndex(path)
+    try:
+        return _layout(LayoutTar(tar), ref)
+    except BaseException:
+        tar.close()
+        raise
+
+
+def _registry(resolver: DockerResolver, ref: str) -> Source:
+    name, desc = resolver.resolve(ref, body=True)
+    return Source("docker", name, desc, resolver.fetcher(name))
+
+
+class StoreFetcher:
+    """The local store as a ``Fetcher`` (what it holds was verified on the way in,
+    and is checked again on the way out)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
+        f = self.store.reader(desc.digest)
+        if offset:
+            f.seek(offset)
+        stream = cast(Readable, f)
+        if verify and offset == 0:
+            return VerifyingReader(stream, desc.digest, desc.size, what=f"content {desc.digest}")
+        return stream
+
+
+def store_source(store: Store, metadata: MetadataStore, name: str) -> Source:
+    from ocidist.layout.exporter import lookup_image
+
+    image = lookup_image(metadata, name)
+    return Source("store", image.name, image.target, StoreFetcher(store))
+
+
+# -- OCI layouts --------------------------------------------------------------------
+
+
+class LayoutDir:
+    """Blobs of a layout directory (names are digests: nothing to escape)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def read_file(self, name: str, cap: int) -> bytes:
+        try:
+            with open(os.path.join(self.path, name), "rb") as f:
+                return f.read(cap + 1)
+        except FileNotFoundError:
+            raise InvalidContent(f"{self.path}: not an OCI layout: no {name}") from None
+
+    def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
+        path = os.path.join(self.path, "blobs", desc.digest.algorithm, desc.digest.encoded)
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - the caller closes the stream
+        except FileNotFoundError:
+            raise NotFound(f"{self.path}: blob {desc.digest} is missing") from None
+        if offset:
+            f.seek(offset)
+        return _checked(cast(Readable, f), desc, offset, verify, self.path)
+
+    def close(self) -> None:
+        pass
+
+
+class LayoutTar:
+    """Blobs of a layout tar, read at their offsets."""
+
+    def __init__(self, tar: object) -> None:
+        from ocidist.tarindex import TarIndex
+
+        self.tar = cast(TarIndex, tar)
+        self.path = self.tar.what
+
+    def read_file(self, name: str, cap: int) -> bytes:
+        if not self.tar.has(name):
+            raise InvalidContent(f"{self.path}: not an OCI layout: no {name}")
+        return self.tar.read(name, cap)
+
+    def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
+        member = self.tar.find(f"blobs/{desc.digest.algorithm}/{desc.digest.encoded}")
+        if member is None:
+            raise NotFound(f"{self.path}: blob {desc.digest} is missing")
+        return _checked(self.tar.open(member, offset), desc, offset, verify, self.path)
+
+    def close(self) -> None:
+        self.tar.close()
+
+
+def _checked(stream: Readable, desc: Descriptor, offset: int, verify: bool, where: str) -> Readable:
+    if verify and offset == 0:
+        return VerifyingReader(stream, desc.digest, desc.size, what=f"{where}: {desc.digest}")
+    return stream
+
+
+def layout_entries(layout: LayoutDir | LayoutTar) -> list[Descriptor]:
+    from ocidist import manifest
+
+    version = layout.read_file("oci-layout", 4096)
+    try:
+        ok = str(json.loads(version).get("imageLayoutVersion", "")).startswith("1.")
+    except (ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise InvalidContent(f"{layout.path}: oci-layout: unsupported layout version")
+    decoded = manifest.decode(layout.read_file("index.json", MAX_MANIFEST_SIZE), OCI_INDEX)
+    if not isinstance(decoded, manifest.Index):
+        raise InvalidContent(f"{layout.path}: index.json is not an image index")
+    return list(decoded.manifests)
+
+
+def _layout(layout: LayoutDir | LayoutTar, tag: str) -> Source:
+    entries = layout_entries(layout)
+    if tag:
+        found = [
+            e
+            for e in entries
+            if tag in (e.annotations.get(REF_NAME), e.annotations.get(IMAGE_NAME))
+        ]
+        if not found:
+            raise NotFound(f"{layout.path}: no image tagged {tag}")
+        root = found[0]
+    elif len(entries) == 1:
+        root = entries[0]
+    else:
+        raise InvalidArgument(
+            f"{layout.path}: holds {len(entries)} images: name one with :TAG"
+            if entries
+            else f"{layout.path}: index.json lists no images"
+        )
+    label = root.annotations.get(IMAGE_NAME) or root.annotations.get(REF_NAME) or ""
+    name = f"{layout.path}:{label}" if label else layout.path
+    plain = Descriptor(root.media_type, root.digest, root.size, platform=root.platform)
+    return Source("oci", name, plain, layout, layout.close)
+
+
+# -- docker-archive -------------------------------------------------------------------
+
+
+def _docker_archive(path: str, ref: str) -> Source:
+    from ocidist.dockerarchive import DockerArchiveReader, is_docker_archive
+    from ocidist.tarindex import TarIndex
+
+    tar = TarIndex(path)
+    try:
+        if not is_docker_archive(tar):
+            # Docker 25 also writes an OCI layout, with the image's own manifest.
+            if tar.has("oci-layout"):
+                return _layout(LayoutTar(tar), _layout_tag(ref))
+            raise InvalidContent(f"{path}: not a docker-archive: no manifest.json")
+        reader = DockerArchiveReader(tar)
+        image = reader.find(ref or None)
+        name = image.repo_tags[0] if image.repo_tags else f"{path}:@{image.index}"
+        return Source("docker-archive", name, image.desc, reader, tar.close)
+    except BaseException:
+        tar.close()
+        raise
+
+
+def _layout_tag(ref: str) -> str:
+    if not ref or ref.startswith("@"):
+        return ""
+    from ocidist import reference
+
+    return reference.parse(ref).name
