@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,fast]'
+	$(BIN)/pip install -q -e '.[test,fast,serve]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -43,7 +43,7 @@ reliability: deps venv
 
 # Regenerate src/ocidist/api/gen from src/ocidist/api/proto (needs grpcio-tools).
 proto: venv
-	$(BIN)/pip install -q -e '.[test,fast,dev]'
+	$(BIN)/pip install -q -e '.[test,fast,serve,dev]'
 	$(BIN)/python src/ocidist/api/proto/generate.py
 
 clean:

@@ -13,6 +13,11 @@ command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/bin/tinyproxy ] || need+=(tiny
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/containerd/containerd/content/testsuite ] \
   || need+=(golang-github-containerd-containerd-dev)
+# The progress display's terminal tests (a real terminal of a given size), and
+# the shells whose completion scripts `dist completion` generates.
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
+command -v fish >/dev/null 2>&1 || need+=(fish)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: missing ${need[*]}; run as root or install them with apt-get" >&2

@@ -78,3 +78,6 @@ def umoci() -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: long-running test")
+    config.addinivalue_line(
+        "markers", "packaging: builds a fresh venv with `pip install .` (about 10 s)"
+    )

@@ -145,7 +145,10 @@ def _zstd_chunks(src: BinaryIO, head: bytes) -> Iterator[bytes]:
     try:
         import zstandard
     except ImportError:  # pragma: no cover - zstandard is an optional extra
-        raise CompressionError("zstd layer but the zstandard module is not installed") from None
+        raise CompressionError(
+            "zstd layer but the zstandard module is not installed (it comes with "
+            "`pip install ocidist`; reinstall it)"
+        ) from None
 
     # decompressobj rather than stream_reader: only it reports ``eof``, and
     # stream_reader ends a truncated frame silently.

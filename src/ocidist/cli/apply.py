@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "apply",
+        examples=(
+            "dist apply rootfs/ layer.tar.gz",
+            "dist apply --expected-diff-id sha256:… rootfs/ < layer.tar",
+        ),
         parents=[common],
         help="apply a layer tar to a directory (OCI whiteouts, confined to DIR)",
         description=(

@@ -59,7 +59,16 @@ def parse_digest(text: str) -> Digest:
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("content", parents=[common], help="manage the local content store")
+    p = sub.add_parser(
+        "content",
+        examples=(
+            "dist content ls",
+            "dist content get sha256:… > blob",
+            "dist content prune --force",
+        ),
+        parents=[common],
+        help="manage the local content store",
+    )
     cs = p.add_subparsers(dest="content_command", metavar="SUBCOMMAND", required=True)
 
     def add(name: str, help: str, handler: Any) -> argparse.ArgumentParser:

@@ -56,67 +56,128 @@ def parse_duration(text: str) -> float:
     return total
 
 
-def add_global_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
+GLOBAL_OPTIONS = (
+    "--root",
+    "--hosts-dir",
+    "--user",
+    "--password-stdin",
+    "--plain-http",
+    "--insecure",
+    "--timeout",
+    "--address",
+    "--debug",
+    "--quiet",
+    "--json",
+)
+
+
+def add_global_options(
+    p: argparse.ArgumentParser,
+    *,
+    suppress: bool,
+    shown: frozenset[str] = frozenset(),
+    helps: dict[str, str] | None = None,
+) -> None:
+    """The global options, on the top-level parser (``suppress=False``: real
+    defaults, listed in ``dist --help``) or on a command's parser
+    (``suppress=True``: SUPPRESS defaults, so a value given before the command
+    is kept, and hidden from the command's help and usage unless named in
+    ``shown``, so `dist COMMAND --help` lists the command's own options).
+    ``helps`` replaces the help of some options for one command."""
+
     def d(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
+    def h(option: str, text: str) -> str:
+        if suppress and option not in shown:
+            return argparse.SUPPRESS
+        return (helps or {}).get(option, text)
+
     env_timeout = os.environ.get("DIST_TIMEOUT")
-    g = p.add_argument_group("global options")
+    g = p.add_argument_group("global options") if not suppress or shown else p
     g.add_argument(
         "--root",
+        metavar="DIR",
         default=d(os.environ.get("DIST_ROOT")),
-        help="content store root (env DIST_ROOT; default $XDG_DATA_HOME/ocidist)",
+        help=h("--root", "content store root (env DIST_ROOT; default $XDG_DATA_HOME/ocidist)"),
     )
     g.add_argument(
         "--hosts-dir",
+        metavar="DIR",
         default=d(os.environ.get("DIST_HOSTS_DIR")),
-        help="containerd-style registry hosts directory, <dir>/<host>/hosts.toml "
-        "(env DIST_HOSTS_DIR; default $XDG_CONFIG_HOME/ocidist/certs.d)",
+        help=h(
+            "--hosts-dir",
+            "containerd-style registry hosts directory, DIR/<host>/hosts.toml "
+            "(env DIST_HOSTS_DIR; default $XDG_CONFIG_HOME/ocidist/certs.d)",
+        ),
     )
     g.add_argument(
         "--user",
         "-u",
         metavar="USER[:PASS]",
         default=d(None),
-        help="registry credentials; without :PASS the password is read from stdin "
-        "(--password-stdin) or prompted for. Otherwise credentials come from Docker's "
-        "config.json (env DOCKER_CONFIG; default ~/.docker)",
+        help=h(
+            "--user",
+            "registry credentials; without :PASS the password is read from stdin "
+            "(--password-stdin) or prompted for. Otherwise credentials come from Docker's "
+            "config.json (env DOCKER_CONFIG; default ~/.docker), then podman/skopeo's "
+            "auth.json (env REGISTRY_AUTH_FILE)",
+        ),
     )
     g.add_argument(
         "--password-stdin",
         action="store_true",
         default=d(False),
-        help="read the password for --user (or dist login) from stdin",
+        help=h("--password-stdin", "read the password for --user (or dist login) from stdin"),
     )
     g.add_argument(
         "--plain-http",
         action="store_true",
         default=d(False),
-        help="talk plain HTTP to the registry (always for localhost/127.0.0.1/::1)",
+        help=h("--plain-http", "talk plain HTTP to the registry (always for localhost/::1)"),
     )
     g.add_argument(
         "--insecure",
         action="store_true",
         default=d(False),
-        help="skip TLS certificate verification",
+        help=h("--insecure", "skip TLS certificate verification"),
     )
     g.add_argument(
         "--timeout",
         type=parse_duration,
+        metavar="DURATION",
         default=d(parse_duration(env_timeout) if env_timeout else None),
-        help="deadline for the whole command, e.g. 30s, 5m (env DIST_TIMEOUT)",
+        help=h("--timeout", "deadline for the whole command, e.g. 30s, 5m (env DIST_TIMEOUT)"),
     )
     g.add_argument(
         "--address",
         metavar="ADDR",
         default=d(os.environ.get("DIST_ADDRESS")),
-        help="work through the `dist serve` daemon at unix:///path, a path or "
-        "tcp://127.0.0.1:PORT instead of opening the store (env DIST_ADDRESS); "
-        "for `dist serve`, where to listen",
+        help=h(
+            "--address",
+            "work through the `dist serve` daemon at unix:///path, a path or "
+            "tcp://127.0.0.1:PORT instead of opening the store (env DIST_ADDRESS)",
+        ),
     )
-    g.add_argument("--debug", action="store_true", default=d(False), help="tracebacks and detail")
-    g.add_argument("--quiet", "-q", action="store_true", default=d(False), help="no progress")
-    g.add_argument("--json", action="store_true", default=d(False), help="machine output")
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        default=d(False),
+        help=h("--debug", "tracebacks and detail on errors"),
+    )
+    g.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        default=d(False),
+        help=h("--quiet", "no progress or summaries, only results"),
+    )
+    g.add_argument(
+        "--json",
+        action="store_true",
+        default=d(False),
+        help=h("--json", "newline-delimited JSON on stdout, errors as JSON on stderr"),
+    )
 
 
 class Context:
@@ -143,6 +204,9 @@ class Context:
         """The `dist serve` connection when --address is given (client mode)."""
         address = getattr(self.args, "address", None)
         if address and self._daemon is None:
+            from ocidist.extras import require_serve
+
+            require_serve(f"--address {address}")
             from ocidist.api.client import Daemon
 
             self._daemon = Daemon(address)

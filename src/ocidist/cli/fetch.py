@@ -13,9 +13,22 @@ from ocidist.cli.transfer import add_transfer_options, progress_for
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     for name, help_text in (
         ("fetch", "fetch an image (index, manifests, config, layers) into the content store"),
-        ("pull", "same as fetch: everything into the store, then record the name"),
+        ("pull", "the same as fetch (the name docker, podman and ctr users type)"),
     ):
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p = sub.add_parser(
+            name,
+            parents=[common],
+            help=help_text,
+            description="Fetch REF's index, manifests, config and layers (this machine's "
+            "platform unless --platform/--all-platforms) into the content store, every "
+            "object verified, and record REF's name (see dist images ls). "
+            "`dist fetch` and `dist pull` are the same command.",
+            examples=(
+                f"dist {name} redis",
+                f"dist {name} localhost:5000/demo/app:1.0 --platform linux/arm64",
+                f"dist --json {name} ghcr.io/org/app:1.2 --all-platforms",
+            ),
+        )
         add_pull_options(p)
         p.set_defaults(handler=run)
 

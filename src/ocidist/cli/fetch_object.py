@@ -24,6 +24,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Fetch an object by reference and write it to stdout, byte-identical "
         "to the registry's copy and verified against its digest. With --stdin, read "
         "lines 'OBJECT [HINT…]' and write each object to DIR/<algorithm>/<hex>.",
+        examples=(
+            "dist fetch-object localhost:5000/demo/hello:1.0 | sha256sum",
+            "dist fetch-object localhost:5000/demo/hello:1.0 sha256:6109… > layer.tgz",
+            "dist fetch-object --stdin -o objects/ localhost:5000/demo/hello:1.0 < digests",
+        ),
     )
     p.add_argument("ref", metavar="REF", help="image reference; names the repository")
     p.add_argument("object", metavar="OBJECT", nargs="?", help="digest (sha256:…) or tag")
@@ -31,7 +36,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--stdin", action="store_true", help="read object lines from stdin")
     p.add_argument("-o", "--output", metavar="DIR", help="directory for --stdin objects")
     p.add_argument(
-        "--concurrency", type=int, default=4, help="parallel fetches with --stdin (default 4)"
+        "--concurrency",
+        type=int,
+        default=4,
+        metavar="N",
+        help="parallel fetches with --stdin (default 4)",
     )
     p.set_defaults(handler=run)
 

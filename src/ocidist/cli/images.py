@@ -18,7 +18,16 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("images", parents=[common], help="list, inspect and remove image names")
+    p = sub.add_parser(
+        "images",
+        examples=(
+            "dist images ls",
+            "dist images inspect localhost:5000/demo/hello:1.0",
+            "dist images rm localhost:5000/demo/hello:1.0",
+        ),
+        parents=[common],
+        help="list, inspect and remove image names",
+    )
     cs = p.add_subparsers(dest="images_command", metavar="SUBCOMMAND", required=True)
     sp = cs.add_parser("ls", parents=[common], help="list images: name, digest, size, platforms")
     sp.set_defaults(handler=run_ls)

@@ -26,7 +26,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "and its layers with their sizes and total. --raw prints the exact manifest "
             f"bytes, --config the exact config bytes. SOURCE is {SOURCES_HELP}."
         ),
-        epilog="example: dist inspect --platform linux/arm64 localhost:5000/app:1",
+        examples=(
+            "dist inspect localhost:5000/app:1",
+            "dist inspect --platform linux/arm64 localhost:5000/app:1",
+            "dist inspect --raw oci-archive:app.tar | jq .",
+        ),
     )
     p.add_argument("source", metavar="SOURCE", help="what to inspect (see above)")
     p.add_argument(

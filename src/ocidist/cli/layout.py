@@ -13,6 +13,11 @@ from ocidist.cli.context import Context
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "export",
+        examples=(
+            "dist export localhost:5000/demo/hello:1.0 hello.tar",
+            "dist export localhost:5000/demo/multi:1.0 layout/ --platform linux/amd64",
+            "dist export --format docker localhost:5000/app:1 app.tar",
+        ),
         parents=[common],
         help="write an image from the store as an OCI image layout or a docker-archive",
         description=(
@@ -27,7 +32,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "default this machine's), layers as plain tars checked against the config's "
             "diff_ids."
         ),
-        epilog="example: dist export --format docker localhost:5000/app:1 app.tar",
     )
     p.add_argument("name", metavar="NAME", help="image name in the store")
     p.add_argument("dest", metavar="DIR|FILE.tar", help="layout directory, or tar file (- stdout)")
@@ -38,17 +42,25 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="OS/ARCH[/VARIANT]",
         help="only these platforms of an index (repeatable; default: all in the store)",
     )
-    p.add_argument("--tag", help="ref.name (or RepoTag) to record (default: the name's tag)")
+    p.add_argument(
+        "--tag", metavar="TAG", help="ref.name (or RepoTag) to record (default: the name's tag)"
+    )
     p.add_argument(
         "--format",
         choices=("oci", "docker"),
         default="oci",
+        metavar="FORMAT",
         help="oci: an OCI image layout (default); docker: a `docker save` archive",
     )
     p.set_defaults(handler=run_export)
 
     p = sub.add_parser(
         "import",
+        examples=(
+            "dist import hello.tar --name localhost:5000/demo/hello",
+            "dist import layout/ --name example/alpine",
+            "docker save alpine | dist import -",
+        ),
         parents=[common],
         help="read an OCI image layout or a docker-archive into the store",
         description=(
@@ -60,7 +72,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "becomes an OCI manifest of its config and layers, named by its RepoTags "
             "(or BASE:<tag>)."
         ),
-        epilog="example: docker save alpine | dist import -",
     )
     p.add_argument(
         "src", metavar="DIR|FILE", help="layout directory, layout tar or docker-archive (- stdin)"

@@ -24,15 +24,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "config.json ($DOCKER_CONFIG/config.json or ~/.docker/config.json), or in the "
         "credsStore/credHelpers helper it names. The user comes from -u/--user; the "
         "password from -p, --password-stdin or a prompt.",
+        examples=(
+            "dist login ghcr.io -u alice",
+            'printf "%s\\n" "$TOKEN" | dist login ghcr.io -u alice --password-stdin',
+        ),
     )
     p.add_argument("registry", metavar="REGISTRY", nargs="?", default="docker.io")
-    p.add_argument("--password", "-p", help="password (insecure: prefer --password-stdin)")
+    p.add_argument(
+        "--password", "-p", metavar="PASS", help="password (insecure: prefer --password-stdin)"
+    )
     p.set_defaults(handler=run_login)
     q = sub.add_parser(
         "logout",
         parents=[common],
         help="remove a registry's stored credentials",
         description="Remove REGISTRY's credentials from Docker's config.json or helper.",
+        examples=("dist logout ghcr.io",),
     )
     q.add_argument("registry", metavar="REGISTRY", nargs="?", default="docker.io")
     q.set_defaults(handler=run_logout)

@@ -12,11 +12,14 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 from ocidist.cli.context import Context, add_global_options
+from ocidist.cli.parsing import Formatter, Parser
 from ocidist.errors import DistError
+
+__all__ = ["COMMANDS", "Formatter", "Parser", "build_parser", "main", "run"]
 
 # One module per command group, with the commands it registers; each module
 # has ``register(sub, common) -> None``. Knowing the names up front lets a
@@ -36,53 +39,20 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "ocidist.cli.unpack": ("unpack",),
     "ocidist.cli.layout": ("export", "import"),
     "ocidist.cli.inspect": ("inspect",),
+    "ocidist.cli.completion": ("completion",),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 # Global options that take a value as the next word (to find the command).
 _VALUE_OPTIONS = frozenset({"--root", "--hosts-dir", "--user", "-u", "--timeout", "--address"})
 
-
-class Formatter(argparse.HelpFormatter):
-    """argparse's formatter, told the terminal width up front.
-
-    Without a width it imports ``shutil`` (with bz2 and lzma, ~3 ms) for
-    ``get_terminal_size``, and argparse builds a formatter for every option
-    it adds, so every command paid for it before doing anything."""
-
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 24,
-        width: int | None = None,
-    ) -> None:
-        super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
-
-
-def _columns() -> int:
-    # What shutil.get_terminal_size() answers: $COLUMNS, else the terminal's
-    # width, else 80.
-    try:
-        return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        pass
-    try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-class Parser(argparse.ArgumentParser):
-    """Usage errors are one line, like every other error (CLI.md), exit 2."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", Formatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        where = self.prog.removeprefix("dist").strip()
-        prefix = f"dist: {where}: " if where else "dist: "
-        self.exit(2, f"{prefix}{message} (see '{self.prog} --help')\n")
+EXAMPLES = (
+    "dist resolve redis",
+    "dist pull localhost:5000/demo/app:1.0 --platform linux/arm64",
+    "dist unpack localhost:5000/demo/app:1.0 rootfs/",
+    "dist copy registry.a/app:1 registry.b/app:1",
+    "dist --json images ls",
+    "dist completion bash > /etc/bash_completion.d/dist",
+)
 
 
 def command_module(argv: Sequence[str]) -> str | None:
@@ -99,39 +69,62 @@ def command_module(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    # Global options are accepted before the command (real defaults) and after
-    # it (SUPPRESS defaults, so a subcommand never overwrites what was given
-    # before it).
+    """The parser of `dist`; with ``only`` (a module of ``COMMANDS``), just
+    that module's commands (what one invocation needs)."""
+    from ocidist import __version__
+
+    # Global options are accepted before the command (real defaults, listed
+    # once in `dist --help`) and after it (SUPPRESS defaults, so a subcommand
+    # never overwrites what was given before it; hidden from its help).
     parser = Parser(
         prog="dist",
+        usage="dist [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]",
         description="Distribute OCI images: resolve, fetch, store, push and unpack.",
+        examples=EXAMPLES,
+        globals_note=False,
+        epilog="Run 'dist COMMAND --help' for a command's options and examples.",
     )
+    parser.add_argument("--version", action="version", version=f"dist {__version__}")
     add_global_options(parser, suppress=False)
     common = Parser(add_help=False)
     add_global_options(common, suppress=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", prog="dist")
     for name in (only,) if only else COMMAND_MODULES:
         importlib.import_module(name).register(sub, common)
     return parser
 
 
-def _untranslated() -> None:
+@contextlib.contextmanager
+def _untranslated() -> Iterator[None]:
     """argparse passes every message through gettext, which searches the
     locale directories for a catalog on each call (11 searches and an import
     of ``locale`` for one command's parser, ~4 ms). Python ships no catalog
-    for these messages, so the identity gives exactly the same text."""
+    for these messages, so the identity gives exactly the same text. Only the
+    `dist` program itself (``run``) does this, and only while it parses:
+    a program that embeds ``main`` keeps its own argparse untouched."""
+    saved = argparse._, argparse.ngettext  # type: ignore[attr-defined]
     argparse._ = lambda message: message  # type: ignore[attr-defined]
     argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        argparse._, argparse.ngettext = saved  # type: ignore[attr-defined]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    _untranslated()
+def parse(words: Sequence[str]) -> argparse.Namespace:
+    return build_parser(command_module(words)).parse_args(words)
+
+
+def main(argv: Sequence[str] | None = None, *, _fast_parse: bool = False) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(command_module(words))
-    args = parser.parse_args(words)
+    if _fast_parse:
+        with _untranslated():
+            args = parse(words)
+    else:
+        args = parse(words)
     handler = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help(sys.stderr)
+        build_parser().print_help(sys.stderr)
         return 2
     ctx = Context(args)
     try:
@@ -157,7 +150,7 @@ def run() -> NoReturn:
     (the context closes stores, sockets and the daemon connection), so the
     teardown of ~200 modules would only cost time: ~6 ms of every command,
     measured over 20 runs of the fetch command's imports."""
-    code = main()
+    code = main(_fast_parse=True)
     try:
         sys.stdout.flush()
     except BrokenPipeError:

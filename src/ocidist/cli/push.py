@@ -35,6 +35,11 @@ def parse_size(text: str) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "push-object",
+        examples=(
+            "dist push-object localhost:5000/demo/blobs model.bin",
+            "dist push-object localhost:5000/demo/app:1.0 manifest.json "
+            "--media-type application/vnd.oci.image.manifest.v1+json",
+        ),
         parents=[common],
         help="upload one object (the mirror of fetch-object); prints its digest",
         description="Upload FILE (or stdin) to REF's repository. A manifest or index media "
@@ -54,6 +59,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "push",
+        examples=(
+            "dist push localhost:5000/demo/hello:1.0 registry.internal/team/hello:1.0",
+            "dist push localhost:5000/demo/multi:1.0 --platform linux/arm64",
+        ),
         parents=[common],
         help="push a stored image to a registry",
         description="Push image NAME from the content store to REF (default: NAME). Blobs go "
@@ -72,6 +81,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "copy",
+        examples=(
+            "dist copy registry.a/app:1 registry.b/app:1",
+            "dist copy docker.io/library/alpine:3 localhost:5000/alpine:3 --platform linux/amd64",
+        ),
         parents=[common],
         help="copy an image between repositories or registries, digests unchanged",
         description="Copy SRC to DST, streaming blobs from one registry to the other (mounted "

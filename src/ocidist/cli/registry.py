@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "tags",
+        examples=(
+            "dist tags localhost:5000/demo/hello",
+            "dist --json tags ghcr.io/org/app",
+        ),
         parents=[common],
         help="list a repository's tags",
         description="List the tags of REPO, following the registry's pagination (Link headers).",
@@ -25,6 +29,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "catalog",
+        examples=("dist catalog localhost:5000",),
         parents=[common],
         help="list a registry's repositories",
         description="List the repositories of REGISTRY (host[:port]) via /v2/_catalog; "
@@ -36,6 +41,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "rm",
+        examples=(
+            "dist rm localhost:5000/demo/hello:old",
+            "dist rm localhost:5000/demo/hello@sha256:…",
+        ),
         parents=[common],
         help="delete a manifest from a registry",
         description="Delete the manifest REF names. A tag is resolved to its digest first, "
@@ -47,6 +56,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "tag",
+        examples=("dist tag localhost:5000/demo/hello:1.0 stable",),
         parents=[common],
         help="tag a remote image again, without moving any blob",
         description="Put the manifest SRC names under NEWTAG in the same repository, "

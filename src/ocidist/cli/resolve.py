@@ -16,6 +16,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="resolve a reference to its name, digest, media type and size",
         description="Resolve REF against its registry (HEAD, GET fallback) and print "
         "the canonical name and descriptor.",
+        examples=("dist resolve redis", "dist --json resolve ghcr.io/org/app:1.2"),
     )
     p.add_argument("ref", metavar="REF", help="image reference, e.g. redis or host:5000/a/b:tag")
     p.set_defaults(handler=run)

@@ -10,23 +10,51 @@ import sys
 import threading
 from typing import Any
 
-from ocidist.cli.context import Context
+from ocidist.cli.context import Context, add_global_options
+
+# The global options that mean something to the daemon: where the store and
+# the socket are, and how daemon-side pulls reach registries.
+_APPLIES = frozenset(
+    {"--root", "--address", "--hosts-dir", "--user", "--password-stdin", "--plain-http"}
+    | {"--insecure", "--debug", "--quiet"}
+)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "serve",
-        parents=[common],
         help="serve the content store over gRPC (containerd API; ctr works against it)",
-        description="Serve the store of --root over gRPC until SIGTERM/SIGINT. Listens on "
-        "--address (unix:///path, a path, or tcp://127.0.0.1:PORT; default <root>/dist.sock). "
+        description="Serve the store of --root over gRPC until SIGTERM/SIGINT. "
         "containerd's content, images and leases services are wire-compatible, so "
         "`ctr --address SOCK content ls` works; every containerd namespace sees the same store.",
+        examples=(
+            "dist serve --root /var/lib/dist",
+            "dist serve --address tcp://127.0.0.1:7000",
+            "ctr --address ~/.local/share/ocidist/dist.sock content ls",
+        ),
+        globals_note=False,
+    )
+    # Its own copy of the global options, listing those that apply (the others
+    # are accepted and ignored, as before any command).
+    add_global_options(
+        p,
+        suppress=True,
+        shown=_APPLIES,
+        helps={
+            "--address": "where to listen: unix:///path, a path, or tcp://127.0.0.1:PORT "
+            "(env DIST_ADDRESS; default DIR/dist.sock)",
+            "--user": "credentials for the registries daemon-side pulls talk to "
+            "(otherwise Docker's config.json, then auth.json)",
+            "--quiet": "no start/stop messages",
+        },
     )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ocidist.extras import require_serve
+
+    require_serve("serve")
     from ocidist.api import address as addr
     from ocidist.api.server import Server
 

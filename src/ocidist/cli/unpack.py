@@ -15,6 +15,10 @@ from ocidist.cli.transfer import add_transfer_options, progress_for
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "unpack",
+        examples=(
+            "dist unpack localhost:5000/demo/hello:1.0 rootfs/",
+            "dist --json unpack localhost:5000/demo/multi:1.0 arm/ --platform linux/arm64",
+        ),
         parents=[common],
         help="unpack an image's layers into a directory (fetching what is missing)",
         description=(
