@@ -1,10 +1,21 @@
 """Registry authorization as a state machine: challenge in, header out.
 
-``Authorizer`` remembers, per registry host, the last challenge it saw; asked
-for a header for (host, scopes) it answers from its token cache, fetching a
-token through ``TokenSource`` when needed. Tokens are cached per (host,
-sorted scope set) with their expiry, and concurrent requests for the same key
-wait for one fetch. Secrets never enter exception messages or logs.
+State is split in two. Per registry origin (shared by every request of a
+command): the last challenge seen, which says how to authorize *new*
+requests before the registry asks, the token cache, and one memo of the
+host's credentials. Per request (``RequestAuth``): what this request sent,
+and the challenge *its own* 401 carried. Whether retrying can help is decided
+from the request's own state only — a 401 to a request that sent nothing is
+the first challenge, not a wrong password, however many other requests got
+theirs at the same moment.
+
+Tokens are cached per (origin, realm, service, sorted scope set) with their
+expiry. One fetch is in flight per key; requests that arrive meanwhile wait
+for it and share its token or its error (a wrong password is tried once, not
+once per parallel request — registries lock accounts). A rejected token is
+dropped only if it is still the cached one (compare and delete), so a request
+that saw an old token die never throws away the fresh one another request
+just fetched. Secrets never enter exception messages or logs.
 """
 
 from __future__ import annotations
@@ -15,9 +26,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from ocidist.errors import Unauthorized
+from ocidist.errors import DistError, Unauthorized, reworded
 from ocidist.remotes.docker.challenge import Challenge, parse_challenges
 from ocidist.remotes.docker.transport import TLSConfig
+from ocidist.text import quote
 from ocidist.value import Value
 
 # Docker's token spec: a token without expires_in is good for 60 seconds.
@@ -25,6 +37,9 @@ DEFAULT_TOKEN_TTL = 60.0
 # Refresh a little early so a token does not expire in flight; short-lived
 # tokens get a quarter of their life as slack instead, or they'd never be reused.
 EXPIRY_SLACK = 5.0
+# 401s one request may answer: the first challenge (it sent nothing), one
+# rejected token or scheme change, one more scope. Beyond that it is refused.
+MAX_CHALLENGES = 3
 
 
 class Credential(Value):
@@ -96,79 +111,200 @@ def basic_header(cred: Credential) -> str:
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
+_Key = tuple[str, str, str, tuple[str, ...]]  # origin, realm, service, scopes
+
+
+class _Flight:
+    """One token fetch that other requests for the same key wait on."""
+
+    __slots__ = ("done", "token", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.token: Token | None = None
+        self.error: DistError | None = None
+
+
 class Authorizer:
+    """The auth state shared by every request of a command (see the module doc)."""
+
     def __init__(self, tokens: TokenSource, credentials: CredentialFunc = no_credentials) -> None:
         self._tokens = tokens
         self._credentials = credentials
-        self._challenges: dict[str, Challenge] = {}
-        self._cache: dict[tuple[str, tuple[str, ...]], Token] = {}
-        self._inflight: dict[tuple[str, tuple[str, ...]], threading.Lock] = {}
+        self._challenges: dict[str, Challenge] = {}  # origin → how to authorize
+        self._cache: dict[_Key, Token] = {}
+        self._inflight: dict[_Key, _Flight] = {}
+        self._creds: dict[str, Credential | None] = {}
         self._lock = threading.Lock()
+        self._creds_lock = threading.Lock()
 
-    def header(self, host: str, scopes: Iterable[str], tls: TLSConfig | None = None) -> str | None:
-        """The Authorization header to send, or None when the host asked for none yet.
+    def request(
+        self,
+        host: str,
+        scopes: Iterable[str],
+        *,
+        scheme: str = "https",
+        tls: TLSConfig | None = None,
+    ) -> RequestAuth:
+        """The auth state of one request to ``scheme://host``, kept across its
+        retries. ``tls`` is the registry host's TLS setup; the token realm is
+        trusted the same way (a private registry's token server usually
+        shares its CA)."""
+        return RequestAuth(self, host, scheme, tuple(scopes), tls)
 
-        ``tls`` is the registry host's TLS setup; the token realm is trusted the
-        same way (a private registry's token server usually shares its CA)."""
+    def credential(self, host: str) -> Credential | None:
+        """``host``'s credentials, looked up once per command: a credential
+        helper is a process (perhaps prompting a keyring), and parallel
+        requests must not each start one."""
+        with self._creds_lock:
+            if host not in self._creds:
+                self._creds[host] = self._credentials(host)
+            return self._creds[host]
+
+    def host_challenge(self, origin: str) -> Challenge | None:
         with self._lock:
-            ch = self._challenges.get(host)
-        if ch is None:
-            return None
-        if ch.scheme == "basic":
-            cred = self._credentials(host)
-            return basic_header(cred) if cred and cred.username else None
-        if ch.scheme != "bearer":
-            return None
-        all_scopes = tuple(sorted(set(scopes) | set(ch.scopes)))
-        return "Bearer " + self._token(host, ch, all_scopes, tls).token
+            return self._challenges.get(origin)
 
-    def _token(
-        self, host: str, ch: Challenge, scopes: tuple[str, ...], tls: TLSConfig | None
+    def remember(self, origin: str, ch: Challenge) -> None:
+        """How to authorize new requests to ``origin`` before they are asked.
+        Scopes are left out: a challenge's scopes belong to its own request."""
+        kept = Challenge(ch.scheme, {k: v for k, v in ch.params.items() if k != "scope"})
+        with self._lock:
+            self._challenges[origin] = kept
+
+    def token(
+        self, key: _Key, ch: Challenge, cred: Credential | None, tls: TLSConfig | None
     ) -> Token:
-        key = (host, scopes)
+        """The cached token for ``key``, or one fetched once for everyone asking."""
         with self._lock:
             tok = self._cache.get(key)
             if tok is not None and tok.fresh(time.monotonic()):
                 return tok
-            gate = self._inflight.setdefault(key, threading.Lock())
-        # One fetch in flight per key: others wait here, then find the cache warm.
-        with gate:
+            flight = self._inflight.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._inflight[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.token is not None:
+                return flight.token
+            err = flight.error or Unauthorized(f"{key[0]}: token fetch failed")
+            # A copy: one exception object must not be raised in two threads.
+            raise reworded(err, str(err))
+        got: Token | None = None
+        try:
+            got = self._tokens.fetch_token(ch, key[3], cred, tls)
+            return got
+        except DistError as e:
+            flight.error = e
+            raise
+        finally:
             with self._lock:
-                tok = self._cache.get(key)
-                if tok is not None and tok.fresh(time.monotonic()):
-                    return tok
-            tok = self._tokens.fetch_token(ch, scopes, self._credentials(host), tls)
-            with self._lock:
-                self._cache[key] = tok
-            return tok
+                if got is not None:
+                    self._cache[key] = got
+                del self._inflight[key]
+            flight.token = got
+            flight.done.set()
 
-    def challenge(self, host: str, www_authenticate: list[str], scopes: Iterable[str]) -> bool:
-        """Record a 401's challenge; True when retrying with new auth may help.
+    def drop(self, key: _Key, token: str) -> None:
+        """Forget ``token`` if it is still the cached one for ``key``: a newer
+        token another request fetched meanwhile stays."""
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached.token == token:
+                del self._cache[key]
 
-        A 401 right after we sent a cached token means that token is dead
-        (revoked or expired early): drop every cached token for the host.
-        """
+
+class RequestAuth:
+    """One request's auth: what it sent last, and the challenge its own 401
+    carried (used for its retry, whatever other requests saw since)."""
+
+    def __init__(
+        self,
+        auth: Authorizer,
+        host: str,
+        scheme: str,
+        scopes: tuple[str, ...],
+        tls: TLSConfig | None,
+    ) -> None:
+        self._auth = auth
+        self._host = host
+        self._scheme = scheme
+        self._origin = f"{scheme}://{host}"
+        self._scopes = scopes
+        self._tls = tls
+        self._challenge: Challenge | None = None
+        self._sent = ""  # "", "basic" or "bearer": what the last attempt carried
+        self._sent_token: tuple[_Key, str] | None = None
+        self._challenges = 0
+        self._rejected = 0  # bearer tokens refused with nothing new to ask for
+
+    def header(self) -> str | None:
+        """The Authorization header for the next attempt, or None while the
+        registry has asked for none."""
+        self._sent, self._sent_token = "", None
+        ch = self._challenge or self._auth.host_challenge(self._origin)
+        if ch is None:
+            return None
+        if ch.scheme == "basic":
+            cred = self._auth.credential(self._host)
+            if not (cred and cred.username):
+                return None
+            self._sent = "basic"
+            return basic_header(cred)
+        if ch.scheme != "bearer":
+            return None
+        key = (self._origin, ch.realm, ch.service, tuple(sorted({*self._scopes, *ch.scopes})))
+        tok = self._auth.token(key, ch, self._auth.credential(self._host), self._tls)
+        self._sent, self._sent_token = "bearer", (key, tok.token)
+        return "Bearer " + tok.token
+
+    def unauthorized(self, www_authenticate: list[str]) -> bool:
+        """This request got a 401 carrying ``www_authenticate``: True when
+        another attempt with new authorization may succeed. Raises
+        ``Unauthorized`` (in words) when the challenge cannot be answered."""
+        self._challenges += 1
         chs = parse_challenges(www_authenticate)
         pick = next((c for c in chs if c.scheme == "bearer"), None) or next(
             (c for c in chs if c.scheme == "basic"), None
         )
         if pick is None:
-            raise Unauthorized(f"{host}: unauthorized (no usable authentication challenge)")
-        if pick.scheme == "bearer" and not pick.realm:
-            raise Unauthorized(f"{host}: unauthorized (bearer challenge without realm)")
-        with self._lock:
-            previous = self._challenges.get(host)
-            self._challenges[host] = pick
-            for key in [k for k in self._cache if k[0] == host]:
-                del self._cache[key]
+            raise Unauthorized(f"{self._host}: unauthorized (no usable authentication challenge)")
+        if pick.scheme == "bearer":
+            self._check_realm(pick.realm)
+        self._auth.remember(self._origin, pick)
+        self._challenge = pick
+        if self._challenges > MAX_CHALLENGES:
+            return False
         if pick.scheme == "basic":
-            cred = self._credentials(host)
+            cred = self._auth.credential(self._host)
             if not (cred and cred.username):
                 raise Unauthorized(
-                    f"{host}: unauthorized (no credentials for this registry; "
+                    f"{self._host}: unauthorized (no credentials for this registry; "
                     "use dist login or --user)",
                     status=401,
                 )
-            # Same challenge again after we sent Basic: the password is wrong.
-            return previous != pick
-        return True
+            # Basic sent and refused with Basic again: the password is wrong.
+            return self._sent != "basic"
+        if self._sent != "bearer" or self._sent_token is None:
+            return True  # the first challenge, or the scheme changed
+        key, token = self._sent_token
+        if not set(pick.scopes) <= set(key[3]):
+            return True  # the token is fine; the next one asks for more
+        # Refused with nothing more to ask for: dead (expired or revoked) the
+        # first time, refused for good if a newer token is refused as well.
+        self._auth.drop(key, token)
+        self._rejected += 1
+        return self._rejected == 1
+
+    def _check_realm(self, realm: str) -> None:
+        scheme = realm.partition("://")[0].lower() if "://" in realm else ""
+        if scheme not in ("http", "https"):
+            raise Unauthorized(
+                f"{self._host}: unauthorized (token realm {quote(realm)} is not an http(s) URL)"
+            )
+        if scheme == "http" and self._scheme == "https":
+            raise Unauthorized(
+                f"{self._host}: unauthorized (token realm {quote(realm)} is plain HTTP "
+                "for an HTTPS registry; credentials are never sent in clear)"
+            )

@@ -1,8 +1,9 @@
 """One registry request with authorization and retries; error answers mapped.
 
 ``Session.request`` is where the retry policy and the auth state machine meet
-the transport: 401 → challenge → one retry with a fresh token; 408/429/5xx and
-broken connections → backoff and retry, but only for idempotent requests.
+the transport: 401 → this request's own challenge → a retry with new auth
+(auth.py decides when that can help); 408/429/5xx and broken connections →
+backoff and retry, but only for idempotent requests.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class Session:
         what = what or f"{method} {url}"
         replay = method in IDEMPOTENT if idempotent is None else idempotent
         attempts = self.retry.attempts if replay else 1
-        reauthed = False
+        # This request's own auth state: its 401s decide its retries, never
+        # another request's (see auth.py).
+        auth = self.authorizer.request(host.host, scopes, scheme=host.scheme, tls=host.tls)
         attempt = 0
         last: DistError | None = None
         while True:
@@ -80,9 +83,9 @@ class Session:
             hdrs = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
             hdrs.update(host.headers)
             hdrs.update(headers or {})
-            auth = self.authorizer.header(host.host, scopes, host.tls)
-            if auth:
-                hdrs["Authorization"] = auth
+            authorization = auth.header()
+            if authorization:
+                hdrs["Authorization"] = authorization
             try:
                 resp = self.transport.request(
                     method,
@@ -102,14 +105,13 @@ class Session:
                 raise self._gave_up(e, attempt) from e
             if resp.status in ok_set:
                 return resp
-            if resp.status == 401 and not reauthed:
+            if resp.status == 401:
                 challenges = resp.header_all("WWW-Authenticate")
-                resp.read_capped(MAX_ERROR_BODY)
-                if self.authorizer.challenge(host.host, challenges, scopes):
-                    reauthed = True
+                err = error_for(resp, what)
+                if auth.unauthorized(challenges):
                     attempt -= 1  # an auth round trip is not a failed attempt
                     continue
-                raise Unauthorized(f"{what}: unauthorized", status=401)
+                raise err
             err = error_for(resp, what)
             if resp.status in RETRYABLE_STATUS and replay and attempt < attempts:
                 last = err

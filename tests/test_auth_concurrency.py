@@ -1,0 +1,145 @@
+"""Parallel requests that meet a 401 at the same moment, against the real
+htpasswd+TLS registry and the real token-auth registry.
+
+Each ``dist`` process starts with no auth state. A copy from an anonymous
+registry sends its first requests to the authenticated destination in
+parallel (blob checks, at the default concurrency), so they all get a 401
+together: every one must end with credentials sent and accepted, whatever
+order their challenges and retries interleave in. A push asks about the
+image first, then uploads in parallel. 20 runs each of push and copy; one
+failure in any run fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.dist_cli import run_dist
+from tests.harness import (
+    BuiltImage,
+    Registry,
+    inspect_raw,
+    many_small_layers,
+    push_image,
+    write_layout,
+)
+from tests.harness.authfixtures import (
+    TLSEnv,
+    TokenEnv,
+    docker_config,
+    install_helper,
+    pki,
+    tls_env,
+    token_env,
+)
+
+__all__ = ["docker_config", "pki", "tls_env", "token_env"]
+
+RUNS = 20
+# Enough blobs to keep the default concurrency (at least 4) busy, small
+# enough that 40 runs take a few seconds each.
+LAYERS = 12
+SOURCE = "conc/source"
+
+
+@pytest.fixture(scope="module")
+def image(registry: Registry) -> BuiltImage:
+    img = many_small_layers(count=LAYERS, file_size=2048, seed=15)
+    push_image(registry, SOURCE, "v1", img)
+    return img
+
+
+@pytest.fixture
+def store(image: BuiltImage, tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    layout = write_layout(tmp_path / "layout", image, tag="v1")
+    out = run_dist("--root", str(root), "import", "--name", "local/conc", str(layout))
+    assert out.returncode == 0, out.stderr.decode()
+    return root
+
+
+def tls_hosts(tmp_path: Path, env: TLSEnv) -> str:
+    d = tmp_path / "certs.d" / env.registry.host
+    d.mkdir(parents=True)
+    shutil.copy(env.ca.cert_path, d / "ca.pem")
+    (d / "hosts.toml").write_text(f'server = "https://{env.registry.host}"\nca = "ca.pem"\n')
+    return str(tmp_path / "certs.d")
+
+
+def push_and_copy_runs(
+    runs: int, prefix: list[str], src: Registry, dst_host: str, repo: str, store: Path
+) -> list[str]:
+    """``runs`` pushes from the store and copies from the anonymous ``src``
+    registry; the stderr of each run that failed."""
+    failures: list[str] = []
+    for i in range(runs):
+        out = run_dist(
+            *prefix, "--root", str(store), "push", "local/conc:v1", f"{dst_host}/{repo}/push{i}:v1"
+        )
+        if out.returncode != 0:
+            failures.append(f"push {i}: {out.stderr.decode().strip()}")
+        out = run_dist(*prefix, "copy", f"{src.host}/{SOURCE}:v1", f"{dst_host}/{repo}/copy{i}:v1")
+        if out.returncode != 0:
+            failures.append(f"copy {i}: {out.stderr.decode().strip()}")
+    return failures
+
+
+def test_basic_auth_push_and_copy_in_parallel_20_runs(
+    registry: Registry,
+    tls_env: TLSEnv,
+    image: BuiltImage,
+    store: Path,
+    tmp_path: Path,
+    docker_config: Path,
+) -> None:
+    prefix = ["--hosts-dir", tls_hosts(tmp_path, tls_env), "--user", tls_env.creds]
+    failures = push_and_copy_runs(
+        RUNS, prefix, registry, tls_env.registry.host, "conc/basic", store
+    )
+    assert not failures, f"{len(failures)} of {2 * RUNS} runs failed:\n" + "\n".join(failures)
+    for kind in ("push", "copy"):
+        got = inspect_raw(tls_env.registry, f"conc/basic/{kind}{RUNS - 1}:v1", creds=tls_env.creds)
+        assert got == image.raw
+
+
+def test_basic_auth_from_a_credential_helper_in_parallel(
+    registry: Registry,
+    tls_env: TLSEnv,
+    image: BuiltImage,
+    store: Path,
+    tmp_path: Path,
+    docker_config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same race with the password from a credential helper (fewer runs:
+    only the credential source differs)."""
+    helper_store = install_helper(tmp_path / "bin", "conc", monkeypatch)
+    host = tls_env.registry.host
+    secret = {"Username": tls_env.user, "Secret": tls_env.password}
+    helper_store.write_text(json.dumps({host: secret}))
+    (docker_config / "config.json").write_text(json.dumps({"credHelpers": {host: "conc"}}))
+    prefix = ["--hosts-dir", tls_hosts(tmp_path, tls_env)]
+    failures = push_and_copy_runs(5, prefix, registry, host, "conc/helper", store)
+    assert not failures, "\n".join(failures)
+    # One helper call per command and host, however many requests ran at once.
+    log = (tmp_path / "bin" / "conc.store.json.log").read_text().split()
+    assert log == ["get"] * 10
+
+
+def test_token_auth_push_and_copy_in_parallel_20_runs(
+    registry: Registry, token_env: TokenEnv, image: BuiltImage, store: Path, docker_config: Path
+) -> None:
+    # The token server grants push under "private/" only.
+    failures = push_and_copy_runs(
+        RUNS, ["--user", token_env.creds], registry, token_env.registry.host, "private/conc", store
+    )
+    assert not failures, f"{len(failures)} of {2 * RUNS} runs failed:\n" + "\n".join(failures)
+    for kind in ("push", "copy"):
+        got = inspect_raw(
+            token_env.registry, f"private/conc/{kind}{RUNS - 1}:v1", creds=token_env.creds
+        )
+        assert got == image.raw
