@@ -16,6 +16,7 @@ from tests.harness.canned import (
 )
 from tests.harness.faultproxy import FaultProxy
 from tests.harness.faultrules import (
+    AddHeader,
     Drop,
     FlipByte,
     IgnoreRange,
@@ -69,6 +70,7 @@ __all__ = [
     "OCI_MANIFEST",
     "PLATFORMS",
     "AccessEntry",
+    "AddHeader",
     "Blob",
     "BuiltImage",
     "Compression",

@@ -25,6 +25,7 @@ from typing import Any, Protocol, cast
 from tests.harness.faultredirect import RedirectTarget
 from tests.harness.faultrules import (
     Action,
+    AddHeader,
     Drop,
     FlipByte,
     IgnoreRange,
@@ -202,6 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
             if low == "location":
                 v = self.owner._rewrite_location(v)
             self.send_header(k, v)
+        for a in actions:
+            if isinstance(a, AddHeader):
+                self.send_header(a.name, a.value)
         if rechunk:
             self.send_header("Transfer-Encoding", "chunked")
         if resp.getheader("Connection", "").lower() == "close":

@@ -58,6 +58,14 @@ class StripHeader:
 
 
 @dataclass(frozen=True)
+class AddHeader:
+    """Add a header to the registry's answer (what a newer registry would send)."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
 class IgnoreRange:
     """Forward without ``Range`` so the registry sends 200 and the full body."""
 
@@ -70,7 +78,7 @@ class Redirect:
     status: int = 307
 
 
-Action = Respond | Drop | Stall | FlipByte | StripHeader | IgnoreRange | Redirect
+Action = Respond | Drop | Stall | FlipByte | StripHeader | AddHeader | IgnoreRange | Redirect
 
 
 def is_terminal(action: Action) -> bool:

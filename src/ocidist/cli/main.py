@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "ocidist.cli.layout": ("export", "import"),
     "ocidist.cli.inspect": ("inspect",),
     "ocidist.cli.completion": ("completion",),
+    "ocidist.cli.artifact": ("artifact", "attach", "referrers"),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 # Global options that take a value as the next word (to find the command).

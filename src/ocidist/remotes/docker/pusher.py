@@ -169,8 +169,12 @@ class DockerPusher:
 
     # -- manifests -------------------------------------------------------------------
 
-    def put_manifest(self, desc: Descriptor, data: bytes, tag: str | None = None) -> None:
-        """PUT ``data`` (exactly these bytes) as ``desc`` under ``tag`` or its digest."""
+    def put_manifest(self, desc: Descriptor, data: bytes, tag: str | None = None) -> str | None:
+        """PUT ``data`` (exactly these bytes) as ``desc`` under ``tag`` or its digest.
+
+        Returns the answer's ``OCI-Subject`` header: a registry with the
+        referrers API names the pushed manifest's subject there (OCI
+        distribution-spec 1.1); without it, the referrers tag is the client's job."""
         what = self._what(desc, tag)
         if len(data) != desc.size or Digest.from_bytes(data, desc.digest.algorithm) != desc.digest:
             raise DigestMismatch(f"{what}: manifest bytes do not match {desc.digest}")
@@ -188,6 +192,7 @@ class DockerPusher:
         )
         resp.read_capped(64 * 1024)
         check_digest(resp, desc.digest, what)
+        return resp.header("OCI-Subject")
 
     def delete_manifest(self, dgst: Digest) -> None:
         """DELETE a manifest by digest (the registry must allow deletes)."""

@@ -1,0 +1,135 @@
+"""Referrers (OCI distribution-spec 1.1): what is attached to a manifest.
+
+A manifest names another as its ``subject`` (a signature, an SBOM, an
+attestation…). Listing uses the referrers API where the registry has it;
+where it answers 404 (no API: Distribution 2.8), the *referrers tag schema*
+is used instead: the tag ``<alg>-<hex>`` of the subject's digest holds an
+image index listing the referrers. Pushing a manifest with a subject to a
+registry that does not confirm it with an ``OCI-Subject`` header means
+keeping that index up to date ourselves (``record``): read it (404: start
+empty), add the new referrer's descriptor once, put it back under the tag.
+
+The tag is a shared read-modify-write and Distribution 2.8 has no
+conditional PUT, so two writers at once could drop each other's entry;
+``record`` reads the tag again after writing and, while its entry is
+missing, does the update again (a bounded number of times).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ocidist import manifest, reference
+from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
+from ocidist.digest import Digest
+from ocidist.errors import InvalidContent, NotFound, RegistryError
+from ocidist.images.handlers import MAX_CHILDREN
+
+if TYPE_CHECKING:
+    from ocidist.remotes.docker.pusher import DockerPusher
+    from ocidist.remotes.docker.resolver import DockerResolver
+
+EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY_JSON = b"{}"
+EMPTY_DESCRIPTOR = Descriptor(EMPTY_MEDIA_TYPE, Digest.from_bytes(EMPTY_JSON), len(EMPTY_JSON))
+RECORD_ATTEMPTS = 5
+
+
+def tag_for(subject: Digest) -> str:
+    """The referrers tag schema's tag: ``<alg>-<hex>``, the hex cut to 64 characters."""
+    return f"{subject.algorithm}-{subject.encoded[:64]}"
+
+
+def entry_for(desc: Descriptor, data: bytes) -> Descriptor:
+    """The descriptor a referrers list holds for manifest ``data``: its
+    ``artifactType`` (else its config's media type) and all its annotations."""
+    decoded = manifest.decode(data, desc.media_type)
+    artifact_type = decoded.artifact_type
+    if not artifact_type and isinstance(decoded, manifest.Manifest):
+        artifact_type = decoded.config.media_type
+    return Descriptor(
+        desc.media_type,
+        desc.digest,
+        desc.size,
+        annotations=dict(decoded.annotations),
+        artifact_type=artifact_type,
+    )
+
+
+def list_referrers(
+    resolver: DockerResolver, repository: str, subject: Digest, artifact_type: str = ""
+) -> tuple[list[Descriptor], str]:
+    """What refers to ``subject`` in ``repository``, and how it was learnt:
+    ``"api"`` or ``"tag"`` (the referrers tag schema)."""
+    from ocidist.remotes.docker.hosts import PULL
+    from ocidist.remotes.docker.listing import upstream_host
+    from ocidist.remotes.docker.referrers import fetch_referrers
+
+    r = reference.parse(repository, default_tag="")
+    hosts = [h for h in resolver.hosts(r.domain) if PULL in h.capabilities]
+    if not hosts:
+        raise NotFound(f"{r.repository}: no host configured to pull from {r.domain}")
+    try:
+        found, filtered = fetch_referrers(
+            resolver.session, upstream_host(hosts), r.path, subject, artifact_type
+        )
+        via = "api"
+    except NotFound:
+        found, filtered = _from_tag(resolver, r.repository, subject), False
+        via = "tag"
+    if artifact_type and not filtered:
+        found = [d for d in found if d.artifact_type == artifact_type]
+    return found, via
+
+
+def _from_tag(resolver: DockerResolver, repository: str, subject: Digest) -> list[Descriptor]:
+    index = _read_tag(resolver, f"{repository}:{tag_for(subject)}")
+    return [] if index is None else list(index.manifests)
+
+
+def _read_tag(resolver: DockerResolver, ref: str) -> manifest.Index | None:
+    try:
+        name, desc = resolver.resolve(ref, body=True)
+    except NotFound:
+        return None
+    stream = resolver.fetcher(name).fetch(desc)
+    try:
+        data = stream.read(MAX_MANIFEST_SIZE + 1)
+    finally:
+        stream.close()
+    decoded = manifest.decode(data, desc.media_type)
+    if not isinstance(decoded, manifest.Index) or desc.media_type != OCI_INDEX:
+        raise InvalidContent(f"{ref}: the referrers tag does not hold an OCI image index")
+    return decoded
+
+
+def record(
+    resolver: DockerResolver,
+    pusher: DockerPusher,
+    repository: str,
+    subject: Digest,
+    entry: Descriptor,
+) -> str:
+    """Add ``entry`` to ``subject``'s referrers tag in ``repository`` (the
+    referrers tag schema); returns the tag."""
+    tag = tag_for(subject)
+    ref = f"{repository}:{tag}"
+    for _ in range(RECORD_ATTEMPTS):
+        current = _read_tag(resolver, ref)
+        entries = list(current.manifests) if current is not None else []
+        if any(e.digest == entry.digest for e in entries):
+            return tag
+        if len(entries) >= MAX_CHILDREN:
+            raise InvalidContent(f"{ref}: {len(entries)} referrers already; refusing to grow it")
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [e.to_json() for e in [*entries, entry]],
+        }
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        pusher.put_manifest(Descriptor(OCI_INDEX, Digest.from_bytes(data), len(data)), data, tag)
+        check = _read_tag(resolver, ref)
+        if check is not None and any(e.digest == entry.digest for e in check.manifests):
+            return tag
+    raise RegistryError(f"{ref}: the referrers tag kept changing while it was updated")

@@ -1,0 +1,68 @@
+"""The OCI 1.1 referrers API: ``GET /v2/<name>/referrers/<digest>[?artifactType=…]``.
+
+The answer is an image index whose ``manifests`` describe the manifests that
+name ``<digest>`` as their ``subject``; big lists are paginated with ``Link``
+headers like tag lists. A registry with the API never answers 404 here (an
+unknown subject has an empty list); a 404 means the registry has no such
+API — Distribution 2.8, for one (2026-11) — and the caller falls back to
+the referrers tag schema (``ocidist.referrers``). ``OCI-Filters-Applied:
+artifactType`` says the registry filtered; otherwise the caller must.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urljoin
+
+from ocidist import manifest
+from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
+from ocidist.digest import Digest
+from ocidist.errors import InvalidContent, RegistryError
+from ocidist.remotes.docker.auth import pull_scope
+from ocidist.remotes.docker.hosts import RegistryHost
+from ocidist.remotes.docker.listing import next_link
+from ocidist.remotes.docker.session import Session
+
+MAX_PAGES = 1000
+FILTERS_HEADER = "OCI-Filters-Applied"
+
+
+def fetch_referrers(
+    session: Session,
+    host: RegistryHost,
+    path: str,
+    subject: Digest,
+    artifact_type: str = "",
+) -> tuple[list[Descriptor], bool]:
+    """Every referrer the API lists (following pages), and whether the
+    registry applied the artifactType filter. NotFound: no API here."""
+    what = f"{path}@{subject}: referrers"
+    url = f"{host.base}/{path}/referrers/{subject}"
+    if artifact_type:
+        url += "?artifactType=" + quote(artifact_type, safe="")
+    out: list[Descriptor] = []
+    filtered = True
+    seen: set[str] = set()
+    for _ in range(MAX_PAGES):
+        resp = session.request(
+            host,
+            "GET",
+            url,
+            scopes=(pull_scope(path),),
+            headers={"Accept": OCI_INDEX},
+            what=what,
+        )
+        body = resp.read_capped(MAX_MANIFEST_SIZE)
+        applied = (resp.header(FILTERS_HEADER) or "").replace(" ", "").split(",")
+        filtered = filtered and "artifactType" in applied
+        decoded = manifest.decode(body, OCI_INDEX)
+        if not isinstance(decoded, manifest.Index):
+            raise InvalidContent(f"{what}: the answer is not an image index")
+        out.extend(decoded.manifests)
+        link = next_link(resp.header_all("Link"))
+        if not link:
+            return out, filtered and bool(artifact_type)
+        url = urljoin(resp.url, link)
+        if url in seen:
+            raise RegistryError(f"{what}: the registry's next-page links loop")
+        seen.add(url)
+    raise RegistryError(f"{what}: more than {MAX_PAGES} pages")
