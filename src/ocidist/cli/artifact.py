@@ -16,7 +16,15 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("artifact", parents=[common], help="push and pull OCI artifacts (files)")
+    p = sub.add_parser(
+        "artifact",
+        parents=[common],
+        help="push and pull OCI artifacts (files)",
+        examples=(
+            "dist artifact push localhost:5000/models/bert:1 model.onnx",
+            "dist artifact pull localhost:5000/models/bert:1 ./model",
+        ),
+    )
     cs = p.add_subparsers(dest="artifact_command", metavar="SUBCOMMAND", required=True)
     sp = cs.add_parser(
         "push",
@@ -29,8 +37,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "packed as tar+gzip the way oras does. Big files are uploaded in chunks and a "
             "dropped chunk resumes. REF without a tag pushes by digest only."
         ),
-        epilog="example: dist artifact push localhost:5000/models/bert:1 model.onnx:"
-        "application/vnd.onnx --artifact-type application/vnd.example.model.v1",
+        examples=(
+            "dist artifact push localhost:5000/models/bert:1 model.onnx:application/vnd.onnx "
+            "--artifact-type application/vnd.example.model.v1",
+            "dist artifact push localhost:5000/charts/app:1 chart/ -a org.example.team=infra",
+        ),
     )
     sp.add_argument("ref", metavar="REF", help="where to push, e.g. host:5000/models/bert:1")
     sp.add_argument("files", metavar="FILE[:MEDIATYPE]", nargs="*", help="files or directories")
@@ -49,7 +60,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "contain .., or would be written through a link are refused. Directories packed "
             "by oras (io.deis.oras.content.unpack) are unpacked, confined to DIR."
         ),
-        epilog="example: dist artifact pull localhost:5000/models/bert:1 ./model",
+        examples=(
+            "dist artifact pull localhost:5000/models/bert:1 ./model",
+            "dist artifact pull --media-type application/vnd.onnx localhost:5000/models/bert:1 .",
+        ),
     )
     sp.add_argument("ref", metavar="REF", help="the artifact")
     sp.add_argument("dest", metavar="DIR", help="directory to write into (created if missing)")
@@ -72,8 +86,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "repository. Registries with the OCI 1.1 referrers API index it themselves; "
             "for others the referrers tag (<alg>-<hex> of SUBJECT's digest) is updated."
         ),
-        epilog="example: dist attach localhost:5000/app:1 sbom.spdx.json "
-        "--artifact-type application/spdx+json",
+        examples=(
+            "dist attach localhost:5000/app:1 sbom.spdx.json --artifact-type application/spdx+json",
+        ),
     )
     p.add_argument("subject", metavar="SUBJECT", help="the image to attach to")
     p.add_argument("files", metavar="FILE[:MEDIATYPE]", nargs="*", help="files or directories")
@@ -89,7 +104,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "annotations. Uses the referrers API, or the referrers tag where the registry "
             "has no API."
         ),
-        epilog="example: dist referrers localhost:5000/app:1 --artifact-type application/spdx+json",
+        examples=(
+            "dist referrers localhost:5000/app:1",
+            "dist --json referrers localhost:5000/app:1 --artifact-type application/spdx+json",
+        ),
     )
     p.add_argument("ref", metavar="REF", help="the subject")
     p.add_argument("--artifact-type", metavar="TYPE", default="", help="only this artifact type")
