@@ -4,17 +4,31 @@ With credentials we POST the OAuth2 form first (``grant_type=password`` or
 ``refresh_token``) and fall back to GET with Basic credentials when the token
 server answers 400/401/404/405 — some servers only implement GET. Anonymous
 requests use GET. Error text never includes the credential or the token.
+
+A token request that carries credentials (the form, or Basic) follows
+redirects within the realm's own origin (scheme, host, port) only: anything
+else is refused in words, so neither the password nor the form ever reaches
+another host or crosses plain HTTP. An anonymous GET carries no secret and
+follows redirects like any other request.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 
-from ocidist.errors import Denied, RegistryError, Unauthorized
+from ocidist.errors import Denied, InvalidContent, RegistryError, Unauthorized
 from ocidist.remotes.docker.auth import DEFAULT_TOKEN_TTL, Credential, Token, basic_header
 from ocidist.remotes.docker.challenge import Challenge
-from ocidist.remotes.docker.transport import Deadline, TLSConfig, Transport
+from ocidist.remotes.docker.transport import (
+    MAX_REDIRECTS,
+    Deadline,
+    Response,
+    TLSConfig,
+    Transport,
+)
+from ocidist.text import quote
 
 CLIENT_ID = "ocidist"
 MAX_TOKEN_RESPONSE = 1 << 20
@@ -59,14 +73,13 @@ class HTTPTokenSource:
         else:
             form.update(grant_type="password", username=cred.username, password=cred.secret)
         self.requests += 1
-        resp = self._transport.request(
+        resp = self._with_secret(
             "POST",
             ch.realm,
-            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
-            body=_urlencode(form).encode(),
-            tls=tls,
-            deadline=self._deadline,
-            what=f"token from {ch.realm}",
+            {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+            _urlencode(form).encode(),
+            tls,
+            _what(ch),
         )
         body = resp.read_capped(MAX_TOKEN_RESPONSE)
         if resp.status in (400, 401, 404, 405) and not cred.identity_token:
@@ -86,18 +99,63 @@ class HTTPTokenSource:
         sep = "&" if "?" in ch.realm else "?"
         url = ch.realm + (sep + _urlencode(query) if query else "")
         self.requests += 1
-        resp = self._transport.request(
-            "GET",
-            url,
-            headers=headers,
-            tls=tls,
-            deadline=self._deadline,
-            what=f"token from {ch.realm}",
-        )
+        if headers:
+            resp = self._with_secret("GET", url, headers, None, tls, _what(ch))
+        else:
+            resp = self._transport.request(
+                "GET", url, headers=headers, tls=tls, deadline=self._deadline, what=_what(ch)
+            )
         return self._decode(resp.status, resp.read_capped(MAX_TOKEN_RESPONSE), ch)
 
+    def _with_secret(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        tls: TLSConfig,
+        what: str,
+    ) -> Response:
+        """A request carrying credentials, following redirects by hand within
+        ``url``'s origin only."""
+        from urllib.parse import urljoin
+
+        origin = _origin(url, what)
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = self._transport.request(
+                method,
+                url,
+                headers=headers,
+                body=body,
+                tls=tls,
+                deadline=self._deadline,
+                what=what,
+                follow_redirects=False,
+            )
+            if resp.status not in (301, 302, 303, 307, 308):
+                return resp
+            loc = resp.header("Location")
+            resp.close()
+            if not loc:
+                raise RegistryError(f"{what}: redirect without Location", status=resp.status)
+            try:
+                target = urljoin(url, loc)
+            except ValueError:
+                raise InvalidContent(f"{what}: redirect to an invalid URL") from None
+            there = _origin(target, what, strict=False)
+            if there != origin:
+                raise Unauthorized(
+                    f"{what}: token endpoint redirected to another origin "
+                    f"({quote(_show(there, loc))}); credentials go only to the realm's origin",
+                    status=resp.status,
+                )
+            if resp.status == 303:
+                method, body = "GET", None
+            url = target
+        raise RegistryError(f"{what}: too many redirects (more than {MAX_REDIRECTS})")
+
     def _decode(self, status: int, body: bytes, ch: Challenge) -> Token:
-        what = f"token from {ch.realm}"
+        what = _what(ch)
         if status == 401:
             raise Unauthorized(f"{what}: unauthorized (credentials rejected)", status=status)
         if status == 403:
@@ -127,6 +185,41 @@ class HTTPTokenSource:
 
 class _FallBack(Exception):
     """The POST form was refused in a way that says: try GET instead."""
+
+
+def _what(ch: Challenge) -> str:
+    return f"token from {quote(ch.realm)}"
+
+
+_Origin = tuple[str, str, int]
+
+
+def _origin(url: str, what: str, *, strict: bool = True) -> _Origin:
+    """(scheme, host, port) of ``url``; with ``strict`` False a URL that is
+    not http(s) yields an origin nothing equals instead of an error."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        scheme, host, port = u.scheme.lower(), (u.hostname or "").lower(), u.port
+    except ValueError:
+        if strict:
+            raise InvalidContent(f"{what}: invalid URL") from None
+        return ("", "", 0)
+    if scheme not in ("http", "https") or not host:
+        if strict:
+            raise InvalidContent(f"{what}: invalid URL")
+        return ("", "", 0)
+    return scheme, host, port if port is not None else (443 if scheme == "https" else 80)
+
+
+def _show(origin: _Origin, location: str) -> str:
+    """The origin a redirect pointed to, for the error (never its path or
+    query: signed URLs carry secrets there)."""
+    scheme, host, port = origin
+    if not scheme:
+        return location.split("?", 1)[0]
+    return f"{scheme}://{host}:{port}"
 
 
 def _urlencode(fields: dict[str, str] | list[tuple[str, str]]) -> str:
