@@ -339,10 +339,11 @@ class FaultProxy:
 
     # -- rules -----------------------------------------------------------
     def add(self, action: Action, *, method: str | None = None, path: str = "",
-            times: int | None = 1) -> Rule:  # fmt: skip
+            times: int | None = 1, skip: int = 0) -> Rule:  # fmt: skip
         """Apply ``action`` to the next ``times`` requests (None: all) whose
-        method matches and whose path (no query) matches regex ``path``."""
-        return self.rules.add(Rule(action, method, path, times))
+        method matches and whose path (no query) matches regex ``path``,
+        after letting ``skip`` of them through."""
+        return self.rules.add(Rule(action, method, path, times, skip=skip))
 
     def drop(self, path: str = "", *, after_bytes: int = 0, method: str | None = "GET",
              times: int | None = 1, reset: bool = False) -> Rule:  # fmt: skip

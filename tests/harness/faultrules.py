@@ -94,6 +94,8 @@ class Rule:
     path: str = ""
     times: int | None = 1  # None: every matching request, forever
     hits: int = 0
+    skip: int = 0  # let this many matching requests through untouched first
+    passed: int = 0
 
     def __post_init__(self) -> None:
         self._re = re.compile(self.path)
@@ -169,6 +171,9 @@ class RuleBook:
         with self._lock:
             for rule in self._rules:
                 if rule.matches(method, path):
+                    if rule.passed < rule.skip:
+                        rule.passed += 1
+                        continue
                     rule.hits += 1
                     out.append(rule.action)
                     if is_terminal(rule.action):
