@@ -24,6 +24,7 @@ from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
 from ocidist.digest import Digest, VerifyingReader
 from ocidist.errors import DigestMismatch, InvalidArgument, InvalidContent, NotFound
 from ocidist.stream import Readable
+from ocidist.text import quote
 
 if TYPE_CHECKING:
     from ocidist.content import Store
@@ -246,7 +247,7 @@ def _layout(layout: LayoutDir | LayoutTar, tag: str) -> Source:
             if tag in (e.annotations.get(REF_NAME), e.annotations.get(IMAGE_NAME))
         ]
         if not found:
-            raise NotFound(f"{layout.path}: no image tagged {tag}")
+            raise NotFound(f"{layout.path}: no image tagged {quote(tag)}")
         root = found[0]
     elif len(entries) == 1:
         root = entries[0]

@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from ocidist.errors import InvalidArgument, InvalidContent, NotFound
 from ocidist.stream import BUF
+from ocidist.text import quote
 
 # A docker save of a big image has a few hundred members; this only stops an
 # archive built to exhaust memory with headers.
@@ -242,9 +243,11 @@ class TarIndex:
         """A small member whole (manifest.json, index.json, a config)."""
         member = self.find(name)
         if member is None:
-            raise InvalidContent(f"{self.what}: no {name}")
+            raise InvalidContent(f"{self.what}: no {quote(name)}")
         if member.size > cap:
-            raise InvalidContent(f"{self.what}: {name} is {member.size} bytes (at most {cap})")
+            raise InvalidContent(
+                f"{self.what}: {quote(name)} is {member.size} bytes (at most {cap})"
+            )
         return self.open(member).read(member.size)
 
     def rewound(self) -> BinaryIO:

@@ -223,8 +223,8 @@ def run_attach(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_pull(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist.artifact import pull_artifact
-    from ocidist.cli.inspect import safe
     from ocidist.progress import human_size
+    from ocidist.text import escape as safe
 
     progress = progress_for(ctx, args)
     try:
@@ -252,9 +252,9 @@ def run_pull(args: argparse.Namespace, ctx: Context) -> int:
 def run_referrers(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist import reference
     from ocidist.cli.content import table
-    from ocidist.cli.inspect import safe
     from ocidist.progress import human_size
     from ocidist.referrers import list_referrers
+    from ocidist.text import escape as safe
 
     resolver = ctx.resolver()
     name, subject = resolver.resolve(args.ref)

@@ -73,16 +73,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def safe(text: str) -> str:
-    """Registry and image text for a terminal: control characters escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def render(doc: dict[str, Any]) -> str:
     from ocidist.cli.content import table
     from ocidist.progress import human_size
+    from ocidist.text import escape as safe
 
     lines = [
         f"Name:          {safe(doc['name'])}",

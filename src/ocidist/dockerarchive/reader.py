@@ -38,6 +38,7 @@ from ocidist.digest import Digest, VerifyingReader, new_hasher
 from ocidist.errors import DigestMismatch, DistError, InvalidContent, NotFound
 from ocidist.stream import Readable
 from ocidist.tarindex import Member, TarIndex
+from ocidist.text import quote
 from ocidist.value import Value
 
 MANIFEST_FILE = "manifest.json"
@@ -103,13 +104,13 @@ class DockerArchiveReader:
             raise NotFound(f"{self.what}: {desc.digest}: not in the archive")
         if member.size != desc.size:
             raise DigestMismatch(
-                f"{self.what}: {member.name}: size mismatch: {member.size} bytes, "
+                f"{self.what}: {quote(member.name)}: size mismatch: {member.size} bytes, "
                 f"descriptor says {desc.size}"
             )
         stream = self.tar.open(member, offset)
         if verify and offset == 0:
             return VerifyingReader(
-                stream, desc.digest, desc.size, what=f"{self.what}: {member.name}"
+                stream, desc.digest, desc.size, what=f"{self.what}: {quote(member.name)}"
             )
         return stream
 
@@ -129,12 +130,12 @@ class DockerArchiveReader:
             try:
                 return self.images[int(ref[1:])]
             except (ValueError, IndexError):
-                raise NotFound(f"{self.what}: no image {ref}") from None
+                raise NotFound(f"{self.what}: no image {quote(ref)}") from None
         want = reference.parse(ref).name
         for image in self.images:
             if want in image.repo_tags:
                 return image
-        raise NotFound(f"{self.what}: no image tagged {ref}")
+        raise NotFound(f"{self.what}: no image tagged {quote(ref)}")
 
     # -- reading --
 
@@ -200,19 +201,19 @@ class DockerArchiveReader:
         dgst = Digest.from_bytes(data)
         named = _named_digest(path)
         if named is not None and named != dgst:
-            raise DigestMismatch(f"{self.what}: {path}: digest mismatch: the file is {dgst}")
+            raise DigestMismatch(f"{self.what}: {quote(path)}: digest mismatch: the file is {dgst}")
         try:
             obj = json.loads(data)
         except (ValueError, RecursionError) as e:
-            raise InvalidContent(f"{self.what}: {path}: not valid JSON: {e}") from None
+            raise InvalidContent(f"{self.what}: {quote(path)}: not valid JSON: {e}") from None
         rootfs = obj.get("rootfs") if isinstance(obj, dict) else None
         ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
         if not isinstance(ids, list):
-            raise InvalidContent(f"{self.what}: {path}: no rootfs.diff_ids")
+            raise InvalidContent(f"{self.what}: {quote(path)}: no rootfs.diff_ids")
         try:
             diff_ids = [Digest.parse(str(d)) for d in ids]
         except DistError as e:
-            raise InvalidContent(f"{self.what}: {path}: rootfs.diff_ids: {e}") from None
+            raise InvalidContent(f"{self.what}: {quote(path)}: rootfs.diff_ids: {e}") from None
         platform = None
         if isinstance(obj.get("os"), str) and isinstance(obj.get("architecture"), str):
             platform = Platform.from_json(obj)
@@ -224,18 +225,18 @@ class DockerArchiveReader:
 
         member = self.tar.find(path)
         if member is None:
-            raise InvalidContent(f"{self.what}: layer {path} is missing")
+            raise InvalidContent(f"{self.what}: layer {quote(path)} is missing")
         head = self.tar.open(member).read(512)
         try:
             kind = detect(head)
         except CompressionError as e:
-            raise InvalidContent(f"{self.what}: layer {path}: {e}") from None
+            raise InvalidContent(f"{self.what}: layer {quote(path)}: {e}") from None
         named = _named_digest(path)
         if kind is Compression.NONE:
             # The plain tar is what diff_id names: that is its digest.
             if named is not None and named != diff_id:
                 raise DigestMismatch(
-                    f"{self.what}: layer {path}: digest mismatch: the config says {diff_id}"
+                    f"{self.what}: layer {quote(path)}: digest mismatch: the config says {diff_id}"
                 )
             dgst = diff_id
         else:
