@@ -24,9 +24,9 @@ from ocidist.content.copy import ingest, put_bytes
 from ocidist.content.local import LocalStore
 from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_index, is_manifest
 from ocidist.errors import InvalidContent, NotFound
-from ocidist.images.dispatch import dispatch
 from ocidist.images.handlers import SOURCE_LABEL
 from ocidist.images.platforms import MatchComparer, select
+from ocidist.images.walk import walk
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
 from ocidist.push import Plan, PushResult, is_foreign, push_manifests, target_tag, upload_blob
@@ -101,7 +101,7 @@ def copy_image(
         result.record(desc, status)
         return []
 
-    dispatch(copy_blob, plan.blobs.values(), concurrency=concurrency or default_concurrency())
+    walk(copy_blob, plan.blobs.values(), concurrency=concurrency or default_concurrency())
     if via_store is not None:
         for desc, data in plan.manifests:
             _keep_manifest(via_store, desc, data, source_label)

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from ocidist import reference
 from ocidist.content import Store
 from ocidist.descriptor import Descriptor
-from ocidist.images.dispatch import dispatch
 from ocidist.images.handlers import FetchHandler
 from ocidist.images.platforms import MatchComparer, default_matcher
+from ocidist.images.walk import platform_children, walk
 from ocidist.metadata import MetadataStore
 from ocidist.progress import Progress
 from ocidist.remotes.docker.resolver import DockerResolver
@@ -79,12 +79,11 @@ def fetch_image(
         handler = FetchHandler(
             store,
             resolver.fetcher(name),
-            matcher or default_matcher(),
-            limit=limit,
+            platform_children(matcher or default_matcher(), limit),
             progress=progress,
             source=(r.domain, r.path),
         )
-        dispatch(handler, [desc], concurrency=concurrency or default_concurrency())
+        walk(handler, [desc], concurrency=concurrency or default_concurrency())
     except BaseException:
         if opened is not None:
             opened.wait()  # not left running behind the caller; the fetch's error is the news

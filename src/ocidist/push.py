@@ -41,8 +41,9 @@ from ocidist.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from ocidist.images.handlers import SOURCE_LABEL, read_manifest
+from ocidist.images.handlers import SOURCE_LABEL
 from ocidist.images.platforms import MatchComparer, select
+from ocidist.images.walk import read_manifest
 from ocidist.metadata import MetadataStore
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency

@@ -34,20 +34,19 @@ from typing import Any, Protocol
 from ocidist import reference
 from ocidist.archive import ApplyOptions, apply_layer
 from ocidist.content import Store
-from ocidist.descriptor import Descriptor, Platform, is_index, is_manifest_or_index
+from ocidist.descriptor import Descriptor, Platform
 from ocidist.digest import Digest
-from ocidist.errors import DigestMismatch, DistError, InvalidArgument, InvalidContent, NotFound
-from ocidist.images.dispatch import dispatch
+from ocidist.errors import DigestMismatch, DistError, InvalidArgument, NotFound
 from ocidist.images.handlers import FetchHandler
 from ocidist.images.platforms import MatchComparer, default_matcher
 from ocidist.images.unpack import (
     CancellingProgress,
     ImageParts,
     LayerGate,
-    manifest_parts,
+    fetch_parts,
     marking,
-    read_config,
 )
+from ocidist.images.walk import platform_children, read_manifest, walk
 from ocidist.manifest import detect_media_type
 from ocidist.metadata import MetadataStore
 from ocidist.progress import NullProgress, Progress
@@ -56,8 +55,6 @@ from ocidist.remotes import Fetcher
 from ocidist.stream import Readable
 from ocidist.value import Value
 
-# Index inside index is legal; a few levels cover every real image.
-MAX_INDEX_DEPTH = 4
 # How long a failed unpack waits for its transfers to notice the cancel.
 CANCEL_GRACE_SECONDS = 2.0
 
@@ -186,12 +183,11 @@ def unpack_image(
     handler = FetchHandler(
         store,
         fetcher,
-        matcher or default_matcher(),
-        limit=1,
+        platform_children(matcher or default_matcher(), 1),
         progress=CancellingProgress(progress, gate),
         source=source,
     )
-    parts = _walk_to_layers(handler, store, name, target)
+    parts = fetch_parts(handler, store, target, name)
     result = UnpackResult(
         name=name,
         target=target,
@@ -208,7 +204,7 @@ def unpack_image(
     def fetch_layers() -> None:
         failure: BaseException | None = None
         try:
-            dispatch(
+            walk(
                 marking(handler, gate),
                 parts.layers,
                 concurrency=concurrency or default_concurrency(),
@@ -281,28 +277,6 @@ def _apply_all(
         progress.done(layer, "applied")
 
 
-def _walk_to_layers(
-    handler: FetchHandler, store: Store, name: str, target: Descriptor
-) -> ImageParts:
-    """Fetch (if missing) the index, the chosen manifest and the config."""
-    desc = target
-    for _ in range(MAX_INDEX_DEPTH):
-        if not is_index(desc.media_type):
-            break
-        children = handler(desc)  # the matching manifests, best first (limit 1)
-        if not children:
-            raise NotFound(f"{name}: no manifest for the requested platform in the index")
-        desc = children[0]
-    else:
-        raise InvalidContent(f"{name}: indexes nested deeper than {MAX_INDEX_DEPTH}")
-    if not is_manifest_or_index(desc.media_type):
-        raise InvalidContent(f"{name}: {desc.media_type or 'untyped'} is not an image manifest")
-    handler(desc)
-    config, layers = manifest_parts(store, desc)
-    handler(config)
-    return read_config(store, desc, config, layers)
-
-
 def _resolve(
     resolver: Remote | None, store: Store, metadata: MetadataStore | None, ref: str
 ) -> tuple[str, Descriptor, bool]:
@@ -322,8 +296,8 @@ def _resolve(
             return image.name, image.target, True
     if parsed is not None and parsed.digest is not None and store.exists(parsed.digest):
         # A pinned reference whose manifest we hold needs no registry either.
-        with store.reader(parsed.digest) as f:
-            data = f.read(4 * 1024 * 1024 + 1)
+        size = store.info(parsed.digest).size
+        data = read_manifest(store, Descriptor("", parsed.digest, size))
         return parsed.name, Descriptor(detect_media_type(data), parsed.digest, len(data)), True
     if invalid is not None or parsed is None:
         raise invalid or InvalidArgument(f"invalid reference {ref!r}")

@@ -9,14 +9,13 @@ fetched blob records where it came from (``containerd.io/distribution.source.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from ocidist import manifest
 from ocidist.content import Store, ingest_key_for
 from ocidist.content.copy import ingest, put_bytes
-from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_index, is_manifest
-from ocidist.errors import InvalidContent, Unavailable
-from ocidist.images.platforms import MatchComparer, select
+from ocidist.descriptor import Descriptor, is_index, is_manifest
+from ocidist.errors import Unavailable
+from ocidist.images.walk import Children, manifest_children, read_manifest
 from ocidist.progress import NullProgress, Progress
 from ocidist.remotes import Fetcher
 from ocidist.stream import Readable, read_exactly
@@ -26,21 +25,9 @@ SOURCE_LABEL = "containerd.io/distribution.source."
 # Blobs up to this size are fetched into memory and committed in one step;
 # resuming them after an interruption would save next to nothing.
 SMALL = 1 << 20
-# Bound the graph a hostile index can make us walk.
-MAX_CHILDREN = 10_000
-# Index inside index is legal and real images use a level or two; a registry
-# serving a chain of 200 distinct indexes would otherwise be walked to the end.
-MAX_INDEX_DEPTH = 8
 
 
-def read_manifest(store: Store, desc: Descriptor) -> bytes:
-    if desc.size > MAX_MANIFEST_SIZE:
-        raise InvalidContent(f"{desc.digest}: manifest of {desc.size} bytes is too large")
-    with store.reader(desc.digest) as f:
-        return f.read(MAX_MANIFEST_SIZE + 1)
-
-
-def child_labels(desc: Descriptor, children: list[Descriptor]) -> dict[str, str]:
+def child_labels(desc: Descriptor, children: Sequence[Descriptor]) -> dict[str, str]:
     if is_index(desc.media_type):
         return {f"{GC_REF}.m.{i}": str(c.digest) for i, c in enumerate(children)}
     if is_manifest(desc.media_type) and children:
@@ -51,38 +38,34 @@ def child_labels(desc: Descriptor, children: list[Descriptor]) -> dict[str, str]
 
 
 class FetchHandler:
-    """Fetch ``desc`` into ``store`` unless present; return its kept children."""
+    """A walk handler: fetch ``desc`` into ``store`` unless present; return
+    the children that ``children`` keeps (``walk.platform_children``, say),
+    which are also the ones its gc labels name."""
 
     def __init__(
         self,
         store: Store,
         fetcher: Fetcher,
-        matcher: MatchComparer,
+        children: Children = manifest_children,
         *,
-        limit: int = 0,
         progress: Progress | None = None,
         source: tuple[str, str] | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
-        self.matcher = matcher
-        self.limit = limit  # keep at most this many platform manifests per index (0: all)
+        self.children = children
         self.progress = progress or NullProgress()
         self._source: Mapping[str, str] = {SOURCE_LABEL + source[0]: source[1]} if source else {}
         self.fetched: list[Descriptor] = []
         self.skipped: list[Descriptor] = []
-        self._depth: dict[str, int] = {}  # digest -> indexes above it (roots: 0)
 
     def __call__(self, desc: Descriptor) -> list[Descriptor]:
-        depth = self._depth.get(str(desc.digest), 0) + is_index(desc.media_type)
-        if depth > MAX_INDEX_DEPTH:
-            raise InvalidContent(f"{desc.digest}: indexes nested deeper than {MAX_INDEX_DEPTH}")
         graph = is_index(desc.media_type) or is_manifest(desc.media_type)
         if self.store.exists(desc.digest):
             if not graph:
                 self._skip(desc, self._source)
                 return []
-            children = self._children(desc, read_manifest(self.store, desc), depth)
+            children = self.children(desc, read_manifest(self.store, desc))
             self._skip(desc, {**self._source, **child_labels(desc, children)})  # one update
             return children
         if not graph and desc.size > SMALL:
@@ -91,25 +74,13 @@ class FetchHandler:
         # Manifests and small blobs: into memory, then committed with every
         # label in one step (no ingest transaction, no label update after).
         data = self._download(desc)
-        children = self._children(desc, data, depth) if graph else []
+        children = self.children(desc, data) if graph else []
         labels = {**self._source, **child_labels(desc, children)}
         if put_bytes(self.store, ingest_key_for(desc), data, desc.digest, labels=labels):
             self.fetched.append(desc)
             self.progress.done(desc, "fetched")
         else:
             self._skip(desc, labels)  # committed meanwhile by another writer
-        return children
-
-    def _children(self, desc: Descriptor, data: bytes, depth: int) -> list[Descriptor]:
-        children = manifest.children(desc, data)
-        if is_index(desc.media_type):
-            children = select(children, self.matcher)
-            if self.limit:
-                children = children[: self.limit]
-        if len(children) > MAX_CHILDREN:
-            raise InvalidContent(f"{desc.digest}: {len(children)} children is too many")
-        for c in children:
-            self._depth.setdefault(str(c.digest), depth)
         return children
 
     def _skip(self, desc: Descriptor, labels: Mapping[str, str]) -> None:

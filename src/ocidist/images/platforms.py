@@ -104,12 +104,18 @@ class MatchComparer(Protocol):
 
     def less(self, a: Platform, b: Platform) -> bool: ...
 
+    def wanted(self) -> str:
+        """The platform(s) asked for, for an error message."""
+        ...
+
 
 class Matcher:
     """Matches any of ``platforms``, preferring earlier ones."""
 
-    def __init__(self, platforms: Iterable[Platform]) -> None:
+    def __init__(self, platforms: Iterable[Platform], *, asked: int = 0) -> None:
         self._wanted = tuple(_key(normalize(p)) for p in platforms)
+        # How many of ``platforms`` were asked for (the rest: what they also run).
+        self._asked = asked or len(self._wanted)
 
     def _rank(self, p: Platform) -> int:
         """Index of the first wanted platform ``p`` is; ``len`` when none."""
@@ -131,6 +137,9 @@ class Matcher:
         # is the more specific build.
         return ra < len(self._wanted) and len(a.os_features) > len(b.os_features)
 
+    def wanted(self) -> str:
+        return " or ".join("/".join(filter(None, k)) for k in self._wanted[: self._asked])
+
     def __repr__(self) -> str:
         return f"Matcher({['/'.join(filter(None, k)) for k in self._wanted]})"
 
@@ -144,6 +153,9 @@ class AllPlatforms:
     def less(self, a: Platform, b: Platform) -> bool:
         return False
 
+    def wanted(self) -> str:
+        return "any platform"
+
 
 def _key(p: Platform) -> tuple[str, str, str]:
     return (p.os, p.architecture, p.variant)
@@ -151,7 +163,7 @@ def _key(p: Platform) -> tuple[str, str, str]:
 
 def only(p: Platform) -> Matcher:
     """``p`` and, after it, the platforms a ``p`` machine also runs."""
-    return Matcher(_compatible(normalize(p)))
+    return Matcher(_compatible(normalize(p)), asked=1)
 
 
 def only_strict(p: Platform) -> Matcher:

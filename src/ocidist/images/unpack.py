@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 from ocidist import manifest
 from ocidist.content import Store
-from ocidist.descriptor import Descriptor, Platform, is_config, is_layer
+from ocidist.descriptor import Descriptor, Platform, is_config, is_index, is_layer, is_manifest
 from ocidist.digest import Digest
-from ocidist.errors import DistError, InvalidContent
-from ocidist.images.handlers import read_manifest
+from ocidist.errors import DistError, InvalidContent, NotFound
+from ocidist.images.walk import Handler, read_manifest, walk
 from ocidist.progress import NullProgress, Progress
 from ocidist.value import Value
 
@@ -55,6 +55,31 @@ class ImageParts(Value):
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "diff_ids", diff_ids)
         object.__setattr__(self, "platform", platform)
+
+
+def fetch_parts(handler: Handler, store: Store, target: Descriptor, name: str) -> ImageParts:
+    """Walk ``handler`` (a fetching one that keeps one platform) from
+    ``target`` down to the platform manifest and its config, and read them;
+    the layers are left for the caller to fetch."""
+    found: list[Descriptor] = []
+
+    def to_config(desc: Descriptor) -> list[Descriptor]:
+        if found:
+            handler(desc)  # the config
+            return []
+        if not is_index(desc.media_type) and not is_manifest(desc.media_type):
+            what = desc.media_type or "untyped"
+            raise InvalidContent(f"{name}: {what} is not an image manifest")
+        kids = list(handler(desc))
+        if is_manifest(desc.media_type):
+            found.append(desc)
+        return kids[:1]  # the best platform's manifest; a manifest's config
+
+    walk(to_config, [target])
+    if not found:
+        raise NotFound(f"{name}: the index lists no manifests")
+    config, layers = manifest_parts(store, found[0])
+    return read_config(store, found[0], config, layers)
 
 
 def manifest_parts(store: Store, desc: Descriptor) -> tuple[Descriptor, tuple[Descriptor, ...]]:

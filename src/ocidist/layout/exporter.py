@@ -22,8 +22,8 @@ from ocidist.errors import (
     InvalidContent,
     NotFound,
 )
-from ocidist.images.handlers import MAX_INDEX_DEPTH
 from ocidist.images.platforms import MatchComparer, select
+from ocidist.images.walk import MAX_INDEX_DEPTH
 from ocidist.layout.common import (
     BUFSIZE,
     IMAGE_NAME,

@@ -22,7 +22,8 @@ from ocidist.errors import (
     InvalidContent,
     NotFound,
 )
-from ocidist.images.handlers import MAX_INDEX_DEPTH, child_labels
+from ocidist.images.handlers import child_labels
+from ocidist.images.walk import MAX_INDEX_DEPTH
 from ocidist.layout.common import (
     BUFSIZE,
     IMAGE_NAME,

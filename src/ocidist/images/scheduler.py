@@ -1,0 +1,125 @@
+"""The one bounded pool every graph operation runs on.
+
+Jobs have a key (each key runs once: adding it again is a no-op, which is
+how a walk visits a digest named by several manifests only once), the keys
+of jobs that must finish first, and a priority (among the jobs ready to run,
+the lowest goes first). A running job may add more jobs: a walk discovers
+the graph as it goes, a push knows it up front.
+
+The caller's thread is one of the workers; more threads start only while
+there is ready work and no idle worker, up to ``concurrency`` in all (a
+small image never pays for a pool). The first failure stops everything:
+nothing new starts, running jobs finish, and the failure is raised in the
+caller's thread.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Callable, Collection
+
+Priority = tuple[int, int]
+
+
+class Scheduler:
+    def __init__(self, concurrency: int = 1, *, name: str = "walk") -> None:
+        self._limit = max(1, concurrency)
+        self._name = name
+        self._cond = threading.Condition()
+        self._jobs: dict[str, tuple[Callable[[], None], Priority]] = {}
+        self._waiting: dict[str, int] = {}  # key -> unfinished jobs it waits for
+        self._dependents: dict[str, list[str]] = {}
+        self._done: set[str] = set()
+        self._ready: list[tuple[Priority, int, str]] = []
+        self._seq = itertools.count()
+        self._running = 0
+        self._idle = 0
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self._failure: BaseException | None = None
+
+    def add(
+        self,
+        key: str,
+        run: Callable[[], None],
+        deps: Collection[str] = (),
+        priority: Priority = (0, 0),
+    ) -> bool:
+        """Schedule ``run`` after the jobs ``deps`` names (keys never added
+        count as done); False when ``key`` was added before."""
+        with self._cond:
+            if key in self._jobs:
+                return False
+            self._jobs[key] = (run, priority)
+            pending = {d for d in deps if d in self._jobs and d not in self._done and d != key}
+            self._waiting[key] = len(pending)
+            for d in pending:
+                self._dependents.setdefault(d, []).append(key)
+            if not pending:
+                self._make_ready(key)
+            return True
+
+    def run(self) -> None:
+        """Run every job (and every job they add); raise the first failure."""
+        with self._cond:
+            self._started = True
+            self._grow()
+        self._work()
+        for t in list(self._threads):
+            t.join()
+        if self._failure is not None:
+            raise self._failure
+
+    # -- inside, under the lock unless said otherwise --
+
+    def _make_ready(self, key: str) -> None:
+        heapq.heappush(self._ready, (self._jobs[key][1], next(self._seq), key))
+        self._cond.notify()
+        if self._started:
+            self._grow()
+
+    def _grow(self) -> None:
+        # The caller's thread is a worker too: threads besides it, at most limit - 1.
+        wanted = len(self._ready) - self._idle - (0 if self._threads or self._running else 1)
+        while wanted > 0 and len(self._threads) < self._limit - 1:
+            t = threading.Thread(
+                target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
+            )
+            self._threads.append(t)
+            t.start()
+            wanted -= 1
+
+    def _work(self) -> None:  # not under the lock
+        while True:
+            with self._cond:
+                while not self._ready and self._failure is None and self._running:
+                    self._idle += 1
+                    self._cond.wait()
+                    self._idle -= 1
+                if self._failure is not None or not self._ready:
+                    if self._failure is None and len(self._done) < len(self._jobs):
+                        self._failure = RuntimeError(f"{self._name}: jobs wait on each other")
+                    self._cond.notify_all()
+                    return
+                _, _, key = heapq.heappop(self._ready)
+                self._running += 1
+            try:
+                self._jobs[key][0]()
+            except BaseException as e:  # re-raised in the caller's thread
+                with self._cond:
+                    if self._failure is None:
+                        self._failure = e
+                    self._running -= 1
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._running -= 1
+                self._done.add(key)
+                for d in self._dependents.pop(key, ()):
+                    self._waiting[d] -= 1
+                    if not self._waiting[d]:
+                        self._make_ready(d)
+                if not self._running:
+                    self._cond.notify_all()  # the idle may be done
