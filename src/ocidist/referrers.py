@@ -24,7 +24,7 @@ from ocidist import manifest, reference
 from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
 from ocidist.digest import Digest
 from ocidist.errors import InvalidContent, NotFound, RegistryError
-from ocidist.images.handlers import MAX_CHILDREN
+from ocidist.images.walk import MAX_CHILDREN
 
 if TYPE_CHECKING:
     from ocidist.remotes.docker.pusher import DockerPusher

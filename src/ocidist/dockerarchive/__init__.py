@@ -93,9 +93,8 @@ def import_docker(
     """Read the docker-archive indexed by ``tar`` into the store and name its
     images: by their RepoTags, or ``name`` (a repository, tagged with each
     RepoTag's tag, or one full reference for a one-image archive)."""
-    from ocidist.images.dispatch import dispatch
     from ocidist.images.handlers import FetchHandler
-    from ocidist.images.platforms import AllPlatforms
+    from ocidist.images.walk import walk
     from ocidist.pull import default_concurrency
 
     reader = DockerArchiveReader(tar)
@@ -104,10 +103,8 @@ def import_docker(
         raise InvalidArgument(f"--name {name} has a tag but the archive holds {len(reader.images)}")
     # Names before anything is written: a bad one leaves no trace.
     named = [(image, _names(image, base, tar.what)) for image in reader.images]
-    handler = FetchHandler(store, reader, AllPlatforms())
-    dispatch(
-        handler, [i.desc for i in reader.images], concurrency=concurrency or default_concurrency()
-    )
+    handler = FetchHandler(store, reader)
+    walk(handler, [i.desc for i in reader.images], concurrency=concurrency or default_concurrency())
     return [metadata.put_image(n, image.desc) for image, names in named for n in names]
 
 

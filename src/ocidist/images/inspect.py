@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from ocidist import manifest
 from ocidist.descriptor import Descriptor, Platform, is_config, is_index
 from ocidist.errors import InvalidContent, NotFound
-from ocidist.images.handlers import MAX_CHILDREN, MAX_INDEX_DEPTH
 from ocidist.images.platforms import MatchComparer, default_matcher, select
 from ocidist.images.unpack import MAX_CONFIG_SIZE
+from ocidist.images.walk import MAX_CHILDREN, MAX_INDEX_DEPTH
 
 if TYPE_CHECKING:
     from ocidist.sources import Source
