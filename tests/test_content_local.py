@@ -178,15 +178,19 @@ def test_blobs_are_read_only(tmp_path: Path) -> None:
     assert mode == 0o444
 
 
-def test_wrong_digest_leaves_no_file(tmp_path: Path) -> None:
+def test_wrong_digest_publishes_nothing_and_keeps_the_ingest(tmp_path: Path) -> None:
     store = LocalStore(str(tmp_path))
     w = store.writer("bad")
     w.write(b"abc")
     with pytest.raises(DigestMismatch, match="digest mismatch"):
         w.commit(3, Digest.from_bytes(b"abd"))
+    w.close()
     assert not (tmp_path / "blobs" / "sha256").exists() or not any(
         (tmp_path / "blobs" / "sha256").iterdir()
     )
+    # containerd's rule: the bytes stay under the key (resumable, abortable).
+    assert store.status("bad").offset == 3
+    store.abort("bad")
     assert [p for p in (tmp_path / "ingest").iterdir()] == []
 
 

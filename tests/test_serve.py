@@ -286,7 +286,7 @@ def test_ctr_commands_that_need_other_services_fail_cleanly(
     pulled = served.ctr("images", "pull", "--plain-http", ref)
     assert pulled.returncode != 0 and b"not implemented" in pulled.stderr
     assert img.digest in ok(served.local("images", "ls"))
-    for args in (("namespaces", "ls"), ("containers", "ls"), ("snapshots", "ls")):
+    for args in (("containers", "ls"), ("snapshots", "ls")):
         proc = served.ctr(*args)
         assert proc.returncode != 0 and b"not implemented" in proc.stderr, args
     version = served.ctr("version")
@@ -305,3 +305,20 @@ def test_ctr_leases_create_ls_rm(served: Served) -> None:
     assert dup.returncode != 0 and b"already exists" in dup.stderr
     ok(served.ctr("leases", "rm", "my-lease"))
     assert ok(served.ctr("leases", "ls", "-q")).split() == []
+
+
+@needs_ctr
+def test_ctr_leases_belong_to_a_namespace(served: Served) -> None:
+    ok(served.ctr("-n", "team-a", "leases", "create", "--id", "shared-id"))
+    assert ok(served.ctr("-n", "team-a", "leases", "ls", "-q")).split() == ["shared-id"]
+    assert ok(served.ctr("leases", "ls", "-q")).split() == []  # the default namespace
+    ok(served.ctr("-n", "team-b", "leases", "create", "--id", "shared-id"))
+    names = [line.split()[0] for line in ok(served.ctr("namespaces", "ls")).splitlines()[1:]]
+    assert names == ["default", "team-a", "team-b"]
+    assert ok(served.ctr("namespaces", "ls", "-q")).split() == names
+    gone = served.ctr("-n", "team-c", "leases", "rm", "shared-id")
+    assert gone.returncode != 0 and b"not found" in gone.stderr
+    ok(served.ctr("-n", "team-a", "leases", "rm", "shared-id"))
+    assert ok(served.ctr("-n", "team-b", "leases", "ls", "-q")).split() == ["shared-id"]
+    made = served.ctr("namespaces", "create", "team-d")
+    assert made.returncode != 0 and b"not implemented" in made.stderr

@@ -335,7 +335,8 @@ def test_leases_protect_content_from_prune(served: Served, daemon: Daemon) -> No
     held = b"held by a lease"
     by_header = b"written under a lease header"
     loose = b"nobody holds this"
-    for i, data in enumerate((held, by_header, loose)):
+    other_ns = b"held by a lease of another namespace"
+    for i, data in enumerate((held, by_header, loose, other_ns)):
         ok(served.dist("content", "ingest", f"lease-{i}", input=data))
     svc = leases_service.SERVICE
     daemon.unary(svc, "Create", lpb.CreateRequest(id="keep"), lpb.CreateResponse)
@@ -361,7 +362,14 @@ def test_leases_protect_content_from_prune(served: Served, daemon: Daemon) -> No
                 action=cpb.COMMIT, offset=0, data=payload, expected=sha256(payload)
             ),
         ]
-        answers = list(write(iter(reqs), metadata=(("containerd-lease", "fetching"),)))
+        lease_md = (("containerd-lease", "fetching"),)
+        # The lease is looked up in the call's namespace: none, none found.
+        with pytest.raises(grpc.RpcError) as refused:
+            list(write(iter(reqs), metadata=lease_md))
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+        assert "namespace is required" in (refused.value.details() or "")  # type: ignore[attr-defined]
+        ns_md = (("containerd-namespace", "default"), *lease_md)
+        answers = list(write(iter(reqs), metadata=ns_md))
     assert answers[-1].digest == sha256(payload)
     res = daemon.unary(
         svc, "ListResources", lpb.ListResourcesRequest(id="fetching"), lpb.ListResourcesResponse
@@ -381,6 +389,19 @@ def test_leases_protect_content_from_prune(served: Served, daemon: Daemon) -> No
         Empty,
     )
 
+    # A lease of another namespace protects too (gc asks every namespace).
+    other = (("containerd-namespace", "elsewhere"),)
+    daemon.unary(svc, "Create", lpb.CreateRequest(id="keep"), lpb.CreateResponse, other)
+    daemon.unary(
+        svc,
+        "AddResource",
+        lpb.AddResourceRequest(
+            id="keep", resource=lpb.Resource(id=sha256(other_ns), type="content")
+        ),
+        Empty,
+        other,
+    )
+
     def doomed(*via: str) -> set[str]:
         proc = run_dist(*via, "content", "prune", "--json")
         return {b["digest"] for b in json.loads(ok(proc))["blobs"]}
@@ -390,13 +411,15 @@ def test_leases_protect_content_from_prune(served: Served, daemon: Daemon) -> No
     assert doomed("--address", served.sock) == want  # leases asked of the daemon
     ok(served.local("content", "prune", "--force"))
     left = {e["digest"] for e in json.loads(ok(served.local("content", "ls", "--json")))}
-    assert left == {sha256(held), sha256(payload)}
+    assert left == {sha256(held), sha256(payload), sha256(other_ns)}
     if CTR is not None:
         ok(served.ctr("leases", "rm", "keep", "fetching"))
     else:
         for lease in ("keep", "fetching"):
             daemon.unary(svc, "Delete", lpb.DeleteRequest(id=lease), Empty)
     assert doomed("--root", str(served.root)) == {sha256(held), sha256(payload)}
+    daemon.unary(svc, "Delete", lpb.DeleteRequest(id="keep"), Empty, other)
+    assert doomed("--address", served.sock) == {sha256(held), sha256(payload), sha256(other_ns)}
 
 
 # -- daemon-side operations ----------------------------------------------------------

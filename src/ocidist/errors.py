@@ -9,6 +9,8 @@ at one boundary per backend, so callers and the CLI see only ``DistError``::
     ├── NotFound
     ├── AlreadyExists
     ├── FailedPrecondition         e.g. ingest locked by another writer
+    ├── PermissionDenied           refused by policy (e.g. a daemon's unpack roots)
+    ├── Unimplemented              an operation this implementation does not offer
     ├── DigestMismatch             bytes do not match digest or size
     ├── InvalidContent             malformed manifest, oversized object, bad media type
     ├── ArchiveError               a layer tar could not be applied
@@ -56,6 +58,14 @@ class AlreadyExists(DistError):
 
 class FailedPrecondition(DistError):
     """The operation cannot proceed in the current state (e.g. a locked ingest)."""
+
+
+class PermissionDenied(DistError):
+    """Not allowed by the policy in force (not a filesystem permission error)."""
+
+
+class Unimplemented(DistError):
+    """The operation (or this kind of object) is not offered here."""
 
 
 class DigestMismatch(DistError):

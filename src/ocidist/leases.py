@@ -3,15 +3,20 @@
 A client fetching through `dist serve` (``ctr content fetch``) commits blobs
 before it names the image; the lease it holds meanwhile keeps `dist content
 prune` from taking them. Content a live lease names is a GC root (see
-gc.reachable). A lease labelled ``containerd.io/gc.expire=<RFC 3339 time>``
-stops protecting at that time and is dropped at the next create or list, as
-containerd does.
+gc.reachable), whichever namespace the lease is in. A lease labelled
+``containerd.io/gc.expire=<RFC 3339 time>`` stops protecting at that time and
+is dropped at the next create or list, as containerd's collector would.
+
+As in containerd, a lease belongs to a namespace: its id is unique within
+it, and a lease of one namespace is invisible from another. (Images and
+content are shared by all namespaces here.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -19,24 +24,43 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ocidist.digest import Digest
-from ocidist.errors import AlreadyExists, DistError, InvalidArgument, NotFound
+from ocidist.errors import (
+    AlreadyExists,
+    DistError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unimplemented,
+)
 from ocidist.metadata import MetadataStore
 from ocidist.sqlitedb import SQLiteFile
 
 EXPIRE_LABEL = "containerd.io/gc.expire"
-CONTENT = "content"  # the resource type of a blob, as containerd names it
+# containerd's resource types: a blob, an ingest, and snapshots/<snapshotter>.
+CONTENT = "content"
+INGESTS = "ingests"
+SNAPSHOTS = "snapshots"
+DEFAULT_NAMESPACE = "default"
+
+# containerd's identifiers.Validate: what a namespace name may be.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+MAX_IDENTIFIER = 76
 
 _SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS leases (
-        id          TEXT PRIMARY KEY,
+    """CREATE TABLE IF NOT EXISTS ns_leases (
+        namespace   TEXT NOT NULL,
+        id          TEXT NOT NULL,
         created_at  REAL NOT NULL,
-        labels_json TEXT NOT NULL DEFAULT '{}'
+        labels_json TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (namespace, id)
     )""",
-    """CREATE TABLE IF NOT EXISTS lease_resources (
-        lease TEXT NOT NULL REFERENCES leases(id) ON DELETE CASCADE,
-        type  TEXT NOT NULL,
-        id    TEXT NOT NULL,
-        PRIMARY KEY (lease, type, id)
+    """CREATE TABLE IF NOT EXISTS ns_lease_resources (
+        namespace TEXT NOT NULL,
+        lease     TEXT NOT NULL,
+        type      TEXT NOT NULL,
+        id        TEXT NOT NULL,
+        PRIMARY KEY (namespace, lease, type, id),
+        FOREIGN KEY (namespace, lease) REFERENCES ns_leases(namespace, id) ON DELETE CASCADE
     )""",
 )
 
@@ -63,87 +87,183 @@ class Resource:
     type: str
 
 
+def check_namespace(namespace: str) -> str:
+    """containerd's NamespaceRequired: FailedPrecondition without one,
+    InvalidArgument for a name that is not an identifier."""
+    if not namespace:
+        raise FailedPrecondition("namespace is required")
+    if len(namespace) > MAX_IDENTIFIER or not _IDENTIFIER.match(namespace):
+        raise InvalidArgument(f"namespace validation: identifier {namespace!r} is not valid")
+    return namespace
+
+
+def check_resource(resource: Resource) -> Resource:
+    """containerd's rules for a lease resource (metadata.parseLeaseResource):
+    ``content`` (a digest, normalised), ``ingests`` (a ref), or
+    ``snapshots/<snapshotter>``; any other type is not implemented."""
+    kind, _, rest = resource.type.partition("/")
+    if kind in (CONTENT, INGESTS):
+        if rest or "/" in resource.type:
+            raise InvalidArgument(f"invalid resource type {resource.type}")
+        if not resource.id:
+            raise InvalidArgument(f"{kind} resource needs an id")
+        if kind == CONTENT:
+            try:
+                dgst = Digest.parse(resource.id)
+            except DistError as e:
+                raise InvalidArgument(f"invalid content resource id {resource.id}: {e}") from None
+            return Resource(str(dgst), CONTENT)
+        return resource
+    if kind == SNAPSHOTS:
+        if not rest or "/" in rest:
+            raise InvalidArgument(f"invalid snapshot resource type {resource.type}")
+        if not resource.id:
+            raise InvalidArgument("snapshot resource needs an id")
+        return resource
+    raise Unimplemented(f"resource type {resource.type} not supported yet")
+
+
 class LeaseStore(SQLiteFile):
     """Leases in the SQLite file of a MetadataStore (its own tables and connection)."""
 
     def __init__(self, path: str) -> None:
         super().__init__(path, "leases", _SCHEMA, pragmas=("foreign_keys = ON",))
+        self._migrate()
 
-    def create(self, lease_id: str = "", labels: Mapping[str, str] | None = None) -> Lease:
-        self._drop_expired()
+    def _migrate(self) -> None:
+        """Leases of a version without namespaces (table ``leases``) move to
+        the default namespace, where our own client and ctr's default put
+        them."""
+        with self._errors("leases"), self._lock:
+            old = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'"
+            ).fetchone()
+        if not old:
+            return
+        with self._errors("leases"), self._tx() as db:
+            if not db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'"
+            ).fetchone():
+                return  # another process migrated first
+            db.execute(
+                "INSERT OR IGNORE INTO ns_leases SELECT ?, id, created_at, labels_json FROM leases",
+                (DEFAULT_NAMESPACE,),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO ns_lease_resources "
+                "SELECT ?, lease, type, id FROM lease_resources",
+                (DEFAULT_NAMESPACE,),
+            )
+            db.execute("DROP TABLE lease_resources")
+            db.execute("DROP TABLE leases")
+
+    def create(
+        self, namespace: str, lease_id: str = "", labels: Mapping[str, str] | None = None
+    ) -> Lease:
+        check_namespace(namespace)
+        self._drop_expired(namespace)
         lease = Lease(lease_id or f"dist-{uuid.uuid4().hex}", time.time(), dict(labels or {}))
         with self._errors(f"lease {lease.id}"), self._tx() as db:
-            if db.execute("SELECT 1 FROM leases WHERE id = ?", (lease.id,)).fetchone():
-                raise AlreadyExists(f"lease {lease.id} already exists")
+            if self._exists(namespace, lease.id):
+                raise AlreadyExists(f"lease {lease.id!r}: already exists")
             db.execute(
-                "INSERT INTO leases VALUES (?, ?, ?)",
-                (lease.id, lease.created_at, json.dumps(dict(lease.labels), sort_keys=True)),
+                "INSERT INTO ns_leases VALUES (?, ?, ?, ?)",
+                (
+                    namespace,
+                    lease.id,
+                    lease.created_at,
+                    json.dumps(dict(lease.labels), sort_keys=True),
+                ),
             )
         return lease
 
-    def delete(self, lease_id: str) -> None:
+    def _exists(self, namespace: str, lease_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM ns_leases WHERE namespace = ? AND id = ?", (namespace, lease_id)
+        ).fetchone()
+        return row is not None
+
+    def _require(self, namespace: str, lease_id: str) -> None:
+        if not self._exists(namespace, lease_id):
+            raise NotFound(f"lease {lease_id!r}: not found")
+
+    def delete(self, namespace: str, lease_id: str) -> None:
+        check_namespace(namespace)
         with self._errors(f"lease {lease_id}"), self._tx() as db:
-            if db.execute("DELETE FROM leases WHERE id = ?", (lease_id,)).rowcount == 0:
-                raise NotFound(f"lease {lease_id}: not found")
+            deleted = db.execute(
+                "DELETE FROM ns_leases WHERE namespace = ? AND id = ?", (namespace, lease_id)
+            ).rowcount
+            if deleted == 0:
+                raise NotFound(f"lease {lease_id!r}: not found")
 
-    def list_leases(self) -> list[Lease]:
-        self._drop_expired()
-        return self._all()
+    def list_leases(self, namespace: str) -> list[Lease]:
+        check_namespace(namespace)
+        self._drop_expired(namespace)
+        return [lease for ns, lease in self._all() if ns == namespace]
 
-    def _all(self) -> list[Lease]:
+    def namespaces(self) -> list[str]:
+        """The namespaces that hold leases."""
         with self._errors("leases"), self._lock:
-            rows = self._db.execute("SELECT * FROM leases ORDER BY id").fetchall()
-        return [Lease(r[0], float(r[1]), json.loads(r[2] or "{}")) for r in rows]
+            rows = self._db.execute("SELECT DISTINCT namespace FROM ns_leases").fetchall()
+        return sorted(str(r[0]) for r in rows)
 
-    def _drop_expired(self) -> None:
+    def _all(self) -> list[tuple[str, Lease]]:
+        with self._errors("leases"), self._lock:
+            rows = self._db.execute("SELECT * FROM ns_leases ORDER BY namespace, id").fetchall()
+        return [(r[0], Lease(r[1], float(r[2]), json.loads(r[3] or "{}"))) for r in rows]
+
+    def _drop_expired(self, namespace: str) -> None:
         now = time.time()
-        for lease in self._all():
-            if lease.expired(now):
+        for ns, lease in self._all():
+            if ns == namespace and lease.expired(now):
                 # NotFound: another process dropped it first.
                 with contextlib.suppress(NotFound):
-                    self.delete(lease.id)
+                    self.delete(ns, lease.id)
 
-    def add_resource(self, lease_id: str, resource: Resource) -> None:
-        if not resource.id or not resource.type:
-            raise InvalidArgument("lease resource needs an id and a type")
+    def add_resource(self, namespace: str, lease_id: str, resource: Resource) -> None:
+        check_namespace(namespace)
         with self._errors(f"lease {lease_id}"), self._tx() as db:
-            if not db.execute("SELECT 1 FROM leases WHERE id = ?", (lease_id,)).fetchone():
-                raise NotFound(f"lease {lease_id}: not found")
+            self._require(namespace, lease_id)
+            resource = check_resource(resource)
             db.execute(
-                "INSERT OR IGNORE INTO lease_resources VALUES (?, ?, ?)",
-                (lease_id, resource.type, resource.id),
+                "INSERT OR IGNORE INTO ns_lease_resources VALUES (?, ?, ?, ?)",
+                (namespace, lease_id, resource.type, resource.id),
             )
 
-    def delete_resource(self, lease_id: str, resource: Resource) -> None:
+    def delete_resource(self, namespace: str, lease_id: str, resource: Resource) -> None:
+        check_namespace(namespace)
         with self._errors(f"lease {lease_id}"), self._tx() as db:
-            if not db.execute("SELECT 1 FROM leases WHERE id = ?", (lease_id,)).fetchone():
-                raise NotFound(f"lease {lease_id}: not found")
+            self._require(namespace, lease_id)
+            resource = check_resource(resource)
             db.execute(
-                "DELETE FROM lease_resources WHERE lease = ? AND type = ? AND id = ?",
-                (lease_id, resource.type, resource.id),
+                "DELETE FROM ns_lease_resources "
+                "WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
+                (namespace, lease_id, resource.type, resource.id),
             )
 
-    def resources(self, lease_id: str) -> list[Resource]:
+    def resources(self, namespace: str, lease_id: str) -> list[Resource]:
+        """In containerd's order: content, then ingests, then snapshots."""
+        check_namespace(namespace)
         with self._errors(f"lease {lease_id}"), self._lock:
-            if not self._db.execute("SELECT 1 FROM leases WHERE id = ?", (lease_id,)).fetchone():
-                raise NotFound(f"lease {lease_id}: not found")
+            self._require(namespace, lease_id)
             rows = self._db.execute(
-                "SELECT id, type FROM lease_resources WHERE lease = ? ORDER BY type, id",
-                (lease_id,),
+                "SELECT id, type FROM ns_lease_resources WHERE namespace = ? AND lease = ? "
+                "ORDER BY type, id",
+                (namespace, lease_id),
             ).fetchall()
         return [Resource(r[0], r[1]) for r in rows]
 
     def protected(self) -> set[Digest]:
-        """Digests of the content that leases alive now hold."""
+        """Digests of the content that leases alive now hold, in any namespace."""
         now = time.time()
-        live = {lease.id for lease in self._all() if not lease.expired(now)}
+        live = {(ns, lease.id) for ns, lease in self._all() if not lease.expired(now)}
         with self._errors("leases"), self._lock:
             rows = self._db.execute(
-                "SELECT lease, id FROM lease_resources WHERE type = ?", (CONTENT,)
+                "SELECT namespace, lease, id FROM ns_lease_resources WHERE type = ?", (CONTENT,)
             ).fetchall()
         out = set()
-        for lease_id, text in rows:
-            if lease_id in live:
+        for namespace, lease_id, text in rows:
+            if (namespace, lease_id) in live:
                 try:
                     out.add(Digest.parse(text))
                 except DistError:

@@ -31,6 +31,7 @@ from ocidist.api import (
 from ocidist.api.gen import content_pb2 as cpb
 from ocidist.api.gen import images_pb2 as ipb
 from ocidist.api.gen import leases_pb2 as lpb
+from ocidist.api.gen import namespaces_pb2 as npb
 from ocidist.api.gen import ocidist_pb2 as opb
 from ocidist.api.remote_io import RemoteReader, RemoteWriter
 from ocidist.content import Info, Status, WalkFilter
@@ -80,14 +81,22 @@ class Daemon:
 
     # -- calls -----------------------------------------------------------------
 
-    def unary(self, service: str, method: str, req: Message, resp: type[M]) -> M:
+    def unary(
+        self,
+        service: str,
+        method: str,
+        req: Message,
+        resp: type[M],
+        metadata: tuple[tuple[str, str], ...] | None = None,
+    ) -> M:
+        """One call; ``metadata`` replaces the default (namespace) header."""
         call = self._channel.unary_unary(
             rpc.path(service, method),
             request_serializer=_serialize,
             response_deserializer=resp.FromString,
         )
         try:
-            out: M = call(req, metadata=self._metadata)
+            out: M = call(req, metadata=self._metadata if metadata is None else metadata)
             return out
         except grpc.RpcError as e:
             raise convert.error_from(e, self.what) from None
@@ -306,24 +315,35 @@ class RemoteMetadata(MetadataStore):
         pass  # the Daemon owns the channel
 
     def leased_digests(self) -> set[Digest]:
-        """Content the daemon's live leases hold (gc's lease hook)."""
+        """Content the daemon's live leases hold, in every namespace (gc's
+        lease hook): leases belong to a namespace, as in containerd."""
         svc = leases_service.SERVICE
         now = time.time()
         out: set[Digest] = set()
-        for msg in self.daemon.unary(svc, "List", lpb.ListRequest(), lpb.ListResponse).leases:
-            lease = Lease(msg.id, convert.seconds(msg.created_at), dict(msg.labels))
-            if lease.expired(now):
-                continue
-            try:
-                resources = self.daemon.unary(
-                    svc,
-                    "ListResources",
-                    lpb.ListResourcesRequest(id=msg.id),
-                    lpb.ListResourcesResponse,
-                ).resources
-            except NotFound:
-                continue  # deleted meanwhile
-            out.update(_digests(r.id for r in resources if r.type == CONTENT))
+        listed = self.daemon.unary(
+            leases_service.NAMESPACES_SERVICE,
+            "List",
+            npb.ListNamespacesRequest(),
+            npb.ListNamespacesResponse,
+        )
+        for ns in listed.namespaces:
+            md = ((rpc.NAMESPACE_KEY, ns.name),)
+            leases = self.daemon.unary(svc, "List", lpb.ListRequest(), lpb.ListResponse, md)
+            for msg in leases.leases:
+                lease = Lease(msg.id, convert.seconds(msg.created_at), dict(msg.labels))
+                if lease.expired(now):
+                    continue
+                try:
+                    resources = self.daemon.unary(
+                        svc,
+                        "ListResources",
+                        lpb.ListResourcesRequest(id=msg.id),
+                        lpb.ListResourcesResponse,
+                        md,
+                    ).resources
+                except NotFound:
+                    continue  # deleted meanwhile
+                out.update(_digests(r.id for r in resources if r.type == CONTENT))
         return out
 
 

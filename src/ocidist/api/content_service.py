@@ -10,13 +10,14 @@ closed or vanished) only closes the writer, so the bytes stay for a resume.
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections.abc import Iterator
 
 import grpc
 from google.protobuf.empty_pb2 import Empty
 
-from ocidist.api import convert, rpc
+from ocidist.api import convert, leases_service, rpc
 from ocidist.api.filters import Fields, compile_filters
 from ocidist.api.gen import content_pb2 as pb
 from ocidist.content import Info, Status
@@ -34,6 +35,10 @@ from ocidist.leases import CONTENT, LeaseStore, Resource
 
 SERVICE = "containerd.services.content.v1.Content"
 CHUNK = 1 << 20  # containerd's read chunk too
+# A locked ref is tried this many times, the pauses doubling from the first
+# (at most ~0.5 s in all, as containerd's local store).
+LOCK_ATTEMPTS = 10
+LOCK_FIRST_PAUSE = 0.001
 LIST_BATCH = 100
 
 
@@ -176,7 +181,11 @@ class ContentService:
         if not first.ref:
             raise InvalidArgument("write: the first message must carry a ref")
         lease = rpc.metadata_value(context, rpc.LEASE_KEY)
-        session = _WriteSession(self, first.ref, lease)
+        if lease:
+            # Refused before any byte is taken, as containerd does: a lease
+            # is looked up in the call's namespace.
+            leases_service.namespace(context)
+        session = _WriteSession(self, context, first.ref, lease)
         session.open(first)
         try:
             req: pb.WriteContentRequest | None = first
@@ -191,16 +200,44 @@ class ContentService:
             # for the next writer with the same ref.
             session.close()
 
-    def lease_content(self, lease: str, dgst: Digest) -> None:
+    def lease_content(self, context: grpc.ServicerContext, lease: str, dgst: Digest) -> None:
+        """Add committed content to the call's lease (in its namespace)."""
         if lease:
-            self.leases.add_resource(lease, Resource(str(dgst), CONTENT))
+            ns = rpc.metadata_value(context, rpc.NAMESPACE_KEY)
+            self.leases.add_resource(ns, lease, Resource(str(dgst), CONTENT))
+
+
+def _open_writer(store: LocalStore, ref: str, total: int, expected: Digest | None) -> LocalWriter:
+    """The writer for ``ref``, trying again for a while when it is locked.
+
+    A client that closes a Write stream and opens the next one for the same
+    ref at once (containerd's clients do: their Close only half-closes) may
+    arrive before the first stream's handler let go. containerd's store
+    tries ten times with growing random pauses (about half a second in all)
+    before it answers UNAVAILABLE; so do we. Never blocking on the lock
+    itself: a worker thread must not wait for as long as another stream
+    holds a ref.
+    """
+    pause = LOCK_FIRST_PAUSE
+    for attempt in range(LOCK_ATTEMPTS):
+        try:
+            return store.writer(ref, total=total, expected=expected, wait=False)
+        except FailedPrecondition:
+            if attempt == LOCK_ATTEMPTS - 1:
+                break
+        time.sleep(pause * (0.5 + random.random() / 2))
+        pause *= 2
+    raise Unavailable(f"ingest {ref}: locked by another writer")
 
 
 class _WriteSession:
     """One Write stream: the writer it holds and the expectations so far."""
 
-    def __init__(self, service: ContentService, ref: str, lease: str) -> None:
+    def __init__(
+        self, service: ContentService, context: grpc.ServicerContext, ref: str, lease: str
+    ) -> None:
         self.service = service
+        self.context = context
         self.ref = ref
         self.lease = lease
         self.total = -1
@@ -211,24 +248,17 @@ class _WriteSession:
         self._expect(first)
         store = self.service.store
         try:
-            # Not waiting: a gRPC worker thread must not block on another
-            # stream's lock. containerd's clients retry on UNAVAILABLE, which
-            # is what its own store answers for a locked ref.
-            self.writer = store.writer(
-                self.ref, total=self.total, expected=self.expected, wait=False
-            )
-        except FailedPrecondition:
-            raise Unavailable(f"ingest {self.ref}: locked by another writer") from None
+            self.writer = _open_writer(store, self.ref, self.total, self.expected)
         except AlreadyExists:
             if self.expected is not None:
-                self.service.lease_content(self.lease, self.expected)
+                self.service.lease_content(self.context, self.lease, self.expected)
             raise
 
     def _expect(self, req: pb.WriteContentRequest) -> None:
         if req.expected:
             self.expected = convert.digest(req.expected)
             if self.writer is not None and self.service.store.exists(self.expected):
-                self.service.lease_content(self.lease, self.expected)
+                self.service.lease_content(self.context, self.lease, self.expected)
                 self.close()
                 # The bytes are worthless now that the content exists.
                 with contextlib.suppress(NotFound, FailedPrecondition):
@@ -265,7 +295,7 @@ class _WriteSession:
             dgst = self.expected or writer.digest()
             size = self.total if self.total > 0 else -1
             writer.commit(size, dgst, dict(req.labels) or None)
-            self.service.lease_content(self.lease, dgst)
+            self.service.lease_content(self.context, self.lease, dgst)
             now = time.time()
             resp.started_at.CopyFrom(convert.timestamp(st.started_at))
             resp.updated_at.CopyFrom(convert.timestamp(now))

@@ -8,6 +8,7 @@ server is a NotFound in the client, and ``ctr`` sees NOT_FOUND).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -18,32 +19,34 @@ from ocidist.descriptor import Descriptor
 from ocidist.digest import Digest
 from ocidist.errors import (
     AlreadyExists,
+    ArchiveError,
     DigestMismatch,
     DistError,
     FailedPrecondition,
     InvalidArgument,
     InvalidContent,
+    InvalidReference,
     NoSpace,
     NotFound,
+    PermissionDenied,
     TimedOut,
     Unavailable,
+    Unimplemented,
 )
 from ocidist.metadata import Image
 
-
-class Unimplemented(DistError):
-    """The daemon does not offer this operation."""
-
-
-# Most specific first: the first isinstance match wins.
+# Most specific first: the first isinstance match wins. The codes are the
+# ones containerd's errdefs maps (its clients see any other as "unknown"):
+# a commit of the wrong bytes is FAILED_PRECONDITION there, not DATA_LOSS.
 _CODES: tuple[tuple[type[DistError], grpc.StatusCode], ...] = (
     (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (DigestMismatch, grpc.StatusCode.DATA_LOSS),
+    (DigestMismatch, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidContent, grpc.StatusCode.INVALID_ARGUMENT),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (NoSpace, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (TimedOut, grpc.StatusCode.DEADLINE_EXCEEDED),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
@@ -56,9 +59,33 @@ _ERRORS: dict[grpc.StatusCode, type[DistError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
     grpc.StatusCode.DATA_LOSS: DigestMismatch,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.RESOURCE_EXHAUSTED: NoSpace,
     grpc.StatusCode.DEADLINE_EXCEEDED: TimedOut,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
+}
+
+# The status code is containerd's coarse class; this trailer names our own
+# error class, so our client raises exactly what the daemon raised (a
+# DigestMismatch stays one, though the code says FAILED_PRECONDITION).
+ERROR_KIND_KEY = "ocidist-error-kind"
+_KINDS: dict[str, type[DistError]] = {
+    cls.__name__: cls
+    for cls in (
+        AlreadyExists,
+        ArchiveError,
+        DigestMismatch,
+        FailedPrecondition,
+        InvalidArgument,
+        InvalidContent,
+        InvalidReference,
+        NoSpace,
+        NotFound,
+        PermissionDenied,
+        TimedOut,
+        Unavailable,
+        Unimplemented,
+    )
 }
 
 
@@ -67,6 +94,12 @@ def code_for(e: BaseException) -> grpc.StatusCode:
         if isinstance(e, cls):
             return code
     return grpc.StatusCode.UNKNOWN if isinstance(e, DistError) else grpc.StatusCode.INTERNAL
+
+
+def error_trailer(e: DistError) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata naming ``e``'s class, when our client knows it."""
+    name = type(e).__name__
+    return ((ERROR_KIND_KEY, name),) if name in _KINDS else ()
 
 
 def error_from(e: grpc.RpcError, what: str) -> DistError:
@@ -79,7 +112,18 @@ def error_from(e: grpc.RpcError, what: str) -> DistError:
         return Unavailable(f"{what}: connection refused (is `dist serve` running?)")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return DistError(f"{what}: not supported by the daemon: {details}")
+    kind = _kind(e)
+    if kind is not None:
+        return kind(details)
     return _ERRORS.get(code, DistError)(details)
+
+
+def _kind(e: grpc.RpcError) -> type[DistError] | None:
+    trailer: Any = e.trailing_metadata() if isinstance(e, grpc.Call) else None
+    for key, value in trailer or ():
+        if key == ERROR_KIND_KEY:
+            return _KINDS.get(value if isinstance(value, str) else value.decode())
+    return None
 
 
 # -- values ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ and turn a DistError into the status code it stands for (convert.py).
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from ocidist.api.convert import code_for
+from ocidist.api.convert import code_for, error_trailer
 from ocidist.errors import DistError
 
 log = logging.getLogger("ocidist.api")
@@ -43,33 +44,82 @@ class Method:
     response: type[Message]
 
 
-def _abort(context: grpc.ServicerContext, e: BaseException) -> None:
+class _CallEnd:
+    """How one call ended, said once in the log: a call the client cancelled
+    or dropped is noted as such (grpc gives a handler no error for it: a
+    request iterator just ends, a response generator is not resumed)."""
+
+    def __init__(self, method: str, context: grpc.ServicerContext) -> None:
+        self.method = method
+        self._lock = threading.Lock()
+        self._said = False
+        if not context.add_callback(self.cancelled):
+            self.cancelled()  # over before the handler started
+
+    def finished(self) -> None:
+        """The handler answered (or failed): grpc's end of the call is no news."""
+        with self._lock:
+            self._said = True
+
+    def cancelled(self) -> None:
+        with self._lock:
+            if self._said:
+                return
+            self._said = True
+        log.info("%s: cancelled by the client", self.method)
+
+
+def _abort(context: grpc.ServicerContext, end: _CallEnd, e: BaseException) -> None:
+    if isinstance(e, grpc.RpcError) or not context.is_active():
+        # The client cancelled the call or went away (a request iterator
+        # raises RpcError then): nobody is left to answer, and it is no bug
+        # of ours. grpc itself stays quiet about the RpcError it raised.
+        end.cancelled()
+        if isinstance(e, grpc.RpcError):
+            raise e
+        context.abort(grpc.StatusCode.CANCELLED, f"{end.method}: cancelled")
+    end.finished()
     if isinstance(e, DistError):
-        log.debug("%s", e)
+        log.debug("%s: %s", end.method, e)
+        context.set_trailing_metadata(error_trailer(e))
         context.abort(code_for(e), str(e))
     # A bug of ours: keep the traceback in the server log, give the client
     # one line instead of grpc's "Exception calling application".
-    log.error("internal error: %s", "".join(traceback.format_exception(e)))
+    log.error("%s: internal error: %s", end.method, "".join(traceback.format_exception(e)))
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {e}")
 
 
-def _guard_unary(fn: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
+def _ended(context: grpc.ServicerContext, end: _CallEnd) -> None:
+    if context.is_active():
+        end.finished()
+    else:
+        end.cancelled()  # e.g. a Write whose requests stopped: the client left
+
+
+def _guard_unary(method: str, fn: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
     def call(request: Any, context: grpc.ServicerContext) -> Any:
+        end = _CallEnd(method, context)
         try:
-            return fn(request, context)
+            out = fn(request, context)
         except Exception as e:
-            _abort(context, e)
+            _abort(context, end, e)
             raise  # unreachable: abort raises
+        _ended(context, end)
+        return out
 
     return call
 
 
-def _guard_stream(fn: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
+def _guard_stream(
+    method: str, fn: Callable[[Any, grpc.ServicerContext], Any]
+) -> Callable[..., Any]:
     def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        end = _CallEnd(method, context)
         try:
             yield from fn(request, context)
         except Exception as e:
-            _abort(context, e)
+            _abort(context, end, e)
+        _ended(context, end)
 
     return call
 
@@ -77,21 +127,22 @@ def _guard_stream(fn: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..
 def service(full_name: str, methods: Sequence[Method]) -> grpc.GenericRpcHandler:
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for m in methods:
+        name = f"{full_name.rsplit('.', 1)[-1]}.{m.name}"
         if m.kind == "unary":
             handlers[m.name] = grpc.unary_unary_rpc_method_handler(
-                _guard_unary(m.fn),
+                _guard_unary(name, m.fn),
                 request_deserializer=m.request.FromString,
                 response_serializer=m.response.SerializeToString,
             )
         elif m.kind == "stream":
             handlers[m.name] = grpc.unary_stream_rpc_method_handler(
-                _guard_stream(m.fn),
+                _guard_stream(name, m.fn),
                 request_deserializer=m.request.FromString,
                 response_serializer=m.response.SerializeToString,
             )
         else:
             handlers[m.name] = grpc.stream_stream_rpc_method_handler(
-                _guard_stream(m.fn),
+                _guard_stream(name, m.fn),
                 request_deserializer=m.request.FromString,
                 response_serializer=m.response.SerializeToString,
             )

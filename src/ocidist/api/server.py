@@ -24,7 +24,7 @@ from ocidist.api.address import Address
 from ocidist.api.content_service import ContentService
 from ocidist.api.gen import version_pb2
 from ocidist.api.images_service import ImagesService
-from ocidist.api.leases_service import LeasesService
+from ocidist.api.leases_service import LeasesService, NamespacesService
 from ocidist.api.ocidist_service import DistributionService
 from ocidist.content.local import LocalStore
 from ocidist.errors import DistError, InvalidArgument
@@ -60,6 +60,7 @@ class Server:
                 ContentService(self.store, self.leases).handler(),
                 ImagesService(self.metadata).handler(),
                 LeasesService(self.leases).handler(),
+                NamespacesService(self.leases).handler(),
                 DistributionService(self.store, self.metadata, resolver).handler(),
                 _version_handler(),
             )

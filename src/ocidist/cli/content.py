@@ -149,7 +149,7 @@ def run_get(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_ingest(args: argparse.Namespace, ctx: Context) -> int:
-    from ocidist.content.copy import copy_to_writer
+    from ocidist.content.copy import copy_to_writer, drop_ingest
     from ocidist.errors import AlreadyExists
 
     expected = parse_digest(args.expected_digest) if args.expected_digest else None
@@ -170,6 +170,12 @@ def run_ingest(args: argparse.Namespace, ctx: Context) -> int:
         # the bytes the ingest already holds (like `ctr content ingest`).
         copy_to_writer(writer, sys.stdin.buffer, size, expected)
         dgst = expected or writer.digest()
+    except DigestMismatch:
+        # The store keeps a failed commit's bytes; a rerun with the same
+        # input would resume into the same mismatch.
+        writer.close()
+        drop_ingest(store, args.key)
+        raise
     finally:
         writer.close()
     print(dgst)

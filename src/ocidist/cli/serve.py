@@ -58,6 +58,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist.api import address as addr
     from ocidist.api.server import Server
 
+    _log_to_stderr(ctx)
     text = getattr(args, "address", None) or os.path.join(ctx.root, "dist.sock")
     address = addr.parse(text)
     server = Server(ctx.root, address, lambda: _resolver(ctx))
@@ -81,6 +82,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
     return 0
+
+
+def _log_to_stderr(ctx: Context) -> None:
+    """The daemon's own log (cancelled calls, refusals, internal errors) on
+    stderr, one line each; --debug adds every refused call's reason."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dist serve: %(message)s"))
+    log = logging.getLogger("ocidist.api")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.DEBUG if ctx.debug else logging.WARNING if ctx.quiet else logging.INFO)
 
 
 def _resolver(ctx: Context) -> Any:

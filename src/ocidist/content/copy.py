@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from ocidist.content import Ingester, Writer
 from ocidist.digest import Digest
-from ocidist.errors import AlreadyExists, Unavailable
+from ocidist.errors import AlreadyExists, DigestMismatch, DistError, Unavailable
 from ocidist.stream import Readable
 
 BUFSIZE = 1 << 20  # PROTOCOL-NOTES: 8 KiB chunks cost ~40 % on big blobs
@@ -207,6 +207,9 @@ def ingest(
     """Fetch-style helper: open the writer for ``key``, copy, close.
 
     Returns False when the content was already there (nothing transferred).
+    A commit that finds the bytes wrong drops the ingest: a store keeps a
+    failed commit's bytes (containerd's rule), and a retry of this fetch
+    would otherwise resume into the same mismatch.
     """
     try:
         writer = ingester.writer(key, total=size, expected=expected)
@@ -214,9 +217,21 @@ def ingest(
         return False
     try:
         copy_from(writer, open_at, size, expected, labels=labels, progress=progress)
+    except DigestMismatch:
+        writer.close()
+        drop_ingest(ingester, key)
+        raise
     finally:
         writer.close()
     return True
+
+
+def drop_ingest(ingester: Ingester, key: str) -> None:
+    """Best effort: remove the ingest ``key`` when the ingester can (a store)."""
+    abort = getattr(ingester, "abort", None)
+    if abort is not None:
+        with contextlib.suppress(DistError):
+            abort(key)
 
 
 def put_bytes(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -81,3 +82,12 @@ def read_text(path: str) -> str | None:
             return f.read()
     except FileNotFoundError:
         return None
+
+
+def stamp(fd: int, when: float | None = None) -> None:
+    """Set the file's times to ``when`` (default: now) from the wall clock,
+    to the nanosecond. Left to the kernel they come from its coarse clock,
+    milliseconds behind ``time.time()``: a blob committed "now" would look
+    created before the commit started."""
+    ns = time.time_ns() if when is None else int(when * 1e9)
+    os.utime(fd, ns=(ns, ns))

@@ -3,8 +3,11 @@
 The directory holds ``data`` (the bytes so far), ``meta`` (key, total,
 expected digest and start time as one JSON object, replaced atomically) and
 the ``lock`` file held by the live writer (see locks.py); the data file's
-mtime is the last update. Only the lock holder changes the directory, so
-everything here runs single-threaded per key.
+mtime is the last update (set exactly when a writer lets go: the kernel's
+own file times come from a coarse clock that lags the wall clock by
+milliseconds, and containerd's clients compare them with their own clock).
+Only the lock holder changes the directory, so everything here runs
+single-threaded per key.
 
 One metadata file, written only when it changes, because a small blob's
 ingest is mostly fixed costs: the layout before (``key``, ``total``,
@@ -23,7 +26,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ocidist.content import Status
-from ocidist.content.fsutil import convert, fsync_dir, os_errors, read_text, start_writeback
+from ocidist.content.fsutil import (
+    convert,
+    fsync_dir,
+    os_errors,
+    read_text,
+    stamp,
+    start_writeback,
+)
 from ocidist.content.labels import LabelFiles, validate
 from ocidist.content.locks import KeyLock
 from ocidist.digest import Digest, new_hasher
@@ -164,7 +174,6 @@ class LocalWriter:
         if total < 0:
             total = old_total
         self._started = (_number(old.get("started_at"), 0.0) if old else 0.0) or now
-        self._updated = now
         self._total = total
         self._expected = expected
         meta = {
@@ -178,8 +187,14 @@ class LocalWriter:
         self._file = open(self._path("data"), "a+b", buffering=0)  # noqa: SIM115
         self._closed = False
         self._algorithm = expected.algorithm if expected else "sha256"
-        held = size = os.fstat(self._file.fileno()).st_size
+        st = os.fstat(self._file.fileno())
+        held = size = st.st_size
         self._flushed = 0
+        # A resumed ingest reports the time of its last write (containerd's
+        # rule): the data file's mtime, stamped exactly by the last close.
+        self._updated = st.st_mtime_ns / 1e9 if old is not None else self._started
+        # A fresh ingest's close stamps its start as its last update.
+        self._touched = old is None
         if restart or (total >= 0 and size > total):
             size = 0
         if size == held:
@@ -196,6 +211,11 @@ class LocalWriter:
         self._hasher = _hash_file(self._file, size, self._algorithm)
         self._offset = size
         self._flushed = min(self._flushed, size)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._updated = time.time()
+        self._touched = True
 
     def _check_open(self) -> None:
         if self._closed:
@@ -224,7 +244,7 @@ class LocalWriter:
             raise convert(e, self._what) from e
         self._hasher.update(view)
         self._offset += n
-        self._updated = time.time()
+        self._changed()
         if self._offset - self._flushed >= WRITEBACK_EVERY:
             # The fsync at commit was up to 65 ms of a 40 MB layer's fetch,
             # all on the critical path; written back as we go it is ~0.
@@ -251,9 +271,12 @@ class LocalWriter:
             raise InvalidArgument(f"{self._what}: cannot truncate to {size} bytes")
         with os_errors(self._what):
             self._truncate(size)
-        self._updated = time.time()
 
     def commit(self, size: int, expected: Digest, labels: Mapping[str, str] | None = None) -> None:
+        """Verify and publish. A wrong size or digest raises DigestMismatch
+        and keeps the writer open with its bytes, as containerd keeps the
+        ingest: the caller may truncate and write again, or close and leave
+        the ingest for a later writer (or ``abort``). AlreadyExists drops it."""
         self._check_open()
         if labels:
             validate(labels)
@@ -262,7 +285,6 @@ class LocalWriter:
 
     def _commit(self, size: int, expected: Digest, labels: Mapping[str, str]) -> None:
         if size >= 0 and size != self._offset:
-            self._discard()
             raise DigestMismatch(
                 f"commit {self._key}: size mismatch: wrote {self._offset} bytes, expected {size}"
             )
@@ -271,9 +293,6 @@ class LocalWriter:
             self._truncate(self._offset)
         got = self.digest()
         if got != expected:
-            # The bytes are wrong; keeping them would make every retry resume
-            # into the same mismatch.
-            self._discard()
             raise DigestMismatch(
                 f"commit {self._key}: digest mismatch: got {got}, expected {expected}"
             )
@@ -286,7 +305,7 @@ class LocalWriter:
         os.fchmod(fd, 0o444)
         # created_at of a blob is its mtime: make it the commit time, not the
         # time of the last write (which may be days ago for a resumed ingest).
-        os.utime(fd)
+        stamp(fd)
         os.fsync(fd)  # after the mode and time, so they are durable too
         if not publish(self._path("data"), target, self._labels, expected, labels):
             self._discard()
@@ -313,7 +332,11 @@ class LocalWriter:
         self._closed = True
         try:
             with os_errors(self._what):
-                self._file.close()
+                try:
+                    if self._touched:
+                        stamp(self._file.fileno(), self._updated)
+                finally:
+                    self._file.close()
         finally:
             self._lock.release()
 

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 
+from ocidist.content.fsutil import stamp
 from ocidist.digest import Digest
 from ocidist.errors import InvalidArgument, InvalidContent
 from ocidist.stream import write_all
@@ -69,14 +70,17 @@ class LabelFiles:
         return {str(k): str(v) for k, v in obj.items()}
 
     def mtime(self, dgst: Digest) -> float | None:
+        """When the labels were last written (stamped from the wall clock)."""
         try:
-            return os.stat(self.path(dgst)).st_mtime
+            return os.stat(self.path(dgst)).st_mtime_ns / 1e9
         except FileNotFoundError:
             return None
 
-    def write(self, dgst: Digest, labels: Mapping[str, str]) -> None:
+    def write(self, dgst: Digest, labels: Mapping[str, str], *, keep: bool = False) -> None:
+        """Replace the labels; none left removes the sidecar unless ``keep``
+        (an update keeps an empty one: its time is the blob's updated_at)."""
         path = self.path(dgst)
-        if not labels:
+        if not labels and not keep:
             self.remove(dgst)
             return
         data = json.dumps(dict(sorted(labels.items()))).encode()
@@ -121,6 +125,7 @@ def _replace(path: str, data: bytes) -> None:
     try:
         try:
             write_all(fd, data)
+            stamp(fd)  # the labels' time is the blob's updated_at
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from ocidist.content import Info, Status, WalkFilter
 from ocidist.content import labels as labelmod
-from ocidist.content.fsutil import os_errors
+from ocidist.content.fsutil import os_errors, stamp
 from ocidist.content.ingest import BUFSIZE, LocalWriter, publish, read_status, trash_name
 from ocidist.content.labels import LabelFiles
 from ocidist.content.locks import acquire
@@ -65,12 +65,14 @@ class LocalStore:
                 st = os.stat(self.blob_path(dgst))
             except FileNotFoundError:
                 raise NotFound(f"content {dgst}: not found") from None
+            # Both times are stamped from the wall clock (ingest.stamp).
+            created = st.st_mtime_ns / 1e9
             labels_mtime = self._labels.mtime(dgst) or 0.0
             return Info(
                 digest=dgst,
                 size=st.st_size,
-                created_at=st.st_mtime,
-                updated_at=max(st.st_mtime, labels_mtime),
+                created_at=created,
+                updated_at=max(created, labels_mtime),
                 labels=self._labels.read(dgst),
             )
 
@@ -149,6 +151,7 @@ class LocalStore:
             try:
                 try:
                     write_all(fd, data)
+                    stamp(fd)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -197,7 +200,9 @@ class LocalStore:
                 if not self.exists(dgst):
                     raise NotFound(f"content {dgst}: not found")
                 current = self._labels.read(dgst)
-                self._labels.write(dgst, labelmod.merge(current, labels, replace))
+                # Written even when nothing changed or no label is left: the
+                # sidecar's time is the blob's updated_at (containerd's too).
+                self._labels.write(dgst, labelmod.merge(current, labels, replace), keep=True)
             return self.info(dgst)
 
     def status(self, key: str) -> Status:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ocidist.content import Store
-from ocidist.content.copy import copy_from, copy_to_writer, put_bytes
+from ocidist.content.copy import copy_from, copy_to_writer, ingest, put_bytes
 from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, DigestMismatch, FailedPrecondition, NotFound
 
@@ -31,6 +31,11 @@ class ConformanceError(AssertionError):
 def _eq(got: Any, want: Any, what: str) -> None:
     if got != want:
         raise ConformanceError(f"{what}: got {got!r}, want {want!r}")
+
+
+def _within(t: float, lo: float, hi: float, what: str) -> None:
+    if not lo <= t <= hi:
+        raise ConformanceError(f"{what}: {t!r} is not between {lo!r} and {hi!r}")
 
 
 def _raises(exc: type[BaseException], fn: Callable[[], Any], what: str) -> BaseException:
@@ -61,6 +66,8 @@ class StoreSuite:
         "check_empty_blob",
         "check_wrong_digest_rejected",
         "check_wrong_size_rejected",
+        "check_ingest_drops_mismatch",
+        "check_times",
         "check_resume_after_close",
         "check_truncate",
         "check_already_exists",
@@ -128,10 +135,12 @@ class StoreSuite:
         _eq(store.exists(wrong), False, "wrong digest visible")
         _eq(store.exists(Digest.from_bytes(data)), False, "bad ingest committed anyway")
         _eq(list(store.walk()), [], "walk after rejected commit")
-        # The bad bytes are gone: a retry starts clean.
+        # The bytes stay under the key, as containerd keeps them: the next
+        # writer may commit them under their own digest.
         w = store.writer("bad", total=len(data))
-        _eq(w.status().offset, 0, "offset of a retry after a mismatch")
-        w.close()
+        _eq(w.status().offset, len(data), "offset of the next writer after a mismatch")
+        w.commit(len(data), Digest.from_bytes(data))
+        _eq(_read(store, Digest.from_bytes(data)), data, "bytes committed after a mismatch")
 
     def check_wrong_size_rejected(self) -> None:
         store = self.factory()
@@ -140,8 +149,67 @@ class StoreSuite:
         w = store.writer("size")
         w.write(data)
         _raises(DigestMismatch, lambda: w.commit(99, dgst), "commit with a wrong size")
-        w.close()
         _eq(store.exists(dgst), False, "committed despite a wrong size")
+        # The writer is still usable: a right commit after a wrong one.
+        w.commit(100, dgst)
+        w.close()
+        _eq(_read(store, dgst), data, "blob after a wrong size then the right one")
+
+    def check_ingest_drops_mismatch(self) -> None:
+        store = self.factory()
+        data = _blob(3000, seed=5)
+        wrong = Digest.from_bytes(b"not it")
+        _raises(
+            DigestMismatch,
+            lambda: ingest(store, "fetch-x", lambda o: io.BytesIO(data[o:]), len(data), wrong),
+            "ingest of bytes that are not the digest",
+        )
+        # A fetch retried must start again, not resume into the same mismatch.
+        _raises(NotFound, lambda: store.status("fetch-x"), "ingest left by a failed fetch")
+
+    def check_times(self) -> None:
+        """Times are the wall clock's (containerd's clients compare them with
+        their own): created at commit, updated by a label change, and a
+        resumed ingest says when it was last written."""
+        store = self.factory()
+        data = _blob(300, seed=11)
+        dgst = Digest.from_bytes(data)
+        before_start = time.time()
+        w = store.writer("times", total=len(data), expected=dgst)
+        after_start = time.time()
+        st = w.status()
+        _within(st.started_at, before_start, after_start, "started_at of a new ingest")
+        _within(st.updated_at, before_start, after_start, "updated_at of a new ingest")
+        before_write = time.time()
+        w.write(data[:100])
+        after_write = time.time()
+        _within(w.status().updated_at, before_write, after_write, "updated_at after a write")
+        w.close()
+        time.sleep(0.02)  # a reopen that reported "now" would fall outside
+        w = store.writer("times", total=len(data), expected=dgst)
+        st = w.status()
+        _within(st.started_at, before_start, after_start, "started_at after a reopen")
+        _within(st.updated_at, before_write, after_write, "updated_at after a reopen")
+        w.write(data[100:])
+        before_commit = time.time()
+        w.commit(len(data), dgst)
+        after_commit = time.time()
+        info = store.info(dgst)
+        _within(info.created_at, before_commit, after_commit, "created_at")
+        _within(info.updated_at, before_commit, after_commit, "updated_at at commit")
+        for labels in ({"a": "1"}, {"a": ""}):
+            before = time.time()
+            store.update(dgst, labels)
+            after = time.time()
+            info = store.info(dgst)
+            _within(info.updated_at, before, after, f"updated_at after labels {labels}")
+            _within(info.created_at, before_commit, after_commit, "created_at after labels")
+        put_before = time.time()
+        small = put_bytes(store, "put-times", b"small", Digest.from_bytes(b"small"))
+        put_after = time.time()
+        _eq(small, True, "put")
+        info = store.info(Digest.from_bytes(b"small"))
+        _within(info.created_at, put_before, put_after, "created_at of a put")
 
     def check_resume_after_close(self) -> None:
         store = self.factory()
