@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from ocidist.errors import InvalidContent, Unavailable
 from ocidist.remotes.docker.transport import Transport
+from tests.harness.hostile import HostileServer, Peer
 
 
 class RawServer:
@@ -203,5 +205,192 @@ def test_header_injection_is_refused(transport: Transport) -> None:
             transport.request("GET", srv.url + "/", headers={"Authorization": "a\r\nX-Evil: 1"})
         with pytest.raises(InvalidContent, match="invalid request"):
             transport.request("GET", srv.url + "/a b", headers={})
+    finally:
+        srv.close()
+
+
+# -- strict framing (issue 15): h11 parses, caps hold, no desync -------------------------
+OK2 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def _serve_each(*replies: bytes) -> HostileServer:
+    """A server answering its n-th request (on whichever connection) with
+    ``replies[n]``, and the last one again after that."""
+    count = [0]
+
+    def script(peer: Peer) -> None:
+        while peer.request() is not None:
+            n = count[0]
+            count[0] += 1
+            if not peer.send(replies[min(n, len(replies) - 1)]):
+                return
+
+    return HostileServer(script).__enter__()
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        OK2 + b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+        OK2 + b"garbage",
+    ],
+    ids=["smuggled-after-length", "smuggled-after-chunked", "garbage-after"],
+)
+def test_bytes_after_an_answer_are_never_the_next_answer(
+    transport: Transport, first: bytes
+) -> None:
+    good = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood"
+    srv = _serve_each(first, good)
+    try:
+        assert get(transport, srv.url + "/1") == b"\xc8ok"
+        assert get(transport, srv.url + "/2") == b"\xc8good"
+        assert srv.connections == 2  # the first connection was not reused
+    finally:
+        srv.close()
+
+
+def test_a_body_sent_to_head_drops_the_connection(transport: Transport) -> None:
+    srv = _serve_each(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil", OK2)
+    try:
+        resp = transport.request("HEAD", srv.url + "/", headers={})
+        assert resp.status == 200 and resp.content_length() == 4
+        resp.close()
+        assert get(transport, srv.url + "/") == b"\xc8ok"
+        assert srv.connections == 2
+    finally:
+        srv.close()
+
+
+def test_clean_answers_keep_one_connection(transport: Transport) -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    srv = _serve_each(OK2, chunked, b"HTTP/1.1 204 No Content\r\n\r\n", OK2)
+    try:
+        for status in (b"\xc8ok", b"\xc8ok", b"\xcc", b"\xc8ok"):
+            assert get(transport, srv.url + "/") == status
+        assert srv.connections == 1
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        ["²"],
+        ["1" * 5000],
+        ["1" * 21],
+        ["1, 2"],
+        ["1", "2"],
+        ["-1"],
+        ["0x10"],
+        ["12abc"],
+        [""],
+    ],
+    ids=["unicode-digit", "5000-digits", "21-digits", "list", "two-fields", "negative",
+         "hex", "suffix", "empty"],
+)  # fmt: skip
+def test_bad_content_length_fails_in_words(transport: Transport, lengths: list[str]) -> None:
+    head = "".join(f"Content-Length: {v}\r\n" for v in lengths)
+    srv = _serve_each(f"HTTP/1.1 200 OK\r\n{head}\r\nx".encode())
+    try:
+        for method in ("GET", "HEAD"):
+            with pytest.raises(Unavailable, match="invalid HTTP response") as exc:
+                transport.request(method, srv.url + "/", headers={}, what="probe")
+            assert len(str(exc.value)) < 200
+    finally:
+        srv.close()
+
+
+def test_equal_repeated_lengths_are_one_length(transport: Transport) -> None:
+    srv = _serve_each(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok")
+    try:
+        assert get(transport, srv.url + "/") == b"\xc8ok"
+    finally:
+        srv.close()
+
+
+def test_chunked_wins_over_content_length_and_the_connection_goes(
+    transport: Transport,
+) -> None:
+    both = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n"
+    )
+    srv = _serve_each(both, OK2)
+    try:
+        assert get(transport, srv.url + "/") == b"\xc8ok"
+        assert get(transport, srv.url + "/") == b"\xc8ok"
+        assert srv.connections == 2
+    finally:
+        srv.close()
+
+
+def test_unknown_transfer_coding_is_refused(transport: Transport) -> None:
+    srv = _serve_each(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    )
+    try:
+        with pytest.raises(Unavailable, match="invalid HTTP response"):
+            transport.request("GET", srv.url + "/", headers={}, what="probe")
+    finally:
+        srv.close()
+
+
+def _endless(first: bytes, line: bytes) -> HostileServer:
+    """Answers ``first`` then ``line`` over and over until the client leaves."""
+
+    def script(peer: Peer) -> None:
+        if peer.request() is None or not peer.send(first):
+            return
+        block = line * max(1, 16384 // len(line))
+        while peer.send(block):
+            pass
+
+    return HostileServer(script).__enter__()
+
+
+@pytest.mark.parametrize(
+    ("first", "line", "words"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX-A: a\r\n", b" folded continuation\r\n", "over 65536 bytes"),
+        (b"HTTP/1.1 200 OK\r\n", b"X-Field: value\r\n", "65536 bytes"),
+        (b"", b"HTTP/1.1 100 Continue\r\n\r\n", "informational"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", b"X-T: t\r\n", "65536"),
+    ],
+    ids=["obs-fold", "header-lines", "100-continue", "trailers"],
+)
+def test_endless_heads_are_capped(
+    transport: Transport, first: bytes, line: bytes, words: str
+) -> None:
+    """Endless header, continuation, 1xx or trailer lines: a clean error at
+    the cap, quickly and in bounded memory (not when the server stops)."""
+    srv = _endless(first, line)
+    try:
+        start = time.monotonic()
+        with pytest.raises(Unavailable, match=words):
+            resp = transport.request("GET", srv.url + "/", headers={}, what="probe")
+            resp.read(1 << 20)
+        assert time.monotonic() - start < 10
+    finally:
+        srv.close()
+
+
+def test_many_fields_under_the_line_limit_are_capped(transport: Transport) -> None:
+    # 90 fields of 1000 bytes: each line is short, the block is not.
+    fields = b"".join(b"X-%d: %s\r\n" % (i, b"a" * 1000) for i in range(90))
+    srv = _serve_each(b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 0\r\n\r\n")
+    try:
+        with pytest.raises(Unavailable, match="65536 bytes"):
+            transport.request("GET", srv.url + "/", headers={}, what="probe")
+    finally:
+        srv.close()
+
+
+def test_a_few_informational_answers_are_skipped(transport: Transport) -> None:
+    continues = b"HTTP/1.1 100 Continue\r\n\r\n" * 3 + b"HTTP/1.1 102 Processing\r\n\r\n"
+    srv = _serve_each(continues + OK2)
+    try:
+        assert get(transport, srv.url + "/") == b"\xc8ok"
     finally:
         srv.close()

@@ -39,14 +39,16 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    # ASCII digits only ("²" passes str.isdigit and fails float), and a
+    # 5000-digit number is just "very long": capped by the policy anyway.
+    if value.isascii() and value.isdigit():
+        return float(value[:12])
     # Imported here: email.utils is ~8 ms of start-up and dates are rare.
     import email.utils
 
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when is None:
         return None

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from ocidist import logs
 from ocidist.errors import InvalidContent, RegistryError, TimedOut, Unavailable
 from ocidist.remotes.docker import httpconn
-from ocidist.remotes.docker.httpconn import Body, Connection, Headers, Protocol
+from ocidist.remotes.docker.httpconn import Body, Connection, Headers, Protocol, Timer
 
 _LOGGER = "ocidist.remotes.transport"
 
@@ -67,9 +67,9 @@ class Deadline:
         if left is not None and left <= 0:
             raise TimedOut(f"{what}: timed out (deadline reached)")
 
-    def cap(self, seconds: float) -> float:
-        left = self.remaining()
-        return seconds if left is None else max(0.001, min(seconds, left))
+    def timer(self, stall: float) -> Timer:
+        """A clock for one exchange: this deadline, and ``stall`` per blocking call."""
+        return Timer(self.at, stall)
 
 
 _PoolKey = tuple[str, str, int, TLSConfig]  # scheme, host, port, TLS
@@ -106,10 +106,7 @@ class Response:
         return self.headers.get_all(name)
 
     def content_length(self) -> int | None:
-        v = self.headers.get("Content-Length")
-        if v is None or not v.strip().isdigit():
-            return None
-        return int(v)
+        return httpconn.decimal(self.headers.get("Content-Length"))
 
     def readinto(self, buf: bytearray | memoryview) -> int:
         # Straight from the socket's buffer into ``buf``, no bytes in between.
@@ -170,9 +167,17 @@ class Response:
             conn.close()
 
 
+def _timed_out(e: TimeoutError, what: str) -> TimedOut:
+    # DeadlineReached says which deadline; a bare socket timeout is a stall.
+    why = str(e) if isinstance(e, httpconn.DeadlineReached) else "no data"
+    return TimedOut(f"{what}: timed out ({why})")
+
+
 def _read_error(e: BaseException, what: str) -> Exception:
     if isinstance(e, TimeoutError):
-        return TimedOut(f"{what}: timed out")
+        return _timed_out(e, what)
+    if isinstance(e, Protocol):
+        return Unavailable(f"{what}: invalid HTTP response ({e})")
     # A body cut short, a reset, a chunk that is not one.
     return Unavailable(f"{what}: connection broken")
 
@@ -184,7 +189,7 @@ def _is_tls_error(e: BaseException) -> bool:
 
 def _connect_error(e: OSError, what: str) -> Exception:
     if isinstance(e, TimeoutError):
-        return TimedOut(f"{what}: timed out")
+        return _timed_out(e, what)
     if isinstance(e, ConnectionRefusedError):
         return Unavailable(f"{what}: connection refused")
     if _is_tls_error(e):
@@ -197,7 +202,7 @@ def _connect_error(e: OSError, what: str) -> Exception:
 
 def _exchange_error(e: BaseException, what: str) -> Exception:
     if isinstance(e, TimeoutError):
-        return TimedOut(f"{what}: timed out")
+        return _timed_out(e, what)
     if _is_tls_error(e):
         return Unavailable(f"{what}: TLS error: {e}")
     if isinstance(e, OSError):
@@ -335,12 +340,12 @@ class Transport:
 
         return release
 
-    def _new(self, key: _PoolKey, connect_timeout: float, what: str) -> Connection:
+    def _new(self, key: _PoolKey, timer: Timer, what: str) -> Connection:
         scheme, host, port, tls = key
         ctx = self._context(tls, what) if scheme == "https" else None
         logs.debug(_LOGGER, "new connection to %s://%s:%d", scheme, host, port)
         try:
-            sock = httpconn.connect(host, port, connect_timeout, ctx)
+            sock = httpconn.connect(host, port, timer, ctx)
         except OSError as e:
             raise _connect_error(e, what) from e
         return Connection(sock, _host_header(scheme, host, port))
@@ -352,22 +357,23 @@ class Transport:
         path: str,
         headers: Mapping[str, str],
         body: Any,
-        timeouts: tuple[float, float],
+        deadline: Deadline | None,
         what: str,
     ) -> tuple[Connection, int, Headers, Body]:
-        connect_timeout, read_timeout = timeouts
+        t = self._timeouts
+        at = deadline.at if deadline is not None else None
         resendable = body is None or isinstance(body, bytes | bytearray | memoryview)
         while True:
             conn = self._checkout(key)
             reused = conn is not None
             if conn is None:
-                conn = self._new(key, connect_timeout, what)
+                conn = self._new(key, Timer(at, t.connect), what)
             sent = False
+            timer = Timer(at, t.read)
             try:
-                conn.sock.settimeout(read_timeout)
-                conn.send(method, path, headers, body)
+                conn.send(method, path, headers, body, timer)
                 sent = True
-                return (conn, *conn.receive(method))
+                return (conn, *conn.receive(method, timer))
             except ValueError as e:
                 # A header or target with control characters (a hostile
                 # token or Location) would split the request.
@@ -405,17 +411,12 @@ class Transport:
         for _ in range(MAX_REDIRECTS + 1):
             if deadline is not None:
                 deadline.check(what)
-            t = self._timeouts
-            timeouts = (
-                deadline.cap(t.connect) if deadline else t.connect,
-                deadline.cap(t.read) if deadline else t.read,
-            )
             if _netloc(url, what) != origin:
                 hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
             scheme, host, port, path = _target(url, what)
             key = (scheme, host, port, tls if scheme == "https" else _PLAIN)
             conn, status, headers_in, body_in = self._exchange(
-                key, method, path, hdrs, body, timeouts, what
+                key, method, path, hdrs, body, deadline, what
             )
             resp = Response(conn, status, headers_in, body_in, self._release(key), url, what)
             # The path without its query: signed redirect URLs carry secrets there.

@@ -44,6 +44,7 @@ from ocidist.errors import (
     Unavailable,
 )
 from ocidist.remotes.docker.hosts import RegistryHost
+from ocidist.remotes.docker.httpconn import decimal
 from ocidist.remotes.docker.retry import RETRYABLE_STATUS
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.transport import Response
@@ -512,14 +513,14 @@ def _range_end(resp: Response) -> int | None:
     if text.startswith("bytes="):
         text = text[len("bytes=") :]
     first, sep, last = text.partition("-")
-    if not sep or not first.isdigit() or not last.isdigit() or int(first) != 0:
-        raise Unavailable(f"bad Range {value!r} in upload answer")
-    return int(last) + 1
+    start, end = decimal(first), decimal(last)
+    if not sep or start != 0 or end is None:
+        raise Unavailable(f"bad Range {value[:40]!r} in upload answer")
+    return end + 1
 
 
 def _int_header(resp: Response, name: str) -> int | None:
-    v = resp.header(name)
-    return int(v) if v and v.strip().isdigit() else None
+    return decimal(resp.header(name))
 
 
 def check_digest(resp: Response, expected: Digest, what: str) -> None:

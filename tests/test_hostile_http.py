@@ -1,0 +1,206 @@
+"""The real `dist` against a socket-level hostile registry (issue 15).
+
+``tests/harness/hostile.py`` serves a tiny image correctly until a rule
+takes over a request and misbehaves at the byte level: lengths that lie or
+conflict, a second answer smuggled after the first, endless 1xx answers,
+header, continuation or trailer lines, trickles, answers that never end.
+Every case asserts the outcome (one clean ``dist:`` line, or the right
+result), a time bound and a peak-RSS bound (GNU time's ``%M`` of the `dist`
+process). The manifest- and tar-level hostility is in test_hostile.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from tests.dist_cli import one_error_line
+from tests.harness.hostile import HostileRegistry, Peer, Request, answer, sha
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+TIME = "/usr/bin/time"
+# `dist` itself peaks at ~25-35 MB; the obs-fold bug took it past 100 MB.
+RSS_LIMIT_KB = 80 * 1024
+
+
+class Run(NamedTuple):
+    proc: subprocess.CompletedProcess[bytes]
+    rss_kb: int
+    seconds: float
+
+    @property
+    def line(self) -> str:
+        return one_error_line(self.proc)
+
+
+def dist(tmp_path: Path, *args: str, timeout: float = 60) -> Run:
+    """``dist --root <tmp>/root ARGS`` under GNU time: wall seconds, peak RSS."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rss_file = tmp_path / "rss"
+    cmd = [TIME, "-f", "%M", "-o", str(rss_file), sys.executable, "-m", "ocidist"]
+    cmd += ["--root", str(tmp_path / "root"), *args]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    seconds = time.monotonic() - start
+    return Run(proc, int(rss_file.read_text().split()[-1]), seconds)
+
+
+def fails(r: Run, *words: str, within: float) -> str:
+    """A clean one-line failure saying ``words``, within ``within`` seconds
+    and the memory bound."""
+    assert r.proc.returncode == 1, r.proc.stderr.decode()[-2000:]
+    line = r.line
+    for w in words:
+        assert w in line, line
+    assert r.seconds < within, f"took {r.seconds:.1f}s: {line}"
+    assert r.rss_kb < RSS_LIMIT_KB, f"peak RSS {r.rss_kb} kB: {line}"
+    return line
+
+
+def succeeds(r: Run, within: float) -> str:
+    assert r.proc.returncode == 0, r.proc.stderr.decode()[-2000:]
+    assert r.seconds < within, f"took {r.seconds:.1f}s"
+    assert r.rss_kb < RSS_LIMIT_KB, f"peak RSS {r.rss_kb} kB"
+    return r.proc.stdout.decode()
+
+
+class Image(NamedTuple):
+    manifest: bytes
+    config: bytes
+    layer: bytes
+
+    @property
+    def digest(self) -> str:
+        return sha(self.manifest)
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+@pytest.fixture
+def reg() -> Iterator[HostileRegistry]:
+    with HostileRegistry() as r:
+        yield r
+
+
+@pytest.fixture
+def img(reg: HostileRegistry) -> Image:
+    """A small image served correctly (until a rule says otherwise)."""
+    layer = b"layer bytes " * 1000
+    config = _dumps({"architecture": "amd64", "os": "linux",
+                     "rootfs": {"type": "layers", "diff_ids": []}})  # fmt: skip
+    manifest = _dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": sha(config), "size": len(config)},
+        "layers": [{"mediaType": LAYER, "digest": sha(layer), "size": len(layer)}],
+    })  # fmt: skip
+    reg.blob(config, OCI_CONFIG)
+    reg.blob(layer, LAYER)
+    reg.manifest("v1", OCI_MANIFEST, manifest)
+    return Image(manifest, config, layer)
+
+
+def raw(data: bytes, *, keep: bool = True) -> object:
+    """A rule action that sends ``data`` as the whole answer."""
+
+    def action(peer: Peer, req: Request) -> bool:
+        return peer.send(data) and keep
+
+    return action
+
+
+# -- framing: lengths ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "length",
+    ["²", "1" * 5000, "12, 13", "-5"],
+    ids=["unicode-digit", "5000-digits", "conflicting", "negative"],
+)
+def test_bad_content_length_on_resolve_and_fetch(
+    tmp_path: Path, reg: HostileRegistry, img: Image, length: str
+) -> None:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: {OCI_MANIFEST}\r\nContent-Length: {length}\r\n\r\n"
+    reg.on(None, "/manifests/v1$", raw(head.encode() + img.manifest, keep=False))
+    fails(dist(tmp_path, "resolve", reg.ref()), "invalid HTTP response", within=30)
+    reg.rules.clear()
+    blob = f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nContent-Length: 5\r\n\r\nabcde"
+    reg.on("GET", f"/blobs/{sha(img.layer)}$", raw(blob.encode(), keep=False))
+    fails(
+        dist(tmp_path, "fetch-object", reg.ref(), sha(img.layer)),
+        "invalid HTTP response",
+        within=30,
+    )
+
+
+def test_unicode_retry_after_is_one_clean_line(
+    tmp_path: Path, reg: HostileRegistry, img: Image
+) -> None:
+    busy = answer(429, b"{}", {"Retry-After": "²", "Content-Type": "application/json"})
+    reg.on(None, "/manifests/v1$", raw(busy))
+    fails(dist(tmp_path, "resolve", reg.ref()), "429", "gave up after", within=30)
+
+
+# -- framing: desync ---------------------------------------------------------------------
+def test_smuggled_answer_is_never_read_as_the_next_one(
+    tmp_path: Path, reg: HostileRegistry, img: Image
+) -> None:
+    """Every answer comes with a second, smuggled one behind it (a manifest
+    of another image): reusing the connection would read it as the answer
+    to the next request. The pull must be the real image."""
+    evil = _dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []})
+    smuggled = answer(200, evil, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": sha(evil)})
+
+    def with_tail(peer: Peer, req: Request) -> bool:
+        return peer.send(reg.proper(req) + smuggled)
+
+    reg.on(None, "", with_tail)
+    out = succeeds(dist(tmp_path, "fetch", reg.ref()), within=30)
+    assert img.digest in out, out
+    assert sha(evil) not in out
+    # A fresh connection for every request after the first answer.
+    assert reg.connections >= len(reg.requests()) - 1
+
+
+# -- framing: caps ------------------------------------------------------------------------
+def endless(first: bytes, line: bytes) -> object:
+    def action(peer: Peer, req: Request) -> bool:
+        if not peer.send(first):
+            return False
+        block = line * max(1, 16384 // len(line))
+        while peer.send(block):
+            pass
+        return False
+
+    return action
+
+
+@pytest.mark.parametrize(
+    ("first", "line", "words"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX-A: a\r\n", b" folded\r\n", "65536 bytes"),
+        (b"HTTP/1.1 200 OK\r\n", b"X-Field: value\r\n", "65536 bytes"),
+        (b"HTTP/1.1 200 OK\r\nX-Big: ", b"a" * 1000, "65536 bytes"),
+        (b"", b"HTTP/1.1 100 Continue\r\n\r\n", "informational"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n",
+            b"X-Trailer: t\r\n",
+            "65536 bytes",
+        ),
+    ],
+    ids=["obs-fold", "header-lines", "giant-header", "100-continue", "trailers"],
+)
+def test_endless_heads_fail_fast_in_bounded_memory(
+    tmp_path: Path, reg: HostileRegistry, img: Image, first: bytes, line: bytes, words: str
+) -> None:
+    """Without any --timeout: the caps end it, not the server."""
+    reg.on(None, "/manifests/v1$", endless(first, line))
+    fails(dist(tmp_path, "fetch", reg.ref()), words, within=30)
