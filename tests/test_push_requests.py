@@ -26,7 +26,7 @@ import pytest
 
 from ocidist.descriptor import Descriptor
 from ocidist.digest import Digest
-from ocidist.push import Job, run_graph, upload_blob
+from ocidist.push import upload_blob
 from ocidist.remotes.docker.pusher import PushOptions
 from ocidist.remotes.docker.resolver import DockerResolver
 from ocidist.remotes.docker.upload import PROBE_MAX
@@ -376,43 +376,6 @@ def test_push_image_with_single_post(
     assert singles and len(blob_requests) <= len({d for c in idx.children for d in c.blobs()}) + 3
     assert inspect_raw(registry, f"{repo_name}/sp:v1") == idx.raw
     skopeo_reads(tmp_path, registry, f"{repo_name}/sp:v1")
-
-
-# -- the job graph ---------------------------------------------------------------------
-
-
-def test_run_graph_order_and_failure() -> None:
-    done: list[str] = []
-    lock = threading.Lock()
-
-    def job(name: str, fail: bool = False) -> Job:
-        def run() -> None:
-            if fail:
-                raise ValueError(name)
-            with lock:
-                done.append(name)
-
-        return Job(run, (), (0, 0))
-
-    jobs = {k: job(k) for k in ("a", "b", "c", "d")}
-    jobs["m1"] = Job(job("m1").run, ("a", "b"), (1, 0))
-    jobs["m2"] = Job(job("m2").run, ("c", "gone"), (1, 0))  # unknown keys are no dependency
-    jobs["root"] = Job(job("root").run, ("m1", "m2", "d"), (1, 0))
-    run_graph(jobs, 4)
-    assert sorted(done) == sorted(jobs) and done[-1] == "root"
-    assert done.index("m1") > max(done.index("a"), done.index("b"))
-    assert done.index("m2") > done.index("c")
-
-    done.clear()
-    bad = {"x": job("x", fail=True), "y": Job(job("y").run, ("x",), (0, 0))}
-    with pytest.raises(ValueError, match="x"):
-        run_graph(bad, 2)
-    assert done == []  # what waits on a failed job never runs
-
-    with pytest.raises(RuntimeError, match="wait on each other"):
-        run_graph(
-            {"p": Job(job("p").run, ("q",), (0, 0)), "q": Job(job("q").run, ("p",), (0, 0))}, 2
-        )
 
 
 # -- the registry verifies what it received ------------------------------------------

@@ -223,7 +223,7 @@ def test_unpack_platform_of_index(tmp_path: Path, registry: Registry, repo_name:
     proc = run_dist("--root", str(tmp_path / "root"), "unpack", "--platform", "linux/s390x",
                     ref, str(tmp_path / "none"))  # fmt: skip
     assert proc.returncode == 1
-    assert "no manifest for linux/s390x (the index has linux/amd64" in one_error_line(proc)
+    assert "no manifest for platform linux/s390x (the index has linux/amd64" in one_error_line(proc)
     assert not (tmp_path / "none").exists()
 
 

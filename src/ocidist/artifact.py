@@ -206,9 +206,10 @@ def push_artifact(
 ) -> ArtifactPush:
     """Push ``files`` (path, media type or None) as one artifact manifest to
     ``ref`` (tagged when it has a tag, else by digest alone)."""
+    from ocidist.images.scheduler import Scheduler
     from ocidist.progress import NullProgress
     from ocidist.pull import default_concurrency
-    from ocidist.push import Job, PushResult, run_graph, upload_blob
+    from ocidist.push import PushResult, upload_blob
 
     r = reference.parse(ref, default_tag="")
     prog = progress or NullProgress()
@@ -250,8 +251,10 @@ def push_artifact(
             status = upload_blob(pusher, blob, _opener(path), progress=prog)
             result.record(blob, status)
 
-        jobs = {str(d): Job(partial(upload, d, p), (), (0, -d.size)) for d, p in blobs.values()}
-        run_graph(jobs, concurrency or default_concurrency())
+        sched = Scheduler(concurrency or default_concurrency(), name="push")
+        for d, p in blobs.values():
+            sched.add(str(d.digest), partial(upload, d, p), (), (0, -d.size))
+        sched.run()
     finally:
         for item in prepared:
             if item.temporary:

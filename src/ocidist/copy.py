@@ -16,21 +16,29 @@ the index becomes the copied image and gets the destination tag (what
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import BinaryIO, cast
 
-from ocidist import manifest, reference
-from ocidist.content import ingest_key_for
+from ocidist import reference
+from ocidist.content import Store, ingest_key_for
 from ocidist.content.copy import ingest, put_bytes
-from ocidist.content.local import LocalStore
-from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_index, is_manifest
-from ocidist.errors import InvalidContent, NotFound
+from ocidist.descriptor import Descriptor
+from ocidist.errors import NotFound
 from ocidist.images.handlers import SOURCE_LABEL
-from ocidist.images.platforms import MatchComparer, select
-from ocidist.images.walk import walk
+from ocidist.images.plan import plan, remote_platform
+from ocidist.images.platforms import MatchComparer
+from ocidist.images.scheduler import Scheduler
+from ocidist.images.walk import fetch_manifest
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
-from ocidist.push import Plan, PushResult, is_foreign, push_manifests, target_tag, upload_blob
-from ocidist.remotes.docker.fetcher import DockerFetcher
+from ocidist.push import (
+    PushResult,
+    add_manifest_jobs,
+    blob_key,
+    is_foreign,
+    target_tag,
+    upload_blob,
+)
 from ocidist.remotes.docker.pusher import PushOptions
 from ocidist.remotes.docker.resolver import DockerResolver
 
@@ -50,7 +58,7 @@ def copy_image(
     dst_ref: str,
     *,
     matcher: MatchComparer | None = None,
-    via_store: LocalStore | None = None,
+    via_store: Store | None = None,
     concurrency: int = 0,
     progress: Progress | None = None,
     options: PushOptions | None = None,
@@ -61,11 +69,14 @@ def copy_image(
     src = reference.parse(src_name)
     dst = reference.parse(dst_ref)
     fetcher = resolver.fetcher(src_name)
+
+    def read(desc: Descriptor) -> bytes:
+        return fetch_manifest(fetcher, desc)
+
     if matcher is not None:
-        root = _pick_platform(fetcher, root, matcher, src_name)
+        root = remote_platform(read, root, matcher)
     tag = target_tag(dst, root)
-    plan = Plan()
-    _walk(fetcher, root, plan, set())
+    todo = plan(read, root)
     pusher = resolver.pusher(dst.name, options)
     result = CopyResult(dst.name, root, source=src_name)
     prog = progress or NullProgress()
@@ -73,7 +84,7 @@ def copy_image(
     mount = [src.path] if same_registry and src.path != dst.path else []
     source_label = {SOURCE_LABEL + src.domain: src.path}
 
-    def copy_blob(desc: Descriptor) -> list[Descriptor]:
+    def copy_blob(desc: Descriptor) -> None:
         def from_registry(offset: int) -> BinaryIO:
             return cast(BinaryIO, fetcher.fetch(desc, offset))
 
@@ -99,51 +110,19 @@ def copy_image(
             else:
                 raise
         result.record(desc, status)
-        return []
 
-    walk(copy_blob, plan.blobs.values(), concurrency=concurrency or default_concurrency())
+    sched = Scheduler(concurrency or default_concurrency(), name="copy")
+    for key, desc in todo.blobs.items():
+        sched.add(blob_key(key), partial(copy_blob, desc), (), (2, -desc.size))
     if via_store is not None:
-        for desc, data in plan.manifests:
-            _keep_manifest(via_store, desc, data, source_label)
-    push_manifests(pusher, plan.manifests, root, tag, result, prog)
+        for desc, data in todo.manifests:
+            put_bytes(via_store, ingest_key_for(desc), data, desc.digest, labels=source_label)
+    add_manifest_jobs(sched, pusher, todo, root, tag, result, prog)
+    sched.run()
     return result
 
 
-def _read(fetcher: DockerFetcher, desc: Descriptor) -> bytes:
-    if desc.size > MAX_MANIFEST_SIZE:
-        raise InvalidContent(f"{desc.digest}: manifest of {desc.size} bytes is too large")
-    stream = fetcher.fetch(desc)  # verified: the last read raises on a mismatch
-    try:
-        return stream.read()
-    finally:
-        stream.close()
-
-
-def _pick_platform(
-    fetcher: DockerFetcher, root: Descriptor, matcher: MatchComparer, what: str
-) -> Descriptor:
-    if not is_index(root.media_type):
-        return root
-    kids = select(manifest.children(root, _read(fetcher, root)), matcher)
-    if not kids:
-        raise NotFound(f"{what}: no manifest for the requested platform")
-    return _pick_platform(fetcher, kids[0], matcher, what)
-
-
-def _walk(fetcher: DockerFetcher, desc: Descriptor, plan: Plan, seen: set[str]) -> None:
-    if str(desc.digest) in seen:
-        return
-    seen.add(str(desc.digest))
-    data = _read(fetcher, desc)
-    for k in manifest.children(desc, data):
-        if is_index(k.media_type) or is_manifest(k.media_type):
-            _walk(fetcher, k, plan, seen)
-        else:
-            plan.blobs.setdefault(str(k.digest), k)
-    plan.manifests.append((desc, data))
-
-
-def _store_open_at(store: LocalStore, desc: Descriptor) -> OpenAt:
+def _store_open_at(store: Store, desc: Descriptor) -> OpenAt:
     def open_at(offset: int) -> BinaryIO:
         f = store.reader(desc.digest)
         if offset:
@@ -151,9 +130,3 @@ def _store_open_at(store: LocalStore, desc: Descriptor) -> OpenAt:
         return f
 
     return open_at
-
-
-def _keep_manifest(
-    store: LocalStore, desc: Descriptor, data: bytes, labels: dict[str, str]
-) -> None:
-    put_bytes(store, ingest_key_for(desc), data, desc.digest, labels=labels)

@@ -3,7 +3,7 @@
 Pushing is copying from the store into a remote writer (DESIGN.md): every
 blob goes through ``content.copy.copy_from`` into a ``DockerPusher`` writer,
 so a lost upload session resumes the same way a broken fetch does — from the
-writer's offset. Everything runs on one pool of workers (``run_graph``):
+writer's offset. Everything runs on the one pool (``images.scheduler``):
 blobs of every manifest in parallel (largest first), each manifest as soon as
 everything it names is in — a registry never sees a manifest whose blobs it
 lacks — and the root (an index after its platform manifests) last. First
@@ -17,22 +17,14 @@ exactly as stored (its digest unchanged).
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
-from ocidist import manifest, reference
+from ocidist import reference
 from ocidist.content import Store
 from ocidist.content.copy import copy_from
-from ocidist.descriptor import (
-    DOCKER_LAYER_FOREIGN,
-    Descriptor,
-    is_index,
-    is_manifest,
-)
+from ocidist.descriptor import DOCKER_LAYER_FOREIGN, Descriptor, is_index
 from ocidist.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -42,8 +34,9 @@ from ocidist.errors import (
     Unauthorized,
 )
 from ocidist.images.handlers import SOURCE_LABEL
-from ocidist.images.platforms import MatchComparer, select
-from ocidist.images.walk import read_manifest
+from ocidist.images.plan import Plan, plan, stored_platform, stored_reader
+from ocidist.images.platforms import MatchComparer
+from ocidist.images.scheduler import Scheduler
 from ocidist.metadata import MetadataStore
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
@@ -140,32 +133,13 @@ def _sources(labels: Mapping[str, str], domain: str, path: str) -> list[str]:
     return [r for r in value.split(",") if r and r != path]
 
 
-class Plan:
-    """What to push: blobs (any order) and manifests, children before parents."""
-
-    # A plain class: a dataclass costs ~1 ms of start-up.
-    def __init__(self) -> None:
-        self.blobs: dict[str, Descriptor] = {}
-        self.manifests: list[tuple[Descriptor, bytes]] = []
-        # digest -> what the manifest names, where the walk decoded it already
-        self.children: dict[str, list[Descriptor]] = {}
-
-
 def plan_from_store(store: Store, root: Descriptor, what: str) -> Plan:
-    plan = Plan()
-    _walk(store, root, plan, what, set())
-    return plan
+    """What pushing ``root`` sends; every object must be in ``store`` (an
+    index only with every manifest it lists: its digest cannot change)."""
 
-
-def _walk(store: Store, desc: Descriptor, plan: Plan, what: str, seen: set[str]) -> None:
-    if str(desc.digest) in seen:
-        return
-    seen.add(str(desc.digest))
-    if not store.exists(desc.digest):
-        raise NotFound(f"{what}: {desc.digest} ({desc.media_type}) is not in the content store")
-    data = read_manifest(store, desc)
-    kids = plan.children[str(desc.digest)] = manifest.children(desc, data)
-    if is_index(desc.media_type):
+    def whole_index(desc: Descriptor, kids: Sequence[Descriptor]) -> None:
+        if not is_index(desc.media_type):
+            return
         missing = [k for k in kids if not store.exists(k.digest)]
         if missing:
             plats = ", ".join(str(k.platform or k.digest) for k in missing[:4])
@@ -174,26 +148,8 @@ def _walk(store: Store, desc: Descriptor, plan: Plan, what: str, seen: set[str])
                 f"the store ({plats}); fetch with --all-platforms to push the whole index, "
                 "or push one platform with --platform"
             )
-        for k in kids:
-            if is_index(k.media_type) or is_manifest(k.media_type):
-                _walk(store, k, plan, what, seen)
-            else:
-                plan.blobs.setdefault(str(k.digest), k)
-    else:
-        for k in kids:
-            plan.blobs.setdefault(str(k.digest), k)
-    plan.manifests.append((desc, data))
 
-
-def pick_platform(store: Store, root: Descriptor, matcher: MatchComparer, what: str) -> Descriptor:
-    """The best platform manifest of index ``root`` that the store holds."""
-    if not is_index(root.media_type):
-        return root
-    kids = manifest.children(root, read_manifest(store, root))
-    present = [k for k in select(kids, matcher) if store.exists(k.digest)]
-    if not present:
-        raise NotFound(f"{what}: no manifest for the requested platform in the store")
-    return pick_platform(store, present[0], matcher, what)
+    return plan(stored_reader(store, what), root, check=whole_index)
 
 
 def target_tag(dst: reference.Reference, root: Descriptor) -> str | None:
@@ -226,10 +182,10 @@ def push_image(
     image = metadata.get_image(local)
     root = image.target
     if platforms is not None:
-        root = pick_platform(store, root, platforms, local)
+        root = stored_platform(store, root, platforms, local)
     dst = reference.parse(ref or local)
     tag = target_tag(dst, root)
-    plan = plan_from_store(store, root, local)
+    todo = plan_from_store(store, root, local)
     pusher = resolver.pusher(dst.name, options)
     result = PushResult(dst.name, root)
     prog = progress or NullProgress()
@@ -258,23 +214,22 @@ def push_image(
         if image_present(pusher, root, tag):
             raise _Present
 
-    jobs: dict[str, Job] = {CHECK: Job(check_root, (), (0, 0))}
-    for key, desc in plan.blobs.items():
+    sched = Scheduler(concurrency or default_concurrency(), name="push")
+    sched.add(CHECK, check_root)
+    for key, desc in todo.blobs.items():
         # A blob the pusher sends without asking waits for the root check (a
         # re-push sends nothing); one it looks up first can go alongside.
         small = 0 <= desc.size < pusher.options.lookup_min
-        jobs[_blob_key(key)] = Job(
-            partial(push_blob, desc), (CHECK,) if small else (), (2, -desc.size)
+        sched.add(
+            blob_key(key), partial(push_blob, desc), (CHECK,) if small else (), (2, -desc.size)
         )
-    jobs |= manifest_jobs(
-        pusher, plan.manifests, root, tag, result, prog, after_root_check=True, known=plan.children
-    )
+    add_manifest_jobs(sched, pusher, todo, root, tag, result, prog, after_root_check=True)
     try:
-        run_graph(jobs, concurrency or default_concurrency())
+        sched.run()
     except _Present:
         # Running uploads finished first; the rest is there already.
         done = {str(d.digest) for d in (*result.pushed, *result.existing, *result.mounted)}
-        everything = [*plan.blobs.values(), *(d for d, _ in plan.manifests)]
+        everything = [*todo.blobs.values(), *(d for d, _ in todo.manifests)]
         for desc in everything:
             if str(desc.digest) not in done:
                 result.record(desc, "exists")
@@ -303,7 +258,8 @@ class _Present(Exception):
     """The registry has the image's root: nothing more to send (stops the graph)."""
 
 
-def _blob_key(dgst: str) -> str:
+def blob_key(dgst: str) -> str:
+    """The scheduler key of a blob's job (manifest jobs wait on these)."""
     return "b:" + dgst
 
 
@@ -311,29 +267,26 @@ def _manifest_key(dgst: str) -> str:
     return "m:" + dgst
 
 
-def manifest_jobs(
+def add_manifest_jobs(
+    sched: Scheduler,
     pusher: DockerPusher,
-    manifests: Sequence[tuple[Descriptor, bytes]],
+    todo: Plan,
     root: Descriptor,
     tag: str | None,
     result: PushResult,
     progress: Progress,
     *,
     after_root_check: bool = False,
-    known: Mapping[str, Sequence[Descriptor]] | None = None,
-) -> dict[str, Job]:
-    """One job per manifest, waiting for every object it names (blob jobs
-    ``b:<digest>``, manifest jobs ``m:<digest>``, where present); the root
-    goes under ``tag`` and, with ``after_root_check``, after the ``CHECK`` job.
-    ``known`` holds the children of manifests decoded already."""
-    jobs: dict[str, Job] = {}
-    for desc, data in manifests:
+) -> None:
+    """One job per manifest of ``todo``, waiting for every object it names
+    (blob jobs ``blob_key(digest)``, manifest jobs); the root goes under
+    ``tag`` and, with ``after_root_check``, after the ``CHECK`` job."""
+    for desc, data in todo.manifests:  # children first: their keys are known
         is_root = desc.digest == root.digest
-        kids = (known or {}).get(str(desc.digest))
         deps = [
             key
-            for kid in (manifest.children(desc, data) if kids is None else kids)
-            for key in (_blob_key(str(kid.digest)), _manifest_key(str(kid.digest)))
+            for kid in todo.children.get(str(desc.digest), ())
+            for key in (blob_key(str(kid.digest)), _manifest_key(str(kid.digest)))
         ]
         if is_root and after_root_check:
             deps.append(CHECK)
@@ -347,93 +300,7 @@ def manifest_jobs(
             )
             result.record(target, status)
 
-        jobs[_manifest_key(str(desc.digest))] = Job(put, deps, (1, 0))
-    return jobs
-
-
-def push_manifests(
-    pusher: DockerPusher,
-    manifests: Sequence[tuple[Descriptor, bytes]],
-    root: Descriptor,
-    tag: str | None,
-    result: PushResult,
-    progress: Progress,
-) -> None:
-    """Every manifest once what it names is in (the blobs must be there
-    already); the platform manifests of an index in parallel, the root last,
-    under ``tag`` if any."""
-    jobs = manifest_jobs(pusher, manifests, root, tag, result, progress)
-    run_graph(jobs, default_concurrency())
-
-
-class Job(NamedTuple):
-    run: Callable[[], None]
-    deps: Collection[str]  # keys of jobs that must finish first (unknown keys: none)
-    priority: tuple[int, int]  # among the jobs ready to run, the lowest goes first
-
-
-def run_graph(jobs: Mapping[str, Job], concurrency: int) -> None:
-    """Run every job after the jobs it depends on, ``concurrency`` at a time.
-
-    The first failure stops the graph: nothing new starts, the running jobs
-    finish, and the failure is raised in the caller's thread (which works as
-    one of the workers: one thread fewer to start)."""
-    waiting = {k: 0 for k in jobs}
-    dependents: dict[str, list[str]] = {}
-    for k, job in jobs.items():
-        for d in set(job.deps):
-            if d in jobs:
-                waiting[k] += 1
-                dependents.setdefault(d, []).append(k)
-    seq = itertools.count()
-    ready = [(job.priority, next(seq), k) for k, job in jobs.items() if not waiting[k]]
-    heapq.heapify(ready)
-    cond = threading.Condition()
-    left = len(jobs)
-    running = 0
-    failure: list[BaseException] = []
-
-    def worker() -> None:
-        nonlocal left, running
-        while True:
-            with cond:
-                while not ready and not failure and left and running:
-                    cond.wait()
-                if failure or not ready:
-                    if left and not running and not failure:
-                        failure.append(RuntimeError("push: jobs wait on each other"))
-                    cond.notify_all()
-                    return
-                _, _, key = heapq.heappop(ready)
-                running += 1
-            try:
-                jobs[key].run()
-            except BaseException as e:  # re-raised in the caller's thread
-                with cond:
-                    failure.append(e)
-                    running -= 1
-                    cond.notify_all()
-                return
-            with cond:
-                running -= 1
-                left -= 1
-                for d in dependents.get(key, ()):
-                    waiting[d] -= 1
-                    if not waiting[d]:
-                        heapq.heappush(ready, (jobs[d].priority, next(seq), d))
-                cond.notify_all()
-
-    threads = [
-        threading.Thread(target=worker, name=f"push-{i}", daemon=True)
-        for i in range(1, min(max(1, concurrency), len(jobs)))
-    ]
-    for t in threads:
-        t.start()
-    worker()
-    for t in threads:
-        t.join()
-    if failure:
-        raise failure[0]
+        sched.add(_manifest_key(str(desc.digest)), put, deps, (1, 0))
 
 
 def _bytes_at(data: bytes) -> OpenAt:

@@ -58,14 +58,14 @@ def export_docker(
     """Save stored image ``name`` to ``dest`` as a docker-archive. An index
     gives its best platform manifest (``platforms``, default this machine's),
     as ``docker save`` does; ``tag`` replaces the RepoTag (``repo:tag``)."""
+    from ocidist.images.plan import stored_platform
     from ocidist.images.unpack import manifest_parts, read_config
     from ocidist.layout.exporter import lookup_image
-    from ocidist.push import pick_platform
 
     image = lookup_image(metadata, name)
     target = image.target
     if is_index(target.media_type):
-        target = pick_platform(store, target, platforms or default_matcher(), image.name)
+        target = stored_platform(store, target, platforms or default_matcher(), image.name)
     config, layers = manifest_parts(store, target)
     parts = read_config(store, target, config, layers)
     repo_tags = [_repo_tag(image.name, tag)]

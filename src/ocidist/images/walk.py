@@ -147,7 +147,7 @@ def no_match(desc: Descriptor, matcher: MatchComparer, entries: Sequence[Descrip
     """The error for an index with no manifest for the wanted platform."""
     have = sorted({_escape(str(e.platform)) for e in entries if e.platform is not None})
     listed = ", ".join(have[:16]) + (f", … ({len(have)} in all)" if len(have) > 16 else "")
-    return NotFound(f"{desc.digest}: no manifest for {matcher.wanted()} (the index has {listed})")
+    return NotFound(f"{desc.digest}: no manifest for platform {matcher.wanted()} (the index has {listed})")
 
 
 def _escape(text: str) -> str:

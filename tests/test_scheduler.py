@@ -1,0 +1,106 @@
+"""The one pool every graph operation runs on (images.scheduler), and the
+walker's own bounds on whatever a handler returns (images.walk)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from ocidist.descriptor import OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor
+from ocidist.digest import Digest
+from ocidist.errors import InvalidContent
+from ocidist.images.scheduler import Scheduler
+from ocidist.images.walk import MAX_CHILDREN, MAX_INDEX_DEPTH, Recorder, walk
+
+
+def test_order_dependencies_and_failure() -> None:
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def job(name: str, fail: bool = False) -> None:
+        if fail:
+            raise ValueError(name)
+        with lock:
+            done.append(name)
+
+    s = Scheduler(4)
+    for k in ("a", "b", "c", "d"):
+        s.add(k, lambda k=k: job(k))  # type: ignore[misc]
+    s.add("m1", lambda: job("m1"), ("a", "b"), (1, 0))
+    s.add("m2", lambda: job("m2"), ("c", "gone"), (1, 0))  # unknown keys are no dependency
+    s.add("root", lambda: job("root"), ("m1", "m2", "d"), (1, 0))
+    assert not s.add("a", lambda: job("again"))  # a key runs once
+    s.run()
+    assert sorted(done) == ["a", "b", "c", "d", "m1", "m2", "root"] and done[-1] == "root"
+    assert done.index("m1") > max(done.index("a"), done.index("b"))
+    assert done.index("m2") > done.index("c")
+
+    done.clear()
+    bad = Scheduler(2)
+    bad.add("x", lambda: job("x", fail=True))
+    bad.add("y", lambda: job("y"), ("x",))
+    with pytest.raises(ValueError, match="x"):
+        bad.run()
+    assert done == []  # what waits on a failed job never runs
+
+
+def test_jobs_added_while_running_and_the_thread_bound() -> None:
+    s = Scheduler(3)
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+    threads: set[str] = set()
+
+    def job(n: int) -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            threads.add(threading.current_thread().name)
+        if n < 20:
+            s.add(f"j{n + 1}", lambda: job(n + 1))
+            s.add(f"k{n + 1}", lambda: job(n + 1))
+        time.sleep(0.001)
+        with lock:
+            running -= 1
+
+    s.add("j0", lambda: job(0))
+    s.run()
+    assert peak <= 3 and len(threads) <= 3
+
+
+def _d(mt: str, n: int) -> Descriptor:
+    return Descriptor(mt, Digest.from_bytes(b"%d" % n), 1)
+
+
+def test_walk_bounds_any_handler() -> None:
+    # A handler that makes up an endless chain of indexes: the walker stops it.
+    seen: list[Descriptor] = []
+
+    def chain(desc: Descriptor) -> list[Descriptor]:
+        seen.append(desc)
+        return [_d(OCI_INDEX, len(seen))]
+
+    with pytest.raises(InvalidContent, match=f"nested deeper than {MAX_INDEX_DEPTH}"):
+        walk(chain, [_d(OCI_INDEX, 0)])
+    assert len(seen) == MAX_INDEX_DEPTH
+
+    def wide(desc: Descriptor) -> list[Descriptor]:
+        return [_d(OCI_LAYER_GZIP, i) for i in range(MAX_CHILDREN + 1)]
+
+    with pytest.raises(InvalidContent, match="children is too many"):
+        walk(wide, [_d(OCI_MANIFEST, 0)])
+
+
+def test_recorder_orders_children_first() -> None:
+    idx, m1, m2 = _d(OCI_INDEX, 0), _d(OCI_MANIFEST, 1), _d(OCI_MANIFEST, 2)
+    inner, shared = _d(OCI_INDEX, 3), _d(OCI_LAYER_GZIP, 4)
+    graph = {idx.digest: [m1, inner], inner.digest: [m2], m1.digest: [shared], m2.digest: [shared]}
+    rec = Recorder(lambda d: graph.get(d.digest, []))
+    walk(rec, [idx], concurrency=2)
+    order = [d.digest for d in rec.children_first()]
+    assert sorted(map(str, order)) == sorted(str(d.digest) for d in (idx, m1, m2, inner, shared))
+    for parent, kids in graph.items():
+        assert all(order.index(k.digest) < order.index(parent) for k in kids)
