@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from ocidist.errors import DistError, NotFound, RegistryError, Unavailable, reworded
+from ocidist.remotes.docker.origin import Origin, origin_of
 from ocidist.remotes.docker.transport import TLSConfig
 from ocidist.value import Value
 
@@ -53,6 +54,11 @@ class RegistryHost(Value):
     @property
     def base(self) -> str:
         return f"{self.scheme}://{self.host}{self.path}"
+
+    @property
+    def origin(self) -> Origin:
+        """The origin this host's credentials and configured headers belong to."""
+        return origin_of(self.base)
 
 
 def is_loopback(host: str) -> bool:

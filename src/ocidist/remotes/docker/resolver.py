@@ -89,6 +89,11 @@ class DockerResolver:
             )
             with self._lock:
                 self._hosts[domain] = hosts
+            for h in hosts:
+                if h.scheme == "https":
+                    # Configured as HTTPS: no credential to its name over
+                    # plain HTTP (origin.py, rule 2).
+                    self.transport.https.add(h.origin.host)
         return hosts
 
     def fetcher(self, ref: str) -> DockerFetcher:

@@ -81,11 +81,12 @@ class Session:
         while True:
             attempt += 1
             hdrs = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
-            hdrs.update(host.headers)
             hdrs.update(headers or {})
+            # hosts.toml [header] values and the credential: this host's origin only.
+            bound = dict(host.headers)
             authorization = auth.header()
             if authorization:
-                hdrs["Authorization"] = authorization
+                bound["Authorization"] = authorization
             try:
                 resp = self.transport.request(
                     method,
@@ -95,7 +96,8 @@ class Session:
                     tls=host.tls,
                     deadline=self.deadline,
                     what=what,
-                    auth_host=host.host,
+                    bound=bound,
+                    bound_origin=host.origin,
                 )
             except Unavailable as e:
                 last = e

@@ -24,6 +24,16 @@ from ocidist import logs
 from ocidist.errors import InvalidContent, RegistryError, TimedOut, Unavailable
 from ocidist.remotes.docker import httpconn
 from ocidist.remotes.docker.httpconn import Body, Connection, Headers, Protocol, Timer
+from ocidist.remotes.docker.origin import (
+    REDIRECT_STATUS,
+    HTTPSHosts,
+    Origin,
+    Refused,
+    bound_for,
+    origin_of,
+    redirect,
+    split_bound,
+)
 
 _LOGGER = "ocidist.remotes.transport"
 
@@ -241,19 +251,6 @@ def _simple(url: str) -> tuple[str, str, str, int | None, str] | None:
     return scheme, netloc, host.lower(), port, target
 
 
-def _netloc(url: str, what: str) -> str:
-    simple = _simple(url)
-    if simple is not None:
-        return simple[1]
-    from urllib.parse import urlsplit
-
-    try:
-        return urlsplit(url).netloc
-    except ValueError:
-        # A hostile token realm or Location ("http://[::1") fails in words.
-        raise InvalidContent(f"{what}: invalid URL") from None
-
-
 def _target(url: str, what: str) -> tuple[str, str, int, str]:
     """Scheme, host, port and request target (path and query) of ``url``."""
     simple = _simple(url)
@@ -295,6 +292,8 @@ class Transport:
         self._idle: dict[_PoolKey, list[Connection]] = {}
         self._contexts: dict[TLSConfig, Any] = {}
         self._lock = threading.Lock()
+        # Host names configured or reached over HTTPS (origin.py, rule 2).
+        self.https = HTTPSHosts()
 
     def _context(self, tls: TLSConfig, what: str) -> Any:
         """The ssl.SSLContext for ``tls`` (ssl is imported by HTTPS only)."""
@@ -400,20 +399,27 @@ class Transport:
         deadline: Deadline | None = None,
         what: str = "",
         follow_redirects: bool = True,
-        auth_host: str | None = None,
+        bound: Mapping[str, str] | None = None,
+        bound_origin: Origin | None = None,
     ) -> Response:
-        """One request, following redirects by hand. ``auth_host`` is the host
-        that may see the Authorization header; any other host gets it stripped."""
+        """One request, following redirects by hand under the origin policy
+        (origin.py). ``bound`` headers (and any Authorization, Cookie or
+        Proxy-Authorization in ``headers``) belong to ``bound_origin``
+        (default: ``url``'s) and go to no other."""
         what = what or f"{method} {url}"
         tls = tls or TLSConfig()
-        hdrs = dict(headers)
-        origin = auth_host or _netloc(url, what)
+        public, secret = split_bound(headers, bound)
+        owner = bound_origin or self._origin(url, what)
         for _ in range(MAX_REDIRECTS + 1):
             if deadline is not None:
                 deadline.check(what)
-            if _netloc(url, what) != origin:
-                hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
+            target = self._origin(url, what)
             scheme, host, port, path = _target(url, what)
+            if scheme == "https":
+                self.https.add(host)
+            hdrs = (
+                {**public, **secret} if secret and bound_for(target, owner, self.https) else public
+            )
             key = (scheme, host, port, tls if scheme == "https" else _PLAIN)
             conn, status, headers_in, body_in = self._exchange(
                 key, method, path, hdrs, body, deadline, what
@@ -430,25 +436,34 @@ class Transport:
                 path.split("?", 1)[0],
                 status,
             )
-            if follow_redirects and status in (301, 302, 303, 307, 308):
+            if follow_redirects and status in REDIRECT_STATUS:
                 loc = resp.header("Location")
                 resp.drain(DRAIN_MAX)
                 resp.close()
                 if not loc:
                     raise Unavailable(f"{what}: redirect without Location")
-                from urllib.parse import urljoin
-
                 try:
-                    url = urljoin(url, loc)
-                except ValueError:
-                    raise InvalidContent(f"{what}: redirect to an invalid URL") from None
-                if status == 303:
-                    method, body = "GET", None
+                    url, method, body = redirect(status, method, body, url, loc)
+                except Refused as e:
+                    # The server's answer, not a passing fault: no retry.
+                    raise RegistryError(f"{what}: {e}", status=status) from None
                 continue
             return resp
         # A loop is the server's configuration, not a passing fault: no retry
         # (a RegistryError without a retryable status is not replayed).
         raise RegistryError(f"{what}: too many redirects (more than {MAX_REDIRECTS})")
+
+    @staticmethod
+    def _origin(url: str, what: str) -> Origin:
+        """``url``'s origin; refused unless the connection parser agrees."""
+        try:
+            o = origin_of(url)
+        except ValueError:
+            raise InvalidContent(f"{what}: invalid URL") from None
+        scheme, host, port, _ = _target(url, what)
+        if o != (scheme, host.lower(), port):
+            raise InvalidContent(f"{what}: invalid URL")
+        return o
 
     def close(self) -> None:
         with self._lock:
