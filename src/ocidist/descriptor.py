@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from ocidist.digest import Digest
 from ocidist.errors import InvalidContent
+from ocidist.text import quote
 from ocidist.value import Value
 
 # Manifests and indexes.
@@ -41,6 +43,22 @@ ACCEPT_MANIFESTS = (DOCKER_MANIFEST_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFE
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 
 
+# RFC 6838 §4.2 (the image-spec requires media types to comply): type "/"
+# subtype, each a restricted-name. Parameters are stripped before this check.
+_RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE = re.compile(f"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}", re.ASCII)
+# Platform os, architecture and variant: containerd's platform specifier
+# grammar (GOOS/GOARCH values, "unknown", "v8" …), bounded.
+_PLATFORM_FIELD = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+# A size is an int64 everywhere else (Go registries, containerd).
+MAX_SIZE = (1 << 63) - 1
+
+
+def is_media_type(text: str) -> bool:
+    """``text`` (parameters stripped) is a media type by RFC 6838's grammar."""
+    return bool(_MEDIA_TYPE.fullmatch(text))
+
+
 def strip_params(media_type: str) -> str:
     """``application/json; charset=utf-8`` -> ``application/json``."""
     return media_type.split(";", 1)[0].strip().lower()
@@ -68,6 +86,20 @@ def is_layer(media_type: str) -> bool:
     return mt.startswith(
         ("application/vnd.oci.image.layer.", "application/vnd.docker.image.rootfs.")
     )
+
+
+def _media_type_field(obj: Mapping[str, Any], key: str, dgst: Digest) -> str:
+    """A descriptor's ``mediaType``/``artifactType``: absent, or a media type
+    (returned without parameters and lower-cased)."""
+    value = obj.get(key) or ""
+    if not isinstance(value, str):
+        raise InvalidContent(f"descriptor {dgst} has an invalid {key}")
+    if not value:
+        return ""
+    stripped = strip_params(value)
+    if not is_media_type(stripped):
+        raise InvalidContent(f"descriptor {dgst} has an invalid {key} '{quote(value, 80)}'")
+    return stripped
 
 
 class Platform(Value):
@@ -104,15 +136,33 @@ class Platform(Value):
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Platform:
+        """A platform object from a manifest or config; os, architecture and
+        variant must match the platform grammar, the rest must be strings."""
         feats = obj.get("os.features")
-        if feats is not None and not isinstance(feats, list):
-            raise InvalidContent("platform os.features must be a list")
+        if feats is not None and not (
+            isinstance(feats, list) and all(isinstance(f, str) for f in feats)
+        ):
+            raise InvalidContent("platform os.features must be a list of strings")
+        fields: dict[str, str] = {}
+        for key in ("os", "architecture", "variant", "os.version"):
+            value = obj.get(key)
+            if value is None or value == "":
+                fields[key] = ""
+                continue
+            if not isinstance(value, str):
+                raise InvalidContent(f"platform {key} is not a string")
+            if key != "os.version" and not _PLATFORM_FIELD.fullmatch(value):
+                raise InvalidContent(
+                    f"platform {key} '{quote(value, 80)}' is not a platform name "
+                    "(letters, digits, '_', '-')"
+                )
+            fields[key] = value
         return cls(
-            os=str(obj.get("os", "")),
-            architecture=str(obj.get("architecture", "")),
-            variant=str(obj.get("variant", "")),
-            os_version=str(obj.get("os.version", "")),
-            os_features=tuple(str(f) for f in feats) if isinstance(feats, list) else (),
+            os=fields["os"],
+            architecture=fields["architecture"],
+            variant=fields["variant"],
+            os_version=fields["os.version"],
+            os_features=tuple(feats) if isinstance(feats, list) else (),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -174,24 +224,26 @@ class Descriptor(Value):
         except Exception as e:
             raise InvalidContent(f"descriptor has a bad digest: {e}") from e
         size = obj.get("size")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise InvalidContent(f"descriptor {dgst} has an invalid size {size!r}")
-        media_type = obj.get("mediaType", "")
-        if not isinstance(media_type, str):
-            raise InvalidContent(f"descriptor {dgst} has an invalid mediaType")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+            shown = quote(repr(size), 40) if isinstance(size, int | float) else type(size).__name__
+            raise InvalidContent(f"descriptor {dgst} has an invalid size {shown}")
+        media_type = _media_type_field(obj, "mediaType", dgst)
+        artifact_type = obj.get("artifactType") or ""
+        _media_type_field(obj, "artifactType", dgst)  # kept as written, once valid
         plat = obj.get("platform")
         annotations = obj.get("annotations") or {}
         if not isinstance(annotations, Mapping):
             raise InvalidContent(f"descriptor {dgst} has invalid annotations")
         urls = obj.get("urls") or ()
+        platform = Platform.from_json(plat) if isinstance(plat, Mapping) else None
         return cls(
-            media_type=strip_params(media_type) if media_type else "",
+            media_type=media_type,
             digest=dgst,
             size=size,
             annotations={str(k): str(v) for k, v in annotations.items()},
-            platform=Platform.from_json(plat) if isinstance(plat, Mapping) else None,
+            platform=platform,
             urls=tuple(str(u) for u in urls) if isinstance(urls, list) else (),
-            artifact_type=str(obj.get("artifactType", "")),
+            artifact_type=artifact_type,
         )
 
     def to_json(self) -> dict[str, Any]:

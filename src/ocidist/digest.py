@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ocidist.stream import Readable
 
 from ocidist.errors import DigestMismatch, InvalidArgument
+from ocidist.text import quote
 from ocidist.value import Value
 
 _ALGORITHMS = {"sha256": 64, "sha512": 128}
@@ -67,15 +68,17 @@ class Digest(Value):
             if len(enc) == _ALGORITHMS.get(alg, -1) and not enc.strip(_HEX):
                 return cls(alg, enc)
         m = _DIGEST_RE.fullmatch(text) if isinstance(text, str) else None
+        # The text may come from a registry: escaped and shortened in errors.
+        shown = f"'{quote(text, 100)}'" if isinstance(text, str) else type(text).__name__
         if not m:
-            raise InvalidDigest(f"invalid digest {text!r}: expected algorithm:hex")
+            raise InvalidDigest(f"invalid digest {shown}: expected algorithm:hex")
         alg, enc = m.group(1), m.group(2)
         if alg not in _ALGORITHMS:
-            raise InvalidDigest(f"invalid digest {text!r}: unsupported algorithm {alg!r}")
+            raise InvalidDigest(f"invalid digest {shown}: unsupported algorithm '{quote(alg, 40)}'")
         want = _ALGORITHMS[alg]
         if len(enc) != want or not re.fullmatch(r"[0-9a-f]+", enc):
             raise InvalidDigest(
-                f"invalid digest {text!r}: {alg} needs {want} lowercase hex characters"
+                f"invalid digest {shown}: {alg} needs {want} lowercase hex characters"
             )
         return cls(alg, enc)
 

@@ -14,4 +14,9 @@ import sys
 def debug(logger: str, msg: str, *args: object) -> None:
     logging = sys.modules.get("logging")
     if logging is not None:
-        logging.getLogger(logger).debug(msg, *args)
+        # Arguments may be registry text (a URL, a status reason, an error):
+        # escaped, so one record stays one line.
+        from ocidist.text import escape
+
+        shown = tuple(escape(a) if isinstance(a, str) else a for a in args)
+        logging.getLogger(logger).debug(msg, *shown)

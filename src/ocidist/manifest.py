@@ -7,10 +7,10 @@ a message naming what is wrong, never as a KeyError or JSONDecodeError.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from ocidist import jsondata
 from ocidist.descriptor import (
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED,
@@ -181,15 +181,8 @@ def _load(data: bytes) -> dict[str, Any]:
         raise InvalidContent(
             f"manifest is {len(data)} bytes, more than the {MAX_MANIFEST_SIZE} bytes allowed"
         )
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as e:
-        # ValueError covers JSONDecodeError and UnicodeDecodeError; deeply
-        # nested arrays exhaust the parser's recursion.
-        raise InvalidContent(f"manifest is not valid JSON: {e}") from e
-    if not isinstance(obj, dict):
-        raise InvalidContent("manifest is not a JSON object")
-    return obj
+    # Refuses huge numbers, deep nesting, NaN and duplicate keys in words.
+    return jsondata.load_object(data, "manifest")
 
 
 def _descriptor(obj: Any, what: str) -> Descriptor:

@@ -214,6 +214,19 @@ def _split_tag(text: str, remainder: str) -> tuple[str, str | None]:
     return path, tag
 
 
+def is_tag(text: str) -> bool:
+    """``text`` is a tag by the reference grammar (what a registry may list)."""
+    return bool(_TAG.fullmatch(text))
+
+
+def is_repository_path(text: str) -> bool:
+    """``text`` is a repository path (``library/redis``) by the
+    distribution-spec grammar, within the registry's name length."""
+    return 0 < len(text) <= NAME_TOTAL_LENGTH_MAX and all(
+        _PATH_COMPONENT.fullmatch(c) for c in text.split("/")
+    )
+
+
 def _check_tag(text: str, tag: str) -> None:
     if not _TAG.fullmatch(tag):
         raise InvalidReference(

@@ -15,11 +15,11 @@ out when asked to (``verify``), whatever the transport.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from ocidist import jsondata
 from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
 from ocidist.digest import Digest, VerifyingReader
 from ocidist.errors import DigestMismatch, InvalidArgument, InvalidContent, NotFound
@@ -227,9 +227,10 @@ def layout_entries(layout: LayoutDir | LayoutTar) -> list[Descriptor]:
 
     version = layout.read_file("oci-layout", 4096)
     try:
-        ok = str(json.loads(version).get("imageLayoutVersion", "")).startswith("1.")
-    except (ValueError, AttributeError):
-        ok = False
+        found = str(jsondata.load_object(version, "oci-layout").get("imageLayoutVersion", ""))
+    except InvalidContent:
+        found = ""
+    ok = found.startswith("1.")
     if not ok:
         raise InvalidContent(f"{layout.path}: oci-layout: unsupported layout version")
     decoded = manifest.decode(layout.read_file("index.json", MAX_MANIFEST_SIZE), OCI_INDEX)

@@ -5,7 +5,7 @@ repository names, platform fields, annotations, URLs from headers) may hold
 newlines, NULs, terminal escape sequences (colours, window titles, cursor
 moves), bidirectional overrides or lone surrogates (which make ``print``
 raise). ``escape`` turns every character Python does not call printable into
-a visible ``\\xNN``/``\\uNNNN``/``\\UNNNNNNNN`` escape, so one value stays on
+a visible escape as Python writes it (``\\n``, ``\\x1b``, ``\\u202e``), so one value stays on
 one line and shows what it really holds; ``escape(s, limit)`` also shortens
 it. JSON output needs none of this: ``json.dumps`` escapes control
 characters and (with its default ``ensure_ascii``) lone surrogates itself.
@@ -18,12 +18,8 @@ QUOTE_LIMIT = 200
 
 
 def _escape_char(c: str) -> str:
-    n = ord(c)
-    if n < 0x100:
-        return f"\\x{n:02x}"
-    if n < 0x10000:
-        return f"\\u{n:04x}"
-    return f"\\U{n:08x}"
+    # Python's own escapes: \n, \t, \x1b, \u202e, \ud800 …
+    return repr(c)[1:-1]
 
 
 def escape(text: str, limit: int | None = None) -> str:

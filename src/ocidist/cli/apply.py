@@ -80,8 +80,10 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     name = "<stdin>" if args.layer == "-" else args.layer
 
     def warn(message: str) -> None:
+        from ocidist.text import escape  # entry names come from the layer
+
         if not ctx.quiet:
-            print(f"dist: warning: {message}", file=sys.stderr)
+            print(f"dist: warning: {escape(message)}", file=sys.stderr)
 
     opts = limit_options(args).replace(expected_diff_id=expected, layer_name=name, warn=warn)
     if args.layer == "-":

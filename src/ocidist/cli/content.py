@@ -42,6 +42,11 @@ def timestamp(t: float) -> str:
 
 
 def table(rows: list[list[str]]) -> str:
+    """Aligned columns; every cell escaped (names, platforms, labels and
+    annotations come from registries and images)."""
+    from ocidist.text import escape
+
+    rows = [[escape(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "".join(
         "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows

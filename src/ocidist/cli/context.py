@@ -300,17 +300,21 @@ class Context:
             import traceback  # only with --debug: ~2 ms of every command's start-up
 
             traceback.print_exception(e, file=sys.stderr)
+        from ocidist.text import escape
+
+        # Escaped as a whole, whatever it quotes: the contract is one line,
+        # and registry or image text inside must not move the terminal.
         if isinstance(e, DistError):
-            print(f"dist: {e}", file=sys.stderr)
+            print(f"dist: {escape(str(e))}", file=sys.stderr)
             return e.exit_code
         if isinstance(e, OSError):
             why = os.strerror(e.errno).lower() if e.errno else str(e)
             if e.errno == errno.ENOSPC:
                 why = "no space left on device"
             where = f"{e.filename}: " if e.filename else ""
-            print(f"dist: {where}{why}", file=sys.stderr)
+            print(f"dist: {escape(where + why)}", file=sys.stderr)
             return 1
-        print(f"dist: {e}", file=sys.stderr)
+        print(f"dist: {escape(str(e))}", file=sys.stderr)
         return 1
 
     def close(self) -> None:

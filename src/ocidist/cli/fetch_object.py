@@ -14,6 +14,7 @@ import threading
 from typing import IO, Any
 
 from ocidist.cli.context import Context
+from ocidist.text import escape
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -90,7 +91,8 @@ def _multi(args: argparse.Namespace, ctx: Context) -> int:
         except DistError as e:
             with out_lock:
                 failed += 1
-                print(f"dist: line {lineno}: {line.strip()}: {e}", file=sys.stderr)
+                msg = escape(f"{line.strip()}: {e}")
+                print(f"dist: line {lineno}: {msg}", file=sys.stderr)
             return
         except OSError as e:
             with out_lock:
@@ -114,5 +116,5 @@ def _report(ctx: Context, out: IO[str], event: dict[str, Any]) -> None:
     if ctx.json:
         out.write(json.dumps(event, separators=(",", ":")) + "\n")
     elif not ctx.quiet:
-        out.write(f"{event['digest']}  {event['size']:>12}  {event['path']}\n")
+        out.write(f"{event['digest']}  {event['size']:>12}  {escape(event['path'])}\n")
     out.flush()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -104,12 +103,14 @@ def _kind_of(node: dict[str, Any]) -> str:
 
 
 def _config_platform(store: Store, digest: str) -> list[str]:
+    from ocidist import jsondata
     from ocidist.digest import Digest
+    from ocidist.errors import InvalidContent
 
     try:
         with store.reader(Digest.parse(digest)) as f:
-            cfg = json.loads(f.read())
-    except (ValueError, NotFound):
+            cfg = jsondata.loads(f.read(), f"config {digest}")
+    except (InvalidContent, NotFound):
         return []
     if not isinstance(cfg, dict) or not cfg.get("os"):
         return []
@@ -193,6 +194,8 @@ def run_inspect(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _print_node(node: dict[str, Any], lead: str, child_lead: str, out: Any) -> None:
+    from ocidist.text import escape  # platforms come from the image
+
     plat = node.get("platform")
     bits = [lead + node["digest"], _kind_of(node)]
     if plat:
@@ -200,7 +203,7 @@ def _print_node(node: dict[str, Any], lead: str, child_lead: str, out: Any) -> N
     bits.append(human_size(node["size"]))
     if not node["present"]:
         bits.append("(not in store)")
-    out.write(" ".join(bits) + "\n")
+    out.write(escape(" ".join(bits)) + "\n")
     kids = node["children"]
     for i, child in enumerate(kids):
         last = i == len(kids) - 1

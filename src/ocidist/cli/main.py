@@ -151,6 +151,12 @@ def run() -> NoReturn:
     (the context closes stores, sockets and the daemon connection), so the
     teardown of ~200 modules would only cost time: ~6 ms of every command,
     measured over 20 runs of the fetch command's imports."""
+    # Text the terminal's encoding cannot hold (an image's annotation under a
+    # Latin-1 locale, a lone surrogate from a registry's JSON) is written as
+    # an escape, never raised as UnicodeEncodeError mid-output.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     code = main(_fast_parse=True)
     try:
         sys.stdout.flush()

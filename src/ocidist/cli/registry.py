@@ -100,13 +100,35 @@ def run_tags(args: argparse.Namespace, ctx: Context) -> int:
     r = reference.parse(args.repo, default_tag="")
     if r.tag is not None or r.digest is not None:
         raise InvalidArgument(f"tags: {args.repo}: give a repository, without tag or digest")
-    tags = list_tags(ctx.resolver().session, _host(ctx, r.domain), r.path, page_size=args.page_size)
+    rejected: list[str] = []
+    tags = list_tags(
+        ctx.resolver().session,
+        _host(ctx, r.domain),
+        r.path,
+        page_size=args.page_size,
+        rejected=rejected,
+    )
     if ctx.json:
         ctx.emit_json({"name": r.repository, "tags": list(tags)})
-        return 0
-    for t in tags:
-        sys.stdout.write(t + "\n")
+    else:
+        for t in tags:
+            sys.stdout.write(t + "\n")
+    _warn_rejected(ctx, rejected, "tag")
     return 0
+
+
+def _warn_rejected(ctx: Context, rejected: list[str], kind: str) -> None:
+    """One stderr line about names a registry listed that are not names."""
+    if not rejected or ctx.quiet:
+        return
+    from ocidist.text import quote
+
+    n = len(rejected)
+    print(
+        f"dist: warning: the registry listed {n} invalid {kind} name{'s' if n > 1 else ''} "
+        f"(left out), e.g. '{quote(rejected[0], 80)}'",
+        file=sys.stderr,
+    )
 
 
 def run_catalog(args: argparse.Namespace, ctx: Context) -> int:
@@ -122,12 +144,16 @@ def run_catalog(args: argparse.Namespace, ctx: Context) -> int:
         r = None
     if r is None or r.path != "x" or not text:
         raise InvalidArgument(f"catalog: {args.registry!r} is not a registry host[:port]")
-    repos = catalog(ctx.resolver().session, _host(ctx, r.domain), page_size=args.page_size)
+    rejected: list[str] = []
+    repos = catalog(
+        ctx.resolver().session, _host(ctx, r.domain), page_size=args.page_size, rejected=rejected
+    )
     if ctx.json:
         ctx.emit_json({"registry": r.domain, "repositories": list(repos)})
-        return 0
-    for name in repos:
-        sys.stdout.write(name + "\n")
+    else:
+        for name in repos:
+            sys.stdout.write(name + "\n")
+    _warn_rejected(ctx, rejected, "repository")
     return 0
 
 

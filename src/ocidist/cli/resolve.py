@@ -27,9 +27,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         ctx.emit_json({"name": name, **desc.to_json()})
         return 0
+    from ocidist.text import escape  # the media type is the registry's Content-Type
+
     out = sys.stdout
     out.write(f"name:      {name}\n")
     out.write(f"digest:    {desc.digest}\n")
-    out.write(f"mediaType: {desc.media_type}\n")
+    out.write(f"mediaType: {escape(desc.media_type)}\n")
     out.write(f"size:      {desc.size}\n")
     return 0

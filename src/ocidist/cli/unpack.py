@@ -53,8 +53,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     progress = progress_for(ctx, args, events=False)
 
     def warn(message: str) -> None:
+        from ocidist.text import escape  # entry names come from the layer
+
         if not ctx.quiet:
-            print(f"dist: warning: {message}", file=sys.stderr)
+            print(f"dist: warning: {escape(message)}", file=sys.stderr)
 
     try:
         result = unpack_image(

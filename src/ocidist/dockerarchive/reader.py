@@ -24,7 +24,7 @@ import io
 import json
 from typing import Any
 
-from ocidist import reference
+from ocidist import jsondata, reference
 from ocidist.descriptor import (
     OCI_CONFIG,
     OCI_LAYER,
@@ -148,10 +148,7 @@ class DockerArchiveReader:
             )
             raise InvalidContent(f"{self.what}: not a docker-archive: no {MANIFEST_FILE}{old}")
         raw = self.tar.read(MANIFEST_FILE, MAX_MANIFEST_JSON)
-        try:
-            entries = json.loads(raw)
-        except (ValueError, RecursionError) as e:
-            raise InvalidContent(f"{self.what}: {MANIFEST_FILE}: not valid JSON: {e}") from None
+        entries = jsondata.loads(raw, f"{self.what}: {MANIFEST_FILE}")
         if not isinstance(entries, list) or not entries:
             raise InvalidContent(f"{self.what}: {MANIFEST_FILE}: not a list of images")
         if len(entries) > MAX_IMAGES:
@@ -202,10 +199,7 @@ class DockerArchiveReader:
         named = _named_digest(path)
         if named is not None and named != dgst:
             raise DigestMismatch(f"{self.what}: {quote(path)}: digest mismatch: the file is {dgst}")
-        try:
-            obj = json.loads(data)
-        except (ValueError, RecursionError) as e:
-            raise InvalidContent(f"{self.what}: {quote(path)}: not valid JSON: {e}") from None
+        obj = jsondata.loads(data, f"{self.what}: {quote(path)}")
         rootfs = obj.get("rootfs") if isinstance(obj, dict) else None
         ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
         if not isinstance(ids, list):
@@ -216,7 +210,10 @@ class DockerArchiveReader:
             raise InvalidContent(f"{self.what}: {quote(path)}: rootfs.diff_ids: {e}") from None
         platform = None
         if isinstance(obj.get("os"), str) and isinstance(obj.get("architecture"), str):
-            platform = Platform.from_json(obj)
+            try:
+                platform = Platform.from_json(obj)
+            except InvalidContent as e:
+                raise InvalidContent(f"{self.what}: {quote(path)}: {e}") from None
         self._memory[dgst] = data
         return Descriptor(OCI_CONFIG, dgst, len(data)), diff_ids, platform
 

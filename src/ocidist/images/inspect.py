@@ -7,10 +7,9 @@ For an index, each platform manifest is read too, to give the image's size.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
-from ocidist import manifest
+from ocidist import jsondata, manifest
 from ocidist.descriptor import Descriptor, Platform, is_config, is_index
 from ocidist.errors import InvalidContent, NotFound
 from ocidist.images.platforms import MatchComparer, default_matcher, select
@@ -110,7 +109,10 @@ def _image(source: Source, decoded: manifest.Manifest) -> dict[str, Any]:
     cfg = _config(source, decoded.config)
     found = cfg.get("config")
     inner: dict[str, Any] = found if isinstance(found, dict) else {}
-    plat = Platform.from_json(cfg) if isinstance(cfg.get("os"), str) else None
+    try:
+        plat = Platform.from_json(cfg) if isinstance(cfg.get("os"), str) else None
+    except InvalidContent as e:
+        raise InvalidContent(f"{source.name}: config {decoded.config.digest}: {e}") from None
     out["platform"] = plat.to_json() if plat is not None else None
     out["created"] = _text(cfg.get("created"))
     out["labels"] = _string_map(inner.get("Labels"))
@@ -126,13 +128,7 @@ def _image(source: Source, decoded: manifest.Manifest) -> dict[str, Any]:
 
 def _config(source: Source, desc: Descriptor) -> dict[str, Any]:
     data = source.read(desc, MAX_CONFIG_SIZE)
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as e:
-        raise InvalidContent(f"{source.name}: config {desc.digest}: not valid JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise InvalidContent(f"{source.name}: config {desc.digest}: not a JSON object")
-    return obj
+    return jsondata.load_object(data, f"{source.name}: config {desc.digest}")
 
 
 def _text(value: Any) -> str:

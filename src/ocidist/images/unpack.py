@@ -11,11 +11,10 @@ what they fetched so far stays as a resumable ingest.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 
-from ocidist import manifest
+from ocidist import jsondata, manifest
 from ocidist.content import Store
 from ocidist.descriptor import Descriptor, Platform, is_config, is_index, is_layer, is_manifest
 from ocidist.digest import Digest
@@ -106,10 +105,7 @@ def read_config(
         raise InvalidContent(f"config {config.digest}: {config.size} bytes is too large")
     with store.reader(config.digest) as f:
         data = f.read(MAX_CONFIG_SIZE + 1)
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as e:
-        raise InvalidContent(f"config {config.digest}: not valid JSON: {e}") from None
+    obj = jsondata.loads(data, f"config {config.digest}")
     rootfs = obj.get("rootfs") if isinstance(obj, dict) else None
     ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if not isinstance(ids, list):
@@ -124,7 +120,10 @@ def read_config(
         )
     plat = None
     if isinstance(obj, dict) and isinstance(obj.get("os"), str):
-        plat = Platform.from_json(obj)
+        try:
+            plat = Platform.from_json(obj)
+        except InvalidContent as e:
+            raise InvalidContent(f"config {config.digest}: {e}") from None
     return ImageParts(manifest_desc, config, layers, diff_ids, plat)
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import tarfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ocidist import manifest, reference
+from ocidist import jsondata, manifest, reference
 from ocidist.content import Store, Writer
 from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, is_index, is_manifest
 from ocidist.digest import Digest
@@ -273,8 +272,8 @@ class _LayoutReader:
 
     def _layout_file(self, data: bytes) -> None:
         try:
-            version = json.loads(data).get("imageLayoutVersion")
-        except (ValueError, AttributeError):
+            version = jsondata.load_object(data, LAYOUT_FILE).get("imageLayoutVersion")
+        except InvalidContent:
             version = None
         if not isinstance(version, str) or not version.startswith("1."):
             raise InvalidContent(f"{self.src}: {LAYOUT_FILE}: unsupported layout version")

@@ -21,6 +21,7 @@ from ocidist.descriptor import (
     MAX_MANIFEST_SIZE,
     Descriptor,
     is_manifest_or_index,
+    is_media_type,
     strip_params,
 )
 from ocidist.digest import Digest, InvalidDigest
@@ -39,6 +40,7 @@ from ocidist.remotes.docker.retry import RetryPolicy
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.token import HTTPTokenSource
 from ocidist.remotes.docker.transport import Deadline, Response, Transport
+from ocidist.text import quote
 
 if TYPE_CHECKING:
     from ocidist.remotes.docker.pusher import DockerPusher, PushOptions
@@ -245,7 +247,9 @@ class DockerResolver:
         size = resp.content_length()
         if size is None:
             raise InvalidContent(f"{r.name}: registry gave no size for the blob")
-        mt = strip_params(resp.header("Content-Type") or "application/octet-stream")
+        mt = strip_params(resp.header("Content-Type") or "")
+        if not is_media_type(mt):
+            mt = "application/octet-stream"  # what a blob is when its type is garbage
         return Descriptor(media_type=mt, digest=dgst, size=size)
 
     def close(self) -> None:
@@ -286,5 +290,5 @@ def _media_type(content_type: str | None, body: bytes) -> str:
         if mt in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
             raise InvalidContent("schema1 manifests are not supported")
         if not is_manifest_or_index(mt):
-            raise InvalidContent(f"unsupported manifest media type {mt!r}")
+            raise InvalidContent(f"unsupported manifest media type '{quote(mt, 80)}'")
     return mt

@@ -8,15 +8,16 @@ backoff and retry, but only for idempotent requests.
 
 from __future__ import annotations
 
-import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ocidist import logs
+from ocidist import jsondata, logs
 from ocidist.errors import (
     Denied,
     DistError,
+    InvalidContent,
     NotFound,
     RegistryError,
     TooManyRequests,
@@ -28,10 +29,13 @@ from ocidist.remotes.docker.auth import Authorizer
 from ocidist.remotes.docker.hosts import RegistryHost
 from ocidist.remotes.docker.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ocidist.remotes.docker.transport import IDEMPOTENT, Deadline, Response, Transport
+from ocidist.text import quote
 
 _LOGGER = "ocidist.remotes"
 
 MAX_ERROR_BODY = 64 * 1024
+# distribution-spec error codes: BLOB_UNKNOWN, DENIED, TOOMANYREQUESTS …
+_ERROR_CODE = re.compile(r"[A-Z0-9_]{1,64}", re.ASCII)
 
 
 class Session:
@@ -145,25 +149,37 @@ class Session:
         return reworded(e, f"{e}; gave up after {attempts} attempts" if attempts > 1 else str(e))
 
 
+def _error_details(body: bytes) -> tuple[list[str], list[str]]:
+    """The codes and messages of a distribution-spec error body, as far as
+    it is one. Codes must look like codes (``NAME_UNKNOWN``); messages are
+    the registry's words, escaped and shortened when shown."""
+    try:
+        obj = jsondata.loads(body, "error") if body else None
+    except InvalidContent:
+        return [], []
+    errs = obj.get("errors") if isinstance(obj, dict) else None
+    codes: list[str] = []
+    messages: list[str] = []
+    for e in errs if isinstance(errs, list) else []:
+        if not isinstance(e, dict):
+            continue
+        code = e.get("code")
+        if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
+            codes.append(code)
+        message = e.get("message")
+        if isinstance(message, str) and message:
+            messages.append(message)
+    return codes, messages
+
+
 def error_for(resp: Response, what: str) -> DistError:
     """Map an error answer to the hierarchy, with the registry's own codes."""
     try:
         body = resp.read_capped(MAX_ERROR_BODY)
     except DistError:
         body = b""
-    codes: list[str] = []
-    messages: list[str] = []
-    try:
-        obj = json.loads(body) if body else None
-        errs = obj.get("errors") if isinstance(obj, dict) else None
-        for e in errs if isinstance(errs, list) else []:
-            if isinstance(e, dict):
-                codes.append(str(e.get("code", "")))
-                if e.get("message"):
-                    messages.append(str(e["message"]))
-    except ValueError:
-        pass
-    detail = f" ({', '.join(messages)[:200]})" if messages else ""
+    codes, messages = _error_details(body)
+    detail = f" ({quote(', '.join(messages))})" if messages else ""
     s = resp.status
     if s == 404:
         return NotFound(f"{what}: not found{detail}")

@@ -14,10 +14,10 @@ follows redirects like any other request.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 
+from ocidist import jsondata
 from ocidist.errors import Denied, InvalidContent, RegistryError, Unauthorized
 from ocidist.remotes.docker.auth import DEFAULT_TOKEN_TTL, Credential, Token, basic_header
 from ocidist.remotes.docker.challenge import Challenge
@@ -163,11 +163,9 @@ class HTTPTokenSource:
         if status != 200:
             raise RegistryError(f"{what}: token server answered {status}", status=status)
         try:
-            obj = json.loads(body)
-        except ValueError as e:
-            raise RegistryError(f"{what}: token response is not JSON", status=status) from e
-        if not isinstance(obj, dict):
-            raise RegistryError(f"{what}: token response is not a JSON object", status=status)
+            obj = jsondata.load_object(body, "token response")
+        except InvalidContent as e:
+            raise RegistryError(f"{what}: {e}", status=status) from None
         tok = obj.get("token") or obj.get("access_token")
         if not isinstance(tok, str) or not tok:
             raise RegistryError(f"{what}: token response has no token", status=status)
