@@ -13,6 +13,7 @@ at one boundary per backend, so callers and the CLI see only ``DistError``::
     ├── Unimplemented              an operation this implementation does not offer
     ├── DigestMismatch             bytes do not match digest or size
     ├── InvalidContent             malformed manifest, oversized object, bad media type
+    │   └── GraphLimit             an image graph past the walker's bounds
     ├── ArchiveError               a layer tar could not be applied
     ├── Unavailable                network/connection failures, timeouts
     │   └── TimedOut
@@ -74,6 +75,11 @@ class DigestMismatch(DistError):
 
 class InvalidContent(DistError):
     """Content is malformed: bad JSON manifest, unsupported media type, too large."""
+
+
+class GraphLimit(InvalidContent):
+    """An image graph past the walker's bounds: indexes nested too deep, too
+    many children, a manifest too large (``images.walk``)."""
 
 
 class ArchiveError(DistError):

@@ -20,32 +20,35 @@ from ocidist import manifest
 from ocidist.content import Info, Provider, Status, Store
 from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_manifest_or_index
 from ocidist.digest import Digest
-from ocidist.errors import DistError, FailedPrecondition, InvalidContent, NotFound
+from ocidist.errors import DistError, FailedPrecondition, GraphLimit, InvalidContent, NotFound
 from ocidist.images.handlers import GC_REF
+from ocidist.images.walk import manifest_children, read_manifest, walk
 from ocidist.leases import protected
 from ocidist.metadata import MetadataStore
 
 
 def children_in_store(store: Provider, desc: Descriptor) -> list[Descriptor]:
     """What ``desc`` points at, read from the store; [] when it is not a
-    manifest or index, is not in the store, or cannot be decoded.
+    manifest or index, is not in the store, or cannot be decoded. Too many
+    children, or one too large, is the walker's error, as everywhere.
 
     A descriptor without a media type (from a label) is sniffed from its bytes.
     """
     media_type = desc.media_type
     if media_type and not is_manifest_or_index(media_type):
         return []
-    if desc.size > MAX_MANIFEST_SIZE:
-        return []
     try:
-        with store.reader(desc.digest) as f:
-            data = f.read(MAX_MANIFEST_SIZE + 1)
+        data = read_manifest(store, desc)
     except NotFound:
         return []
+    if len(data) > MAX_MANIFEST_SIZE:
+        return []  # an untyped label target that is no manifest (a layer, say)
     try:
         if not media_type:
             media_type = manifest.detect_media_type(data)
-        return manifest.children(Descriptor(media_type, desc.digest, len(data)), data)
+        return manifest_children(Descriptor(media_type, desc.digest, len(data)), data)
+    except GraphLimit:
+        raise  # the walker's bounds hold here too
     except InvalidContent:
         # Undecodable bytes name nothing we could keep alive; the blob itself
         # is still marked by whoever referenced it.
@@ -66,21 +69,20 @@ def label_refs(info: Info) -> list[Digest]:
 
 def reachable_from(store: Store, roots: Iterable[Descriptor]) -> set[Digest]:
     seen: set[Digest] = set()
-    stack = list(roots)
-    while stack:
-        desc = stack.pop()
-        if desc.digest in seen:
-            continue
+
+    def mark(desc: Descriptor) -> list[Descriptor]:
         seen.add(desc.digest)
         try:
             info = store.info(desc.digest)
         except NotFound:
-            continue
-        # Typed children go on top: visited first, they are seen by the time
-        # their label-only twins come off the stack (an untyped one would be
-        # read, up to 4 MiB, to guess whether it is a manifest).
-        stack.extend(Descriptor("", d, 0) for d in label_refs(info) if d not in seen)
-        stack.extend(children_in_store(store, desc))
+            return []
+        # Typed children come first: the walk visits a digest once, so their
+        # label-only twins are no-ops (an untyped one would be read, up to
+        # 4 MiB, to guess whether it is a manifest).
+        typed = children_in_store(store, desc)
+        return [*typed, *(Descriptor("", d, 0) for d in label_refs(info))]
+
+    walk(mark, roots)
     return seen
 
 

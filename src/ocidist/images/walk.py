@@ -24,7 +24,7 @@ Handlers are built from small parts that chain:
 
 ``walk`` itself bounds what any handler can make it do: indexes nested
 deeper than ``MAX_INDEX_DEPTH`` and more than ``MAX_CHILDREN`` children of
-one object are errors, the same line whichever command walks.
+one object are errors (``GraphLimit``), the same line whichever command walks.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from ocidist import manifest
 from ocidist.content import Provider
 from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_index, is_manifest_or_index
-from ocidist.errors import InvalidContent, NotFound
+from ocidist.errors import GraphLimit, NotFound
 from ocidist.images.platforms import MatchComparer, select
 from ocidist.images.scheduler import Scheduler
 from ocidist.remotes import Fetcher
@@ -50,20 +50,20 @@ MAX_INDEX_DEPTH = 8
 MAX_CHILDREN = 10_000
 
 
-def too_deep(desc: Descriptor) -> InvalidContent:
-    return InvalidContent(f"{desc.digest}: indexes nested deeper than {MAX_INDEX_DEPTH}")
+def too_deep(desc: Descriptor) -> GraphLimit:
+    return GraphLimit(f"{desc.digest}: indexes nested deeper than {MAX_INDEX_DEPTH}")
 
 
 def check_fan_out(desc: Descriptor, children: Sequence[Descriptor]) -> None:
     if len(children) > MAX_CHILDREN:
-        raise InvalidContent(
+        raise GraphLimit(
             f"{desc.digest}: {len(children)} children is too many (at most {MAX_CHILDREN})"
         )
 
 
 def check_size(desc: Descriptor) -> None:
     if desc.size > MAX_MANIFEST_SIZE:
-        raise InvalidContent(f"{desc.digest}: manifest of {desc.size} bytes is too large")
+        raise GraphLimit(f"{desc.digest}: manifest of {desc.size} bytes is too large")
 
 
 def walk(handler: Handler, roots: Iterable[Descriptor], *, concurrency: int = 1) -> None:
@@ -147,7 +147,9 @@ def no_match(desc: Descriptor, matcher: MatchComparer, entries: Sequence[Descrip
     """The error for an index with no manifest for the wanted platform."""
     have = sorted({_escape(str(e.platform)) for e in entries if e.platform is not None})
     listed = ", ".join(have[:16]) + (f", … ({len(have)} in all)" if len(have) > 16 else "")
-    return NotFound(f"{desc.digest}: no manifest for platform {matcher.wanted()} (the index has {listed})")
+    return NotFound(
+        f"{desc.digest}: no manifest for platform {matcher.wanted()} (the index has {listed})"
+    )
 
 
 def _escape(text: str) -> str:

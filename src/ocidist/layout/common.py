@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ocidist.content import Store
-from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor
+from ocidist.descriptor import Descriptor
 from ocidist.digest import Digest
-from ocidist.errors import DigestMismatch, InvalidContent
+from ocidist.errors import DigestMismatch
+from ocidist.images.walk import read_manifest
 
 REF_NAME = "org.opencontainers.image.ref.name"
 IMAGE_NAME = "io.containerd.image.name"
@@ -25,10 +26,7 @@ def is_tar_path(path: str) -> bool:
 
 def read_small(store: Store, desc: Descriptor) -> bytes:
     """A manifest-sized blob from the store, re-verified (it is about to be trusted)."""
-    if desc.size > MAX_MANIFEST_SIZE:
-        raise InvalidContent(f"{desc.digest}: manifest of {desc.size} bytes is too large")
-    with store.reader(desc.digest) as f:
-        data = f.read(MAX_MANIFEST_SIZE + 1)
+    data = read_manifest(store, desc)
     if Digest.from_bytes(data, desc.digest.algorithm) != desc.digest:
         raise DigestMismatch(f"content {desc.digest}: digest mismatch in the store")
     return data

@@ -13,17 +13,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, cast
 
-from ocidist import manifest, reference
+from ocidist import reference
 from ocidist.content import Store
-from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, is_index, is_manifest
-from ocidist.digest import Digest, VerifyingReader
+from ocidist.descriptor import (
+    MAX_MANIFEST_SIZE,
+    OCI_INDEX,
+    Descriptor,
+    is_index,
+    is_manifest_or_index,
+)
+from ocidist.digest import VerifyingReader
 from ocidist.errors import (
     InvalidArgument,
     InvalidContent,
     NotFound,
 )
-from ocidist.images.platforms import MatchComparer, select
-from ocidist.images.walk import MAX_INDEX_DEPTH
+from ocidist.images.platforms import MatchComparer
+from ocidist.images.walk import Recorder, manifest_children, platform_children, walk
 from ocidist.layout.common import (
     BUFSIZE,
     IMAGE_NAME,
@@ -89,35 +95,26 @@ def lookup_image(metadata: MetadataStore, name: str) -> Image:
 
 
 def _closure(store: Store, target: Descriptor, matcher: MatchComparer | None) -> list[Descriptor]:
-    """Everything ``target`` reaches that an export must carry, parents first."""
-    out: dict[Digest, Descriptor] = {}
+    """Everything ``target`` reaches that an export must carry, parents first:
+    every object a manifest names, and an index's entries that were pulled."""
+    children = manifest_children if matcher is None else platform_children(matcher)
 
-    def visit(desc: Descriptor, required: bool, depth: int) -> bool:
-        if desc.digest in out:
-            return True
+    def carry(desc: Descriptor) -> list[Descriptor]:
         if not store.exists(desc.digest):
-            if required:
-                raise NotFound(f"content {desc.digest} ({desc.media_type}): not in the store")
-            return False  # an index entry that was never pulled
-        out[desc.digest] = desc
-        if depth > MAX_INDEX_DEPTH:
-            raise InvalidContent(f"{desc.digest}: indexes nested too deep")
-        if is_index(desc.media_type) or is_manifest(desc.media_type):
-            data = read_small(store, desc)
-            kids = manifest.children(desc, data)
-            if is_index(desc.media_type):
-                if matcher is not None:
-                    kids = select(kids, matcher)
-                found = [visit(k, False, depth + 1) for k in kids]
-                if kids and not any(found):
-                    raise NotFound(f"{desc.digest}: none of its manifests is in the store")
-            else:
-                for k in kids:
-                    visit(k, True, depth + 1)
-        return True
+            raise NotFound(f"content {desc.digest} ({desc.media_type}): not in the store")
+        if not is_manifest_or_index(desc.media_type):
+            return []
+        kids = children(desc, read_small(store, desc))
+        if is_index(desc.media_type):
+            present = [k for k in kids if store.exists(k.digest)]  # never pulled: left out
+            if kids and not present:
+                raise NotFound(f"{desc.digest}: none of its manifests is in the store")
+            return present
+        return kids
 
-    visit(target, True, 0)
-    return list(out.values())
+    recorder = Recorder(carry)
+    walk(recorder, [target])
+    return list(recorder.visited)
 
 
 def _index_entry(image: Image, tag: str | None) -> dict[str, Any]:

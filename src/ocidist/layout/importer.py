@@ -11,7 +11,14 @@ from typing import Any, BinaryIO
 
 from ocidist import jsondata, manifest, reference
 from ocidist.content import Store, Writer
-from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, is_index, is_manifest
+from ocidist.descriptor import (
+    MAX_MANIFEST_SIZE,
+    OCI_INDEX,
+    Descriptor,
+    is_index,
+    is_manifest,
+    is_manifest_or_index,
+)
 from ocidist.digest import Digest
 from ocidist.errors import (
     AlreadyExists,
@@ -22,7 +29,7 @@ from ocidist.errors import (
     NotFound,
 )
 from ocidist.images.handlers import child_labels
-from ocidist.images.walk import MAX_INDEX_DEPTH
+from ocidist.images.walk import Recorder, manifest_children, walk
 from ocidist.layout.common import (
     BUFSIZE,
     IMAGE_NAME,
@@ -325,35 +332,24 @@ class _LayoutReader:
     def walk(self) -> tuple[list[Digest], dict[Digest, dict[str, str]]]:
         """Children-first order of every reachable blob, and gc labels for
         manifests and indexes; fails on a missing or mis-sized blob."""
-        order: list[Digest] = []
         labels: dict[Digest, dict[str, str]] = {}
-        seen: set[Digest] = set()
 
-        def visit(desc: Descriptor, required: bool, depth: int) -> bool:
-            if desc.digest in seen:
-                return True
+        def take(desc: Descriptor) -> list[Descriptor]:
             if not self._available(desc):
-                if required:
-                    raise InvalidContent(f"layout blob {desc.digest} ({desc.media_type}): missing")
-                return False  # an index entry left out on purpose (one-platform export)
-            seen.add(desc.digest)
-            if depth > MAX_INDEX_DEPTH:
-                raise InvalidContent(f"layout blob {desc.digest}: indexes nested too deep")
-            if is_index(desc.media_type) or is_manifest(desc.media_type):
-                kids = manifest.children(desc, self._bytes(desc))
-                if is_index(desc.media_type):
-                    kids = [k for k in kids if visit(k, False, depth + 1)]
-                    if not kids:
-                        raise InvalidContent(f"layout index {desc.digest}: no manifest present")
-                else:
-                    for k in kids:
-                        visit(k, True, depth + 1)
-                labels[desc.digest] = child_labels(desc, kids)
-            order.append(desc.digest)
-            return True
+                raise InvalidContent(f"layout blob {desc.digest} ({desc.media_type}): missing")
+            if not is_manifest_or_index(desc.media_type):
+                return []
+            kids = manifest_children(desc, self._bytes(desc))
+            if is_index(desc.media_type):
+                # An entry left out on purpose (a one-platform export) is no error.
+                kids = [k for k in kids if self._available(k)]
+                if not kids:
+                    raise InvalidContent(f"layout index {desc.digest}: no manifest present")
+            labels[desc.digest] = child_labels(desc, kids)
+            return kids
 
         if not self.entries:
             raise InvalidContent(f"{self.src}: {INDEX_FILE} lists no images")
-        for entry in self.entries:
-            visit(entry, True, 0)
-        return order, labels
+        recorder = Recorder(take)
+        walk(recorder, self.entries)  # one thread: a directory's blobs are ingested as it goes
+        return [d.digest for d in recorder.children_first()], labels
