@@ -28,6 +28,7 @@ from typing import Protocol
 
 from ocidist.errors import DistError, Unauthorized, reworded
 from ocidist.remotes.docker.challenge import Challenge, parse_challenges
+from ocidist.remotes.docker.origin import may_carry_secret, origin_of
 from ocidist.remotes.docker.transport import TLSConfig
 from ocidist.text import quote
 from ocidist.value import Value
@@ -298,12 +299,17 @@ class RequestAuth:
         return self._rejected == 1
 
     def _check_realm(self, realm: str) -> None:
-        scheme = realm.partition("://")[0].lower() if "://" in realm else ""
-        if scheme not in ("http", "https"):
+        """The token realm must be an http(s) URL the registry's credentials
+        may go to (origin.may_carry_secret: no plain HTTP for an HTTPS
+        registry); refused for anonymous requests too, as the realm's answer
+        is what every later request would carry."""
+        try:
+            origin_of(realm)
+        except ValueError:
             raise Unauthorized(
                 f"{self._host}: unauthorized (token realm {quote(realm)} is not an http(s) URL)"
-            )
-        if scheme == "http" and self._scheme == "https":
+            ) from None
+        if not may_carry_secret(origin_of(f"{self._scheme}://{self._host}"), realm):
             raise Unauthorized(
                 f"{self._host}: unauthorized (token realm {quote(realm)} is plain HTTP "
                 "for an HTTPS registry; credentials are never sent in clear)"

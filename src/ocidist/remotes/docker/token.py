@@ -21,6 +21,7 @@ from ocidist import jsondata
 from ocidist.errors import Denied, InvalidContent, RegistryError, Unauthorized
 from ocidist.remotes.docker.auth import DEFAULT_TOKEN_TTL, Credential, Token, basic_header
 from ocidist.remotes.docker.challenge import Challenge
+from ocidist.remotes.docker.origin import REDIRECT_STATUS, Origin, Refused, origin_of, redirect
 from ocidist.remotes.docker.transport import (
     MAX_REDIRECTS,
     Deadline,
@@ -116,11 +117,11 @@ class HTTPTokenSource:
         tls: TLSConfig,
         what: str,
     ) -> Response:
-        """A request carrying credentials, following redirects by hand within
-        ``url``'s origin only."""
-        from urllib.parse import urljoin
-
-        origin = _origin(url, what)
+        """A request carrying credentials, following redirects by hand: the
+        origin policy's rules (origin.redirect: no body to another origin),
+        and stricter, none of its hops leaves the realm's origin at all — a
+        token endpoint that sends a login elsewhere is not one to trust."""
+        realm = self._origin(url, what)
         for _ in range(MAX_REDIRECTS + 1):
             resp = self._transport.request(
                 method,
@@ -132,27 +133,31 @@ class HTTPTokenSource:
                 what=what,
                 follow_redirects=False,
             )
-            if resp.status not in (301, 302, 303, 307, 308):
+            if resp.status not in REDIRECT_STATUS:
                 return resp
             loc = resp.header("Location")
             resp.close()
             if not loc:
                 raise RegistryError(f"{what}: redirect without Location", status=resp.status)
             try:
-                target = urljoin(url, loc)
-            except ValueError:
-                raise InvalidContent(f"{what}: redirect to an invalid URL") from None
-            there = _origin(target, what, strict=False)
-            if there != origin:
+                url, method, body = redirect(resp.status, method, body, url, loc)
+            except Refused as e:
+                raise Unauthorized(f"{what}: token endpoint {e}", status=resp.status) from None
+            there = self._origin(url, what)
+            if there != realm:
                 raise Unauthorized(
-                    f"{what}: token endpoint redirected to another origin "
-                    f"({quote(_show(there, loc))}); credentials go only to the realm's origin",
+                    f"{what}: token endpoint redirected ({resp.status}) to another origin "
+                    f"({quote(str(there))}); credentials go only to the realm's origin",
                     status=resp.status,
                 )
-            if resp.status == 303:
-                method, body = "GET", None
-            url = target
         raise RegistryError(f"{what}: too many redirects (more than {MAX_REDIRECTS})")
+
+    @staticmethod
+    def _origin(url: str, what: str) -> Origin:
+        try:
+            return origin_of(url)
+        except ValueError:
+            raise InvalidContent(f"{what}: invalid URL") from None
 
     def _decode(self, status: int, body: bytes, ch: Challenge) -> Token:
         what = _what(ch)
@@ -187,37 +192,6 @@ class _FallBack(Exception):
 
 def _what(ch: Challenge) -> str:
     return f"token from {quote(ch.realm)}"
-
-
-_Origin = tuple[str, str, int]
-
-
-def _origin(url: str, what: str, *, strict: bool = True) -> _Origin:
-    """(scheme, host, port) of ``url``; with ``strict`` False a URL that is
-    not http(s) yields an origin nothing equals instead of an error."""
-    from urllib.parse import urlsplit
-
-    try:
-        u = urlsplit(url)
-        scheme, host, port = u.scheme.lower(), (u.hostname or "").lower(), u.port
-    except ValueError:
-        if strict:
-            raise InvalidContent(f"{what}: invalid URL") from None
-        return ("", "", 0)
-    if scheme not in ("http", "https") or not host:
-        if strict:
-            raise InvalidContent(f"{what}: invalid URL")
-        return ("", "", 0)
-    return scheme, host, port if port is not None else (443 if scheme == "https" else 80)
-
-
-def _show(origin: _Origin, location: str) -> str:
-    """The origin a redirect pointed to, for the error (never its path or
-    query: signed URLs carry secrets there)."""
-    scheme, host, port = origin
-    if not scheme:
-        return location.split("?", 1)[0]
-    return f"{scheme}://{host}:{port}"
 
 
 def _urlencode(fields: dict[str, str] | list[tuple[str, str]]) -> str:
