@@ -245,3 +245,20 @@ def test_no_space(tmp_path: Path) -> None:
         w.close()
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root")
+def test_writer_on_full_disk_leaves_no_half_made_ingest(tmp_path: Path) -> None:
+    """An ingest whose metadata could not be written (disk full as it was
+    made) is invisible to list_statuses and so to `content prune --ingests`;
+    it must not be left behind."""
+    from tests.harness.tmpfs import fill, tmpfs
+
+    with tmpfs(tmp_path / "small", 64) as mnt:
+        store = LocalStore(str(mnt / "root"))
+        (mnt / "root" / "ingest").mkdir(parents=True)
+        fill(mnt)
+        with pytest.raises(NoSpace):
+            store.writer("k", total=10).close()
+        assert store.list_statuses() == []
+        assert list((mnt / "root" / "ingest").iterdir()) == []

@@ -13,7 +13,7 @@ import pytest
 from ocidist.descriptor import OCI_INDEX, OCI_MANIFEST, Descriptor
 from ocidist.digest import Digest
 from ocidist.errors import InvalidArgument, NotFound
-from ocidist.metadata import MetadataStore
+from ocidist.metadata import SCHEMA_VERSION, MetadataStore
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -140,4 +140,4 @@ def test_opening_an_existing_store_writes_nothing(tmp_path: Path) -> None:
     after = path.stat()
     assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
     assert path.read_bytes() == data
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ocidist.digest import Digest
 from ocidist.errors import (
@@ -29,11 +30,15 @@ from ocidist.errors import (
     DistError,
     FailedPrecondition,
     InvalidArgument,
+    NoSpace,
     NotFound,
     Unimplemented,
 )
-from ocidist.metadata import MetadataStore
+from ocidist.metadata import PRAGMAS, SCHEMA, SCHEMA_VERSION, MetadataStore
 from ocidist.sqlitedb import SQLiteFile
+
+if TYPE_CHECKING:
+    import sqlite3
 
 EXPIRE_LABEL = "containerd.io/gc.expire"
 # containerd's resource types: a blob, an ingest, and snapshots/<snapshotter>.
@@ -45,24 +50,6 @@ DEFAULT_NAMESPACE = "default"
 # containerd's identifiers.Validate: what a namespace name may be.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 MAX_IDENTIFIER = 76
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS ns_leases (
-        namespace   TEXT NOT NULL,
-        id          TEXT NOT NULL,
-        created_at  REAL NOT NULL,
-        labels_json TEXT NOT NULL DEFAULT '{}',
-        PRIMARY KEY (namespace, id)
-    )""",
-    """CREATE TABLE IF NOT EXISTS ns_lease_resources (
-        namespace TEXT NOT NULL,
-        lease     TEXT NOT NULL,
-        type      TEXT NOT NULL,
-        id        TEXT NOT NULL,
-        PRIMARY KEY (namespace, lease, type, id),
-        FOREIGN KEY (namespace, lease) REFERENCES ns_leases(namespace, id) ON DELETE CASCADE
-    )""",
-)
 
 
 @dataclass(frozen=True)
@@ -127,19 +114,38 @@ class LeaseStore(SQLiteFile):
     """Leases in the SQLite file of a MetadataStore (its own tables and connection)."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(path, "leases", _SCHEMA, pragmas=("foreign_keys = ON",))
+        # The tables are created with the images (metadata.SCHEMA): one file,
+        # created whole.
+        super().__init__(
+            path,
+            "leases",
+            SCHEMA,
+            PRAGMAS,
+            version=SCHEMA_VERSION,
+            tables=("ns_leases", "ns_lease_resources"),
+        )
         self._migrate()
 
     def _migrate(self) -> None:
         """Leases of a version without namespaces (table ``leases``) move to
         the default namespace, where our own client and ctr's default put
         them."""
-        with self._errors("leases"), self._lock:
-            old = self._db.execute(
+        with self._errors("leases"), self._read() as db:
+            old = db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'"
             ).fetchone()
+            held = old and db.execute("SELECT 1 FROM lease_resources LIMIT 1").fetchone()
         if not old:
             return
+        try:
+            self._move_old_leases()
+        except NoSpace:
+            # A full disk: old tables that hold nothing can wait for a disk
+            # with room; leases that hold content must not be overlooked.
+            if held:
+                raise
+
+    def _move_old_leases(self) -> None:
         with self._errors("leases"), self._tx() as db:
             if not db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'"
@@ -164,7 +170,7 @@ class LeaseStore(SQLiteFile):
         self._drop_expired(namespace)
         lease = Lease(lease_id or f"dist-{uuid.uuid4().hex}", time.time(), dict(labels or {}))
         with self._errors(f"lease {lease.id}"), self._tx() as db:
-            if self._exists(namespace, lease.id):
+            if _exists(db, namespace, lease.id):
                 raise AlreadyExists(f"lease {lease.id!r}: already exists")
             db.execute(
                 "INSERT INTO ns_leases VALUES (?, ?, ?, ?)",
@@ -177,24 +183,19 @@ class LeaseStore(SQLiteFile):
             )
         return lease
 
-    def _exists(self, namespace: str, lease_id: str) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM ns_leases WHERE namespace = ? AND id = ?", (namespace, lease_id)
-        ).fetchone()
-        return row is not None
-
-    def _require(self, namespace: str, lease_id: str) -> None:
-        if not self._exists(namespace, lease_id):
-            raise NotFound(f"lease {lease_id!r}: not found")
-
     def delete(self, namespace: str, lease_id: str) -> None:
+        """Remove the lease; a deletion, so it works on a full disk too."""
         check_namespace(namespace)
-        with self._errors(f"lease {lease_id}"), self._tx() as db:
+
+        def delete(db: sqlite3.Connection) -> None:
             deleted = db.execute(
                 "DELETE FROM ns_leases WHERE namespace = ? AND id = ?", (namespace, lease_id)
             ).rowcount
             if deleted == 0:
                 raise NotFound(f"lease {lease_id!r}: not found")
+
+        with self._errors(f"lease {lease_id}"):
+            self._freeing(delete)
 
     def list_leases(self, namespace: str) -> list[Lease]:
         check_namespace(namespace)
@@ -203,13 +204,13 @@ class LeaseStore(SQLiteFile):
 
     def namespaces(self) -> list[str]:
         """The namespaces that hold leases."""
-        with self._errors("leases"), self._lock:
-            rows = self._db.execute("SELECT DISTINCT namespace FROM ns_leases").fetchall()
+        with self._errors("leases"), self._read() as db:
+            rows = db.execute("SELECT DISTINCT namespace FROM ns_leases").fetchall()
         return sorted(str(r[0]) for r in rows)
 
     def _all(self) -> list[tuple[str, Lease]]:
-        with self._errors("leases"), self._lock:
-            rows = self._db.execute("SELECT * FROM ns_leases ORDER BY namespace, id").fetchall()
+        with self._errors("leases"), self._read() as db:
+            rows = db.execute("SELECT * FROM ns_leases ORDER BY namespace, id").fetchall()
         return [(r[0], Lease(r[1], float(r[2]), json.loads(r[3] or "{}"))) for r in rows]
 
     def _drop_expired(self, namespace: str) -> None:
@@ -223,7 +224,7 @@ class LeaseStore(SQLiteFile):
     def add_resource(self, namespace: str, lease_id: str, resource: Resource) -> None:
         check_namespace(namespace)
         with self._errors(f"lease {lease_id}"), self._tx() as db:
-            self._require(namespace, lease_id)
+            _require(db, namespace, lease_id)
             resource = check_resource(resource)
             db.execute(
                 "INSERT OR IGNORE INTO ns_lease_resources VALUES (?, ?, ?, ?)",
@@ -233,7 +234,7 @@ class LeaseStore(SQLiteFile):
     def delete_resource(self, namespace: str, lease_id: str, resource: Resource) -> None:
         check_namespace(namespace)
         with self._errors(f"lease {lease_id}"), self._tx() as db:
-            self._require(namespace, lease_id)
+            _require(db, namespace, lease_id)
             resource = check_resource(resource)
             db.execute(
                 "DELETE FROM ns_lease_resources "
@@ -244,9 +245,9 @@ class LeaseStore(SQLiteFile):
     def resources(self, namespace: str, lease_id: str) -> list[Resource]:
         """In containerd's order: content, then ingests, then snapshots."""
         check_namespace(namespace)
-        with self._errors(f"lease {lease_id}"), self._lock:
-            self._require(namespace, lease_id)
-            rows = self._db.execute(
+        with self._errors(f"lease {lease_id}"), self._read() as db:
+            _require(db, namespace, lease_id)
+            rows = db.execute(
                 "SELECT id, type FROM ns_lease_resources WHERE namespace = ? AND lease = ? "
                 "ORDER BY type, id",
                 (namespace, lease_id),
@@ -257,8 +258,8 @@ class LeaseStore(SQLiteFile):
         """Digests of the content that leases alive now hold, in any namespace."""
         now = time.time()
         live = {(ns, lease.id) for ns, lease in self._all() if not lease.expired(now)}
-        with self._errors("leases"), self._lock:
-            rows = self._db.execute(
+        with self._errors("leases"), self._read() as db:
+            rows = db.execute(
                 "SELECT namespace, lease, id FROM ns_lease_resources WHERE type = ?", (CONTENT,)
             ).fetchall()
         out = set()
@@ -269,6 +270,18 @@ class LeaseStore(SQLiteFile):
                 except DistError:
                     continue  # not a digest: nothing in the store to keep
         return out
+
+
+def _exists(db: sqlite3.Connection, namespace: str, lease_id: str) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM ns_leases WHERE namespace = ? AND id = ?", (namespace, lease_id)
+    ).fetchone()
+    return row is not None
+
+
+def _require(db: sqlite3.Connection, namespace: str, lease_id: str) -> None:
+    if not _exists(db, namespace, lease_id):
+        raise NotFound(f"lease {lease_id!r}: not found")
 
 
 def protected(metadata: MetadataStore) -> set[Digest]:

@@ -2,7 +2,8 @@
 
 SQLite in WAL mode lets readers work while one process writes, and the busy
 timeout makes a second writer (another `dist fetch` finishing at the same
-moment) wait instead of failing. Each public call is one transaction.
+moment) wait instead of failing. Each public call is one transaction. On a
+full disk the store still reads and deletes (see ocidist.sqlitedb).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocidist.content.labels import merge
 from ocidist.descriptor import Descriptor
@@ -18,21 +19,48 @@ from ocidist.errors import InvalidArgument, NotFound
 from ocidist.sqlitedb import SQLiteFile
 from ocidist.value import Value
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    import sqlite3
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    name        TEXT PRIMARY KEY,
-    media_type  TEXT NOT NULL,
-    digest      TEXT NOT NULL,
-    size        INTEGER NOT NULL,
-    target_json TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL,
-    labels_json TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS images_digest ON images(digest);
-"""
+# 2: the lease tables are part of the file from its creation (they were made
+# by the first LeaseStore to open it), so a store is created whole at once.
+SCHEMA_VERSION = 2
+
+# The whole of metadata.db: the images, and the leases (ocidist.leases) kept
+# beside them. Creating or upgrading the file runs all of it.
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS images (
+        name        TEXT PRIMARY KEY,
+        media_type  TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        target_json TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL,
+        labels_json TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE INDEX IF NOT EXISTS images_digest ON images(digest)",
+    # Leases belong to a containerd namespace (ocidist.leases).
+    """CREATE TABLE IF NOT EXISTS ns_leases (
+        namespace   TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        labels_json TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (namespace, id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS ns_lease_resources (
+        namespace TEXT NOT NULL,
+        lease     TEXT NOT NULL,
+        type      TEXT NOT NULL,
+        id        TEXT NOT NULL,
+        PRIMARY KEY (namespace, lease, type, id),
+        FOREIGN KEY (namespace, lease) REFERENCES ns_leases(namespace, id) ON DELETE CASCADE
+    )""",
+)
+# Per connection: WAL's NORMAL is durable enough (a power cut may lose the
+# last commit, never corrupt the database) and avoids an fsync per write;
+# foreign keys for the leases' cascade.
+PRAGMAS = ("synchronous = NORMAL", "foreign_keys = ON")
 
 
 class Image(Value):
@@ -61,15 +89,9 @@ class Image(Value):
 
 class MetadataStore(SQLiteFile):
     def __init__(self, path: str) -> None:
-        # WAL lets readers work while one process writes; NORMAL is durable
-        # enough under WAL (a power cut may lose the last commit, never corrupt
-        # the database) and avoids an fsync per write.
+        # WAL lets readers work while one process writes.
         super().__init__(
-            path,
-            "metadata",
-            _SCHEMA.split(";"),
-            pragmas=("journal_mode = WAL", "synchronous = NORMAL"),
-            version=SCHEMA_VERSION,
+            path, "metadata", SCHEMA, PRAGMAS, version=SCHEMA_VERSION, tables=("images",)
         )
 
     def put_image(
@@ -98,8 +120,8 @@ class MetadataStore(SQLiteFile):
         return Image(name, desc, created, now, new_labels)
 
     def get_image(self, name: str) -> Image:
-        with self._errors(f"image {name}"), self._lock:
-            row = self._db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()
+        with self._errors(f"image {name}"), self._read() as db:
+            row = db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"image {name}: not found")
         return _image(row)
@@ -109,8 +131,8 @@ class MetadataStore(SQLiteFile):
     ) -> list[Image]:
         """Images whose name starts with ``prefix`` (and pass ``filter``), by name."""
         # LIKE would treat % and _ in names as wildcards; compare the prefix instead.
-        with self._errors("list images"), self._lock:
-            rows = self._db.execute(
+        with self._errors("list images"), self._read() as db:
+            rows = db.execute(
                 "SELECT * FROM images WHERE substr(name, 1, ?) = ? ORDER BY name",
                 (len(prefix), prefix),
             ).fetchall()
@@ -118,9 +140,14 @@ class MetadataStore(SQLiteFile):
         return [i for i in images if filter is None or filter(i)]
 
     def delete_image(self, name: str) -> None:
-        with self._errors(f"image {name}"), self._tx() as db:
+        """Remove ``name``; works on a full disk (it frees what it needs)."""
+
+        def delete(db: sqlite3.Connection) -> None:
             if db.execute("DELETE FROM images WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f"image {name}: not found")
+
+        with self._errors(f"image {name}"):
+            self._freeing(delete)
 
     def update_labels(
         self, name: str, labels: Mapping[str, str], *, replace: bool = False

@@ -116,7 +116,15 @@ class LocalStore:
                 expected=expected,
             )
         except BaseException:
-            lock.release()
+            try:
+                # A directory left without its metadata (the disk full as it
+                # was made) is not an ingest `list_statuses` or a prune can
+                # see: do not leave it behind.
+                if read_status(directory) is None:
+                    with contextlib.suppress(OSError):
+                        self._discard(directory)
+            finally:
+                lock.release()
             raise
 
     def put(self, data: bytes, expected: Digest, labels: Mapping[str, str] | None = None) -> bool:
@@ -236,15 +244,20 @@ class LocalStore:
             lock = acquire(directory, wait=False, what=f"ingest {key}")
             try:
                 had_key = read_status(directory) is not None
-                trash = os.path.join(self._ingest, trash_name())
-                os.rename(directory, trash)
-                import shutil  # only here: ~2 ms of start-up for every command
-
-                shutil.rmtree(trash, ignore_errors=True)
+                self._discard(directory)
             finally:
                 lock.release()
         if not had_key:
             raise NotFound(f"ingest {key}: not found")
+
+    def _discard(self, directory: str) -> None:
+        """Remove an ingest directory whose lock the caller holds: renamed
+        away first, so a writer waiting on its lock sees it gone."""
+        trash = os.path.join(self._ingest, trash_name())
+        os.rename(directory, trash)
+        import shutil  # only here: ~2 ms of start-up for every command
+
+        shutil.rmtree(trash, ignore_errors=True)
 
     def verify(self, dgst: Digest) -> bool:
         """Re-hash the blob: True when its bytes still match its name."""
