@@ -14,6 +14,7 @@ import argparse
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,9 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     # the proxy and any tmpfs mount are cleaned up by the finally blocks.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     start = time.monotonic()
+    commit = source_commit()
     env = Env(workdir, quick=args.quick)
     try:
-        env.start()
+        try:
+            env.start()
+        except Exception as e:
+            # No trial can run without the registry and its images: say why
+            # in one line (the trials themselves never end the run).
+            print(f"reliability: setting up failed: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
         log(f"set up in {time.monotonic() - start:.1f}s ({workdir})")
         tallies = run_kinds(
             env, args.kind_list, quick=args.quick, trials=args.trials, seed=args.seed, log=log
@@ -78,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "quick": args.quick,
             "seed": args.seed,
+            "commit": commit,
             "seconds": round(elapsed, 1),
             "ok": ok,
             "kinds": [t.to_json() for t in tallies],
@@ -87,9 +96,32 @@ def main(argv: list[str] | None = None) -> int:
         print(table(tallies), end="")
         print(
             f"{sum(t.trials for t in tallies)} trials in {elapsed:.0f}s; "
-            f"{'all clean' if ok else 'PROBLEMS FOUND'}"
+            f"{'all clean' if ok else 'PROBLEMS FOUND'} (commit {commit}, seed {args.seed})"
         )
     return 0 if ok else 1
+
+
+def source_commit() -> str:
+    """The commit the run is on (with "+changes" for a dirty tree), for the
+    table's footnote; "unknown" outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 if __name__ == "__main__":

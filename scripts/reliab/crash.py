@@ -9,7 +9,6 @@ was committed before.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import subprocess
 import time
@@ -18,17 +17,20 @@ from pathlib import Path
 
 from tests.harness import Stall
 from tests.harness.fstree import tree
+from tests.harness.tmpfs import can_mount, fill, free_bytes, resize, tmpfs
 
 from reliab.env import (
     Env,
     blobs,
     corrupt_blobs,
+    expected_objects,
     feed,
     ingest_dirs,
     kill,
     lost_objects,
+    recorded,
 )
-from reliab.network import judge, pull
+from reliab.network import complete, judge, pull
 from reliab.outcome import Trial, classify
 
 _baselines: dict[str, float] = {}
@@ -221,43 +223,97 @@ def kill_unpack(env: Env, rng: random.Random, i: int) -> Trial:
 
 
 # -- disk full -------------------------------------------------------------------------
+# Sizes of the filesystem the pull goes into, in the order trials take them
+# (so --quick's two cover the ends): "first write" is a tmpfs already full
+# to the last block when `dist` starts; "<n>k" a fixed size; a fraction is
+# of the image's bytes (some jitter added).
+DISK_SIZES: tuple[float | str, ...] = (
+    "first write",
+    0.3,
+    "64k",
+    0.9,
+    0.002,
+    "16k",
+    0.6,
+    0.05,
+    0.99,
+    0.15,
+)
+# Files of the metadata store that stay after a prune (the reserve is kept
+# on purpose; see ocidist.sqlitedb).
+_METADATA = {"metadata.db", "metadata.db-wal", "metadata.db-shm", "metadata.db.reserve"}
+
+
 def disk_full(env: Env, rng: random.Random, i: int) -> Trial:
     """Pull into a root on a small tmpfs: "no space left on device" in one
-    line, no committed partial blob, and the ingest can be pruned."""
+    line, nothing committed partially or lost. Then, on the full disk,
+    `dist images ls` lists and `dist content prune --ingests --force` frees
+    every byte no recorded image needs; given room again, a second pull
+    completes."""
     kind = "disk full (tmpfs)"
-    if os.geteuid() != 0:
+    if not can_mount():
         return Trial(kind, "skipped", note="needs root to mount a tmpfs")
-    total = sum(b.size for b in env.images["big"].blobs().values())
-    size_kib = max(16, int(total * rng.choice([0.002, 0.05, 0.3, 0.6, 0.9])) // 1024)
-    mnt = env.new_dir("tmpfs")
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(mnt)],
-        check=True,
-        capture_output=True,
-    )
-    try:
+    img = env.images["big"]
+    total = sum(o.size for o in img.objects())
+    choice = DISK_SIZES[i % len(DISK_SIZES)]
+    if isinstance(choice, str) and choice.endswith("k"):
+        size_kib = int(choice[:-1])
+    elif isinstance(choice, float):
+        size_kib = max(16, int(total * choice * rng.uniform(0.95, 1.05)) // 1024)
+    else:
+        size_kib = 64
+    with tmpfs(env.new_dir("tmpfs"), size_kib) as mnt:
         env.proxy.clear()
         root = mnt / "root"
+        what = f"tmpfs of {size_kib} KiB"
+        if choice == "first write":
+            fill(mnt)
+            what = f"tmpfs full before the first write ({size_kib} KiB)"
         run = pull(env, "big", root)
-        t = judge(env, kind, "big", root, run, f"tmpfs of {size_kib} KiB")
+        t = judge(env, kind, "big", root, run, what)
         line = run.error_line() or ""
         if t.outcome == "failed_cleanly" and "no space left on device" not in line:
             t.outcome, t.note = "unclean", f"{t.note}: error without 'no space left': {line!r}"
-        # Cleaning up must work on the full disk, or fail cleanly in words:
-        # SQLite needs ~36 KiB free to open the metadata store (its -shm and
-        # -wal files), which a disk filled to the last block does not have.
-        prune = env.dist("content", "prune", "--ingests", "--force", root=root)
-        ls = env.dist("images", "ls", root=root)
-        left = ingest_dirs(root)
-        for what, r in (("prune --ingests", prune), ("images ls", ls)):
-            if r.rc == 0:
-                continue
-            if "no space left on device" in (r.error_line() or "") and not left:
-                t.note += f"; {what}: no space left (clean)"
-                continue
-            t.outcome, t.note = "unclean", f"{t.note}: {what}: {r.summary()}"
-        if left:
-            t.outcome, t.note = "unclean", f"{t.note}: {len(left)} ingests left after prune"
+        problems = _after_disk_full(env, mnt, root, total)
+        if problems:
+            t.outcome, t.note = "unclean", f"{t.note}: {'; '.join(problems)}"
+        t.corrupted = max(t.corrupted, len(corrupt_blobs(root)))
         return t
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+
+
+def _after_disk_full(env: Env, mnt: Path, root: Path, total: int) -> list[str]:
+    """What is wrong with cleaning up after the pull (empty when all is well)."""
+    problems = []
+    full = free_bytes(mnt) < 64 << 10
+    for args in (("images", "ls"), ("content", "prune", "--ingests", "--force"), ("images", "ls")):
+        r = env.dist(*args, root=root)
+        if r.rc != 0:
+            disk = "full disk" if full else "disk"
+            problems.append(f"{' '.join(args)} on the {disk}: {r.summary()}")
+    if ingest_dirs(root):
+        problems.append(f"{len(ingest_dirs(root))} ingests left after prune")
+    # Freed: nothing is left but the metadata store and what a recorded
+    # image needs (and the filler of a "first write" trial).
+    keep: set[str] = set()
+    for name, target in recorded(root).items():
+        keep.add(target)
+        if name == env.ref("big") and target == env.images["big"].digest:
+            keep |= expected_objects(env.images["big"])
+    stray = []
+    if root.is_dir():
+        for path in root.rglob("*"):
+            rel = path.relative_to(root)
+            if path.is_dir() or str(rel) in _METADATA or rel.name == ".lock":
+                continue
+            name = path.name.removesuffix(".json")
+            if rel.parts[0] in ("blobs", "labels") and f"{rel.parts[1]}:{name}" in keep:
+                continue
+            stray.append(f"{rel} ({path.stat().st_size} B)")
+    if stray:
+        problems.append(f"prune left {len(stray)} files: {', '.join(sorted(stray)[:3])}")
+    # With room again, the same pull completes.
+    resize(mnt, total // 1024 + 4096)
+    again = pull(env, "big", root)
+    if again.rc != 0 or not complete(env, "big", root):
+        problems.append(f"second pull with room: {again.summary()}")
+    return problems

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -109,6 +111,11 @@ class Env:
     def stop(self) -> None:
         self.proxy.stop()
         self.registry.stop()
+
+    def recover(self) -> None:
+        """After a trial broke off: no fault rules left, the registry up."""
+        self.proxy.clear()
+        self.registry.start()  # nothing to do when it runs
 
     # -- addresses and roots ---------------------------------------------
     def ref(self, name: str, *, direct: bool = False) -> str:
@@ -224,22 +231,35 @@ def corrupt_blobs(root: Path) -> list[str]:
 
 def recorded(root: Path) -> dict[str, str]:
     """name -> target digest from the metadata database, read with sqlite3
-    directly (so a schema the product cannot open still shows up)."""
+    directly (so a schema the product cannot open still shows up).
+
+    Read from a copy of ``metadata.db`` and its WAL on another filesystem:
+    on a full disk even a read-only WAL reader needs room for a ``-shm``
+    index, and a copy leaves the store under test untouched (no checkpoint,
+    no files of ours). Call it when no ``dist`` process is writing the root.
+    """
     db = root / "metadata.db"
     if not db.exists():
         return {}
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "images" not in tables:
-            return {}
-        cols = [r[1] for r in conn.execute("PRAGMA table_info(images)")]
-        dcol = next((c for c in cols if "digest" in c), None)
-        if dcol is None or "name" not in cols:
-            return {}
-        return {str(n): str(d) for n, d in conn.execute(f"SELECT name, {dcol} FROM images")}
-    finally:
-        conn.close()
+    with tempfile.TemporaryDirectory(prefix="ocidist-recorded-") as scratch:
+        copy = Path(scratch) / "metadata.db"
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                shutil.copyfile(f"{db}{suffix}", f"{copy}{suffix}")
+        conn = sqlite3.connect(copy, timeout=10)
+        try:
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            if "images" not in tables:
+                return {}
+            cols = [r[1] for r in conn.execute("PRAGMA table_info(images)")]
+            dcol = next((c for c in cols if "digest" in c), None)
+            if dcol is None or "name" not in cols:
+                return {}
+            return {str(n): str(d) for n, d in conn.execute(f"SELECT name, {dcol} FROM images")}
+        finally:
+            conn.close()
 
 
 def lost_objects(root: Path, before: set[str], images: Mapping[str, BuiltImage]) -> list[str]:

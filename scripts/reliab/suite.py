@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from reliab import concurrency, crash, network, push
 from reliab.env import Env
@@ -144,7 +146,8 @@ KINDS: Sequence[Kind] = (
         crash.disk_full,
         2,
         10,
-        "pull into a root on a tmpfs of 0.2-90 % of the image; prune --ingests afterwards",
+        "pull into a tmpfs full from the first write up to 99 % of the image; on the full disk "
+        "images ls and prune --ingests free all but what is recorded; a second pull with room",
     ),
     Kind(
         "drop upload",
@@ -173,6 +176,23 @@ KINDS: Sequence[Kind] = (
 )
 
 
+def run_trial(kind: Kind, env: Env, rng: random.Random, i: int) -> Trial | list[Trial]:
+    """One trial; when the harness's own setting up or checking fails (an
+    exception, not a verdict), the trial is unclean with the reason, and the
+    run goes on: a crash here would leave no table at all."""
+    try:
+        return kind.run(env, rng, i)
+    except Exception as e:
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        at = f"{Path(where.filename).name}:{where.lineno}"
+        note = f"harness check failed: {type(e).__name__}: {e} ({at})"
+        try:
+            env.recover()
+        except Exception as again:
+            note += f"; recovering failed too: {type(again).__name__}: {again}"
+        return Trial(kind.name, "unclean", note=note)
+
+
 def run_kinds(
     env: Env,
     kinds: Sequence[Kind],
@@ -189,7 +209,7 @@ def run_kinds(
         start = time.monotonic()
         for i in range(n):
             rng = random.Random(f"{seed}-{kind.key}-{i}")
-            result = kind.run(env, rng, i)
+            result = run_trial(kind, env, rng, i)
             for t in result if isinstance(result, list) else [result]:
                 tally.add(t)
                 if t.outcome == "unclean" or t.corrupted or t.lost:
