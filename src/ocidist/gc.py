@@ -23,8 +23,7 @@ from ocidist.digest import Digest
 from ocidist.errors import DistError, FailedPrecondition, GraphLimit, InvalidContent, NotFound
 from ocidist.images.handlers import GC_REF
 from ocidist.images.walk import manifest_children, read_manifest, walk
-from ocidist.leases import protected
-from ocidist.metadata import MetadataStore
+from ocidist.metadata import Metadata
 
 
 def children_in_store(store: Provider, desc: Descriptor) -> list[Descriptor]:
@@ -86,17 +85,17 @@ def reachable_from(store: Store, roots: Iterable[Descriptor]) -> set[Digest]:
     return seen
 
 
-def reachable(store: Store, metadata: MetadataStore) -> set[Digest]:
+def reachable(store: Store, metadata: Metadata) -> set[Digest]:
     """Every digest an image in ``metadata`` or a live lease needs (present in
     the store or not)."""
     roots = [image.target for image in metadata.list_images()]
     # A lease (a `dist serve` client mid-fetch) holds blobs no name reaches yet.
-    roots += [Descriptor("", d, 0) for d in protected(metadata)]
+    roots += [Descriptor("", d, 0) for d in metadata.leased_digests()]
     return reachable_from(store, roots)
 
 
 def prune(
-    store: Store, metadata: MetadataStore, dry_run: bool = True, *, min_age: float = 0.0
+    store: Store, metadata: Metadata, dry_run: bool = True, *, min_age: float = 0.0
 ) -> list[Info]:
     """Blobs no image reaches; deleted unless ``dry_run``.
 

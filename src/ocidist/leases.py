@@ -34,7 +34,7 @@ from ocidist.errors import (
     NotFound,
     Unimplemented,
 )
-from ocidist.metadata import PRAGMAS, SCHEMA, SCHEMA_VERSION, MetadataStore
+from ocidist.metadata import PRAGMAS, SCHEMA, SCHEMA_VERSION
 from ocidist.sqlitedb import SQLiteFile
 
 if TYPE_CHECKING:
@@ -282,19 +282,3 @@ def _exists(db: sqlite3.Connection, namespace: str, lease_id: str) -> bool:
 def _require(db: sqlite3.Connection, namespace: str, lease_id: str) -> None:
     if not _exists(db, namespace, lease_id):
         raise NotFound(f"lease {lease_id!r}: not found")
-
-
-def protected(metadata: MetadataStore) -> set[Digest]:
-    """What leases hold in the store ``metadata`` belongs to (gc's hook).
-
-    A metadata store reached through a daemon answers for itself
-    (``leased_digests``); a local one has its leases in the same file.
-    """
-    remote = getattr(metadata, "leased_digests", None)
-    if remote is not None:
-        return set(remote())
-    leases = LeaseStore(metadata.path)
-    try:
-        return leases.protected()
-    finally:
-        leases.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ocidist.content.labels import merge
 from ocidist.descriptor import Descriptor
@@ -21,6 +21,8 @@ from ocidist.value import Value
 
 if TYPE_CHECKING:
     import sqlite3
+
+    from ocidist.digest import Digest
 
 # 2: the lease tables are part of the file from its creation (they were made
 # by the first LeaseStore to open it), so a store is created whole at once.
@@ -85,6 +87,29 @@ class Image(Value):
         object.__setattr__(self, "created_at", created_at)
         object.__setattr__(self, "updated_at", updated_at)
         object.__setattr__(self, "labels", {} if labels is None else labels)
+
+
+class Metadata(Protocol):
+    """Image names -> descriptors, and what live leases hold: the contract
+    the compositions take (``MetadataStore`` here, a daemon's through
+    ``api.client.RemoteMetadata``)."""
+
+    def put_image(
+        self, name: str, desc: Descriptor, labels: Mapping[str, str] | None = None
+    ) -> Image: ...
+    def get_image(self, name: str) -> Image: ...
+    def list_images(
+        self, prefix: str = "", filter: Callable[[Image], bool] | None = None
+    ) -> list[Image]: ...
+    def delete_image(self, name: str) -> None: ...
+    def update_labels(
+        self, name: str, labels: Mapping[str, str], *, replace: bool = False
+    ) -> Image: ...
+    def leased_digests(self) -> set[Digest]:
+        """Content that live leases hold (garbage collection keeps it)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class MetadataStore(SQLiteFile):
@@ -165,6 +190,16 @@ class MetadataStore(SQLiteFile):
             )
             row = db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()
         return _image(row)
+
+    def leased_digests(self) -> set[Digest]:
+        """What the leases in this file hold, in any namespace."""
+        from ocidist.leases import LeaseStore  # leases builds on this module
+
+        leases = LeaseStore(self.path)
+        try:
+            return leases.protected()
+        finally:
+            leases.close()
 
     def __enter__(self) -> MetadataStore:
         return self

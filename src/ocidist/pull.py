@@ -16,7 +16,7 @@ from ocidist.descriptor import Descriptor
 from ocidist.images.handlers import FetchHandler
 from ocidist.images.platforms import MatchComparer, default_matcher
 from ocidist.images.walk import platform_children, walk
-from ocidist.metadata import MetadataStore
+from ocidist.metadata import Metadata
 from ocidist.progress import Progress
 from ocidist.remotes.docker.resolver import DockerResolver
 
@@ -55,7 +55,7 @@ class PullResult:
 def fetch_image(
     resolver: DockerResolver,
     store: Store,
-    metadata: MetadataStore | Callable[[], MetadataStore] | None,
+    metadata: Metadata | Callable[[], Metadata] | None,
     ref: str,
     *,
     matcher: MatchComparer | None = None,
@@ -97,9 +97,9 @@ def fetch_image(
 class _Opening:
     """``open_store()`` running in a thread; ``result`` waits and re-raises."""
 
-    def __init__(self, open_store: Callable[[], MetadataStore]) -> None:
+    def __init__(self, open_store: Callable[[], Metadata]) -> None:
         self._open = open_store
-        self._store: MetadataStore | None = None
+        self._store: Metadata | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="open-metadata", daemon=True)
         self._thread.start()
@@ -113,7 +113,7 @@ class _Opening:
     def wait(self) -> None:
         self._thread.join()
 
-    def result(self) -> MetadataStore:
+    def result(self) -> Metadata:
         self._thread.join()
         if self._error is not None:
             raise self._error

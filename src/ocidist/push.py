@@ -37,7 +37,7 @@ from ocidist.images.handlers import SOURCE_LABEL
 from ocidist.images.plan import Plan, plan, stored_platform, stored_reader
 from ocidist.images.platforms import MatchComparer
 from ocidist.images.scheduler import Scheduler
-from ocidist.metadata import MetadataStore
+from ocidist.metadata import Metadata
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
 from ocidist.remotes.docker.pusher import DockerPusher, Mounted, PushOptions
@@ -164,7 +164,7 @@ def target_tag(dst: reference.Reference, root: Descriptor) -> str | None:
 def push_image(
     resolver: DockerResolver,
     store: Store,
-    metadata: MetadataStore,
+    metadata: Metadata,
     name: str,
     ref: str | None = None,
     *,

@@ -28,7 +28,7 @@ from ocidist.text import quote
 
 if TYPE_CHECKING:
     from ocidist.content import Store
-    from ocidist.metadata import MetadataStore
+    from ocidist.metadata import Metadata
     from ocidist.remotes import Fetcher
     from ocidist.remotes.docker.resolver import DockerResolver
 
@@ -103,7 +103,7 @@ def open_source(
     *,
     resolver: Callable[[], DockerResolver] | None = None,
     store: Callable[[], Store] | None = None,
-    metadata: Callable[[], MetadataStore] | None = None,
+    metadata: Callable[[], Metadata] | None = None,
 ) -> Source:
     """Open the image ``text`` names (see the module docstring)."""
     transport, rest = split_transport(text)
@@ -155,7 +155,7 @@ class StoreFetcher:
         return stream
 
 
-def store_source(store: Store, metadata: MetadataStore, name: str) -> Source:
+def store_source(store: Store, metadata: Metadata, name: str) -> Source:
     from ocidist.layout.exporter import lookup_image
 
     image = lookup_image(metadata, name)

@@ -48,7 +48,7 @@ from ocidist.images.unpack import (
 )
 from ocidist.images.walk import platform_children, read_manifest, walk
 from ocidist.manifest import detect_media_type
-from ocidist.metadata import MetadataStore
+from ocidist.metadata import Metadata
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
 from ocidist.remotes import Fetcher
@@ -155,7 +155,7 @@ class UnpackResult:
 def unpack_image(
     resolver: Remote | None,
     store: Store,
-    metadata: MetadataStore | None,
+    metadata: Metadata | None,
     ref: str,
     dest: str,
     *,
@@ -278,7 +278,7 @@ def _apply_all(
 
 
 def _resolve(
-    resolver: Remote | None, store: Store, metadata: MetadataStore | None, ref: str
+    resolver: Remote | None, store: Store, metadata: Metadata | None, ref: str
 ) -> tuple[str, Descriptor, bool]:
     """(name, target, from_store): the metadata store first, then the registry."""
     parsed: reference.Reference | None = None

@@ -1,9 +1,9 @@
 """`dist --address`: the store and metadata of a `dist serve` daemon behind
 the same Python interfaces as the local ones.
 
-RemoteStore and RemoteMetadata subclass LocalStore and MetadataStore so that
-every command and helper typed against those takes them unchanged; they
-override every public method and never touch the local filesystem.
+RemoteStore implements the content ``Store`` protocol and RemoteMetadata the
+``Metadata`` protocol, which is all any command or composition asks of a
+store; neither touches the local filesystem.
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ from ocidist.api.gen import namespaces_pb2 as npb
 from ocidist.api.gen import ocidist_pb2 as opb
 from ocidist.api.remote_io import RemoteReader, RemoteWriter
 from ocidist.content import Info, Status, WalkFilter
-from ocidist.content.local import LocalStore
 from ocidist.descriptor import Descriptor
 from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, DistError, FailedPrecondition, NotFound, Unavailable
 from ocidist.leases import CONTENT, Lease
-from ocidist.metadata import Image, MetadataStore
+from ocidist.metadata import Image
 
 M = TypeVar("M", bound=Message)
 
@@ -161,18 +160,14 @@ def _event(msg: opb.ProgressEvent) -> Event:
     return Event(msg.event, desc, msg.offset, msg.status, msg.name)
 
 
-class RemoteStore(LocalStore):
-    """The content store of a daemon (containerd's Content service)."""
+class RemoteStore:
+    """The content store of a daemon (containerd's Content service): a ``Store``."""
 
-    def __init__(self, daemon: Daemon) -> None:  # no LocalStore state on purpose
+    def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        self.root = str(daemon.address)
 
     def _unary(self, method: str, req: Message, resp: type[M]) -> M:
         return self.daemon.unary(content_service.SERVICE, method, req, resp)
-
-    def blob_path(self, dgst: Digest) -> str:
-        raise DistError(f"content {dgst}: no local path through {self.daemon.what}")
 
     def reader(self, dgst: Digest) -> BinaryIO:
         size = self.info(dgst).size
@@ -196,7 +191,7 @@ class RemoteStore(LocalStore):
 
         return ingest_bytes(self, f"put-{expected}", data, expected, labels=labels)
 
-    def writer(  # type: ignore[override]
+    def writer(
         self,
         key: str,
         *,
@@ -256,20 +251,12 @@ class RemoteStore(LocalStore):
     def abort(self, key: str) -> None:
         self._unary("Abort", cpb.AbortRequest(ref=key), Empty)
 
-    def verify(self, dgst: Digest) -> bool:
-        hasher = dgst.hasher()
-        with self.reader(dgst) as f:
-            while chunk := f.read(BUFSIZE):
-                hasher.update(chunk)
-        return bool(hasher.hexdigest() == dgst.encoded)
 
+class RemoteMetadata:
+    """The image names of a daemon (containerd's Images service): a ``Metadata``."""
 
-class RemoteMetadata(MetadataStore):
-    """The image names of a daemon (containerd's Images service)."""
-
-    def __init__(self, daemon: Daemon) -> None:  # no SQLite connection on purpose
+    def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        self.path = str(daemon.address)
 
     def _unary(self, method: str, req: Message, resp: type[M]) -> M:
         return self.daemon.unary(images_service.SERVICE, method, req, resp)

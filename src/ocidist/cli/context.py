@@ -15,8 +15,8 @@ from ocidist.errors import DistError, InvalidArgument
 
 if TYPE_CHECKING:
     from ocidist.api.client import Daemon
-    from ocidist.content.local import LocalStore
-    from ocidist.metadata import MetadataStore
+    from ocidist.content import Store
+    from ocidist.metadata import Metadata
     from ocidist.remotes.docker.auth import Credential, CredentialFunc
     from ocidist.remotes.docker.resolver import DockerResolver
 
@@ -192,8 +192,8 @@ class Context:
         self.deadline: float | None = time.monotonic() + timeout if timeout else None
         self._resolver: DockerResolver | None = None
         self._user_cred: Credential | None = None
-        self._store: LocalStore | None = None
-        self._metadata: MetadataStore | None = None
+        self._store: Store | None = None
+        self._metadata: Metadata | None = None
         self._daemon: Daemon | None = None
 
     @property
@@ -212,7 +212,7 @@ class Context:
             self._daemon = Daemon(address)
         return self._daemon
 
-    def store(self) -> LocalStore:
+    def store(self) -> Store:
         if self._store is None:
             from ocidist.content.local import LocalStore
 
@@ -220,7 +220,7 @@ class Context:
             self._store = daemon.store() if daemon else LocalStore(self.root)
         return self._store
 
-    def metadata(self) -> MetadataStore:
+    def metadata(self) -> Metadata:
         if self._metadata is None:
             from ocidist.metadata import MetadataStore
 

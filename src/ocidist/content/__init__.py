@@ -128,3 +128,12 @@ class Store(Provider, Ingester, Protocol):
     def status(self, key: str) -> Status: ...
     def list_statuses(self) -> list[Status]: ...
     def abort(self, key: str) -> None: ...
+
+
+def verify(provider: Provider, dgst: Digest) -> bool:
+    """Re-hash a stored blob: True when its bytes still match its name."""
+    hasher = dgst.hasher()
+    with provider.reader(dgst) as f:
+        while chunk := f.read(1 << 20):
+            hasher.update(chunk)
+    return bool(hasher.hexdigest() == dgst.encoded)

@@ -22,7 +22,7 @@ from ocidist.dockerarchive.reader import (
 from ocidist.dockerarchive.writer import SavedImage, chain_ids, write_docker_archive
 from ocidist.errors import InvalidArgument
 from ocidist.images.platforms import MatchComparer, default_matcher
-from ocidist.metadata import Image, MetadataStore
+from ocidist.metadata import Image, Metadata
 from ocidist.tarindex import TarIndex
 
 __all__ = [
@@ -48,7 +48,7 @@ class DockerExport:
 
 def export_docker(
     store: Store,
-    metadata: MetadataStore,
+    metadata: Metadata,
     name: str,
     dest: str,
     *,
@@ -84,7 +84,7 @@ def _repo_tag(name: str, tag: str | None) -> str:
 
 def import_docker(
     store: Store,
-    metadata: MetadataStore,
+    metadata: Metadata,
     tar: TarIndex,
     *,
     name: str | None = None,

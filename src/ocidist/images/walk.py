@@ -38,6 +38,7 @@ from ocidist.errors import GraphLimit, NotFound
 from ocidist.images.platforms import MatchComparer, select
 from ocidist.images.scheduler import Scheduler
 from ocidist.remotes import Fetcher
+from ocidist.text import escape
 
 Handler = Callable[[Descriptor], Sequence[Descriptor]]
 Children = Callable[[Descriptor, bytes], list[Descriptor]]
@@ -145,16 +146,12 @@ def platform_children(
 
 def no_match(desc: Descriptor, matcher: MatchComparer, entries: Sequence[Descriptor]) -> NotFound:
     """The error for an index with no manifest for the wanted platform."""
-    have = sorted({_escape(str(e.platform)) for e in entries if e.platform is not None})
+    # Platform strings come from the registry: data, not terminal control.
+    have = sorted({escape(str(e.platform), 64) for e in entries if e.platform is not None})
     listed = ", ".join(have[:16]) + (f", … ({len(have)} in all)" if len(have) > 16 else "")
     return NotFound(
         f"{desc.digest}: no manifest for platform {matcher.wanted()} (the index has {listed})"
     )
-
-
-def _escape(text: str) -> str:
-    # Platform strings come from the registry: data, not terminal control.
-    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
 
 
 # -- handlers ----------------------------------------------------------------------

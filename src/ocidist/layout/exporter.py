@@ -40,7 +40,7 @@ from ocidist.layout.common import (
     is_tar_path,
     read_small,
 )
-from ocidist.metadata import Image, MetadataStore
+from ocidist.metadata import Image, Metadata
 from ocidist.stream import Readable, copy_stream
 
 
@@ -58,7 +58,7 @@ class ExportResult:
 
 def export_image(
     store: Store,
-    metadata: MetadataStore,
+    metadata: Metadata,
     name: str,
     dest: str,
     *,
@@ -81,7 +81,7 @@ def export_image(
     return ExportResult(image.name, image.target, dest, blobs)
 
 
-def lookup_image(metadata: MetadataStore, name: str) -> Image:
+def lookup_image(metadata: Metadata, name: str) -> Image:
     """The stored image ``name``, as given or normalised (``redis`` finds
     docker.io/library/redis:latest)."""
     try:

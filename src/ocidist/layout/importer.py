@@ -39,7 +39,7 @@ from ocidist.layout.common import (
     REF_NAME,
     read_small,
 )
-from ocidist.metadata import Image, MetadataStore
+from ocidist.metadata import Image, Metadata
 
 # -- import -------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ MAX_JSON_CACHE = 256 * 1024 * 1024
 
 def import_layout(
     store: Store,
-    metadata: MetadataStore,
+    metadata: Metadata,
     src: str,
     *,
     name: str | None = None,
