@@ -10,8 +10,11 @@ grammar, JSON that trips the decoder. ``dist`` runs for real in a subprocess.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from tests.harness.recording import Recorded, RecordingServer, Reply
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 JSON = {"Content-Type": "application/json"}
 # Newlines, NUL, colour, window title (OSC … BEL), C1 CSI, bidi override.
 EVIL = "line1\nline2\r\x1b[31mred\x1b]0;pwned\x07\x00nul\x9b2J\u202eevil"
@@ -341,3 +345,53 @@ def test_challenge_realm_is_escaped_in_the_error(tmp_path: Path, fake: FakeRegis
     fake.routes["/v2/x/y/tags/list"] = Reply(401, {**JSON, "WWW-Authenticate": challenge}, b"{}")
     line = failed_cleanly(dist(tmp_path, "tags", f"{fake.host}/x/y"))
     assert "not an http(s) URL" in line and "\\x9b2J" in line, line
+
+
+# -- image JSON read back from the store or a layout ------------------------
+
+
+def test_export_into_a_layout_with_a_hostile_index(tmp_path: Path, fake: FakeRegistry) -> None:
+    ref = fake.manifest("v1", fake.image({"os": "linux", "architecture": "amd64"}))
+    assert dist(tmp_path, "fetch", ref).returncode == 0
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    for body, why in [(b"[" * 50_000, "nested too deeply"), (b'{"manifests":[],"a":1e999}',
+                                                             "out of range")]:  # fmt: skip
+        (layout / "index.json").write_bytes(body)
+        line = failed_cleanly(dist(tmp_path, "export", ref, str(layout)))
+        assert "index.json is not valid JSON" in line and why in line, line
+
+
+def test_docker_export_of_a_deeply_nested_config(tmp_path: Path, fake: FakeRegistry) -> None:
+    """The config is the image's, and docker-archive's legacy layer JSON is
+    made from it: nesting too deep for the decoder is no traceback."""
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as tf:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 5
+        tf.addfile(info, io.BytesIO(b"hello"))
+    layer = gzip.compress(tar.getvalue(), mtime=0)
+    cfg = (
+        b'{"os":"linux","architecture":"amd64","rootfs":{"type":"layers","diff_ids":["'
+        + sha(tar.getvalue()).encode()
+        + b'"]},"d":'
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}"
+    )
+    man = dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": fake.blob(cfg), "size": len(cfg)},
+            "layers": [{"mediaType": LAYER, "digest": fake.blob(layer), "size": len(layer)}],
+        }
+    )
+    ref = fake.manifest("v1", man)
+    assert dist(tmp_path, "fetch", ref).returncode == 0
+    proc = dist(tmp_path, "export", "--format", "docker", ref, str(tmp_path / "out.tar"))
+    if proc.returncode:
+        failed_cleanly(proc)
+    else:
+        clean(proc.stderr)

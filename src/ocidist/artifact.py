@@ -42,6 +42,7 @@ from ocidist.digest import Digest, new_hasher
 from ocidist.errors import DigestMismatch, InvalidArgument, InvalidContent
 from ocidist.referrers import EMPTY_DESCRIPTOR, EMPTY_JSON
 from ocidist.stream import BUF
+from ocidist.text import quote
 
 if TYPE_CHECKING:
     from ocidist.progress import Progress
@@ -220,7 +221,7 @@ def push_artifact(
             item = prepare(path, media_type)
             title = item.desc.annotations[TITLE]
             if title in titles:
-                raise InvalidArgument(f"two files are titled {title!r}: rename one")
+                raise InvalidArgument(f"two files are titled '{quote(title, 100)}': rename one")
             titles.add(title)
             prepared.append(item)
         if config is not None:
@@ -300,14 +301,14 @@ def check_title(title: str) -> tuple[str, ...]:
     """The path components of a layer title, or InvalidContent when writing it
     could leave the destination (absolute, ``..``) or confuse (control chars)."""
     if not title or "\0" in title:
-        raise InvalidContent(f"layer title {title!r} is empty or has a NUL")
+        raise InvalidContent(f"layer title '{quote(title, 100)}' is empty or has a NUL")
     if any(not c.isprintable() for c in title):
-        raise InvalidContent(f"layer title {title!r} has control characters")
+        raise InvalidContent(f"layer title '{quote(title, 100)}' has control characters")
     if title.startswith("/") or "\\" in title:
-        raise InvalidContent(f"layer title {title!r} is an absolute path")
+        raise InvalidContent(f"layer title '{quote(title, 100)}' is an absolute path")
     parts = tuple(p for p in title.split("/") if p not in ("", "."))
     if not parts or ".." in parts:
-        raise InvalidContent(f"layer title {title!r} leaves the destination")
+        raise InvalidContent(f"layer title '{quote(title, 100)}' leaves the destination")
     return parts
 
 
@@ -341,7 +342,7 @@ def pull_artifact(
             continue  # oras too skips untitled layers
         parts = check_title(title)
         if parts in seen:
-            raise InvalidContent(f"{name}: two layers are titled {title!r}")
+            raise InvalidContent(f"{name}: two layers are titled '{quote(title, 100)}'")
         seen.add(parts)
         chosen.append((layer, parts))
     os.makedirs(dest, exist_ok=True)
@@ -391,7 +392,8 @@ def _open_parent(root: int, parts: Sequence[str], title: str) -> int:
             except OSError as e:
                 if e.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise InvalidContent(
-                        f"layer title {title!r}: {part} is a link or a file, not a directory"
+                        f"layer title '{quote(title, 100)}': {quote(part, 100)} is a link "
+                        "or a file, not a directory"
                     ) from None
                 raise
             os.close(fd)

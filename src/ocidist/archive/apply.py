@@ -33,7 +33,9 @@ from ocidist.value import Value
 def _log_warning(message: str) -> None:
     import logging  # only when there is something to say: ~2 ms of start-up
 
-    logging.getLogger(__name__).warning("%s", message)
+    from ocidist.text import escape  # entry names come from the layer
+
+    logging.getLogger(__name__).warning("%s", escape(message))
 
 
 class ApplyOptions(Value):

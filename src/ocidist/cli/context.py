@@ -180,6 +180,10 @@ def add_global_options(
     )
 
 
+# An error line longer than this is cut: the detail is in --debug.
+MAX_ERROR_LINE = 4096
+
+
 class Context:
     """Per-invocation state shared by command handlers."""
 
@@ -300,10 +304,14 @@ class Context:
             import traceback  # only with --debug: ~2 ms of every command's start-up
 
             traceback.print_exception(e, file=sys.stderr)
-        from ocidist.text import escape
+        from ocidist.text import escape as _escape
 
-        # Escaped as a whole, whatever it quotes: the contract is one line,
-        # and registry or image text inside must not move the terminal.
+        def escape(text: str) -> str:
+            return _escape(text, MAX_ERROR_LINE)
+
+        # Escaped as a whole, whatever it quotes: the contract is one line
+        # (of bounded length), and registry or image text inside must not
+        # move the terminal.
         if isinstance(e, DistError):
             print(f"dist: {escape(str(e))}", file=sys.stderr)
             return e.exit_code

@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from typing import IO, Any, cast
 
+from ocidist import jsondata
 from ocidist.content import Provider
 from ocidist.digest import Digest, VerifyingReader
 from ocidist.errors import DigestMismatch, InvalidContent
@@ -154,8 +155,8 @@ def _legacy_json(layer_id: str, parent: str, config: bytes, top: bool) -> bytes:
         obj["parent"] = parent
     if top:
         try:
-            full = json.loads(config)
-        except ValueError:
+            full = jsondata.loads(config, "config")
+        except InvalidContent:  # the image's own config: export what we can
             full = {}
         if isinstance(full, dict):
             obj.update({k: full[k] for k in _LEGACY_FIELDS if k in full})

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, cast
 
-from ocidist import reference
+from ocidist import jsondata, reference
 from ocidist.content import Store
 from ocidist.descriptor import (
     MAX_MANIFEST_SIZE,
@@ -174,11 +174,9 @@ def _existing_index(dest: str) -> dict[str, Any]:
         return fresh
     try:
         with open(os.path.join(dest, INDEX_FILE), "rb") as f:
-            index = json.loads(f.read(MAX_MANIFEST_SIZE + 1))
+            index = jsondata.loads(f.read(MAX_MANIFEST_SIZE + 1), f"{dest}/{INDEX_FILE}")
     except FileNotFoundError:
         return fresh
-    except ValueError as e:
-        raise InvalidContent(f"{dest}/{INDEX_FILE}: not valid JSON: {e}") from None
     if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
         raise InvalidContent(f"{dest}/{INDEX_FILE}: not an image index")
     index.setdefault("manifests", [])
