@@ -204,3 +204,46 @@ def test_endless_heads_fail_fast_in_bounded_memory(
     """Without any --timeout: the caps end it, not the server."""
     reg.on(None, "/manifests/v1$", endless(first, line))
     fails(dist(tmp_path, "fetch", reg.ref()), words, within=30)
+
+
+# -- retries: attempts per object, progress required --------------------------------------
+def give(limit: int) -> object:
+    """Serve the blob from the requested offset, but only ``limit`` bytes of
+    it, then close the connection."""
+
+    def action(peer: Peer, req: Request) -> bool:
+        assert isinstance(peer.server, HostileRegistry)
+        head, _, body = peer.server.proper(req).partition(b"\r\n\r\n")
+        peer.send(head + b"\r\n\r\n" + body[:limit])
+        return False
+
+    return action
+
+
+def test_one_byte_then_close_gives_up_after_the_attempts(
+    tmp_path: Path, reg: HostileRegistry, img: Image
+) -> None:
+    """Each answer brings one more byte, then the connection closes: that
+    is not progress. The old client made one GET per byte (311 for 310)."""
+    reg.on("GET", f"/blobs/{sha(img.layer)}$", give(1))
+    line = fails(
+        dist(tmp_path, "fetch-object", reg.ref(), sha(img.layer)),
+        "gave up after 5 attempts",
+        within=30,
+    )
+    assert "connection" in line
+    assert len(reg.requests("GET", f"/blobs/{sha(img.layer)}")) <= 5
+
+
+def test_real_progress_keeps_a_transfer_going(tmp_path: Path, reg: HostileRegistry) -> None:
+    """A blob of 6 MiB whose every answer breaks off after 1.5 MiB: each
+    resume gains more than the minimum, so the fetch completes."""
+    import os
+
+    big = os.urandom(6 << 20)
+    reg.blob(big)
+    reg.on("GET", f"/blobs/{sha(big)}$", give(1536 << 10))
+    out = dist(tmp_path, "fetch-object", reg.ref(), sha(big))
+    assert out.proc.returncode == 0, out.proc.stderr.decode()
+    assert out.proc.stdout == big
+    assert 4 <= len(reg.requests("GET", f"/blobs/{sha(big)}")) <= 6

@@ -89,6 +89,14 @@ class ArchiveError(DistError):
 class Unavailable(DistError):
     """The remote could not be reached or the transfer broke off."""
 
+    def __init__(self, message: str = "", *, attempts: int | None = None) -> None:
+        super().__init__(message)
+        # How many attempts this failure is worth at most (None: the retry
+        # policy's): 1 for what trying again cannot change (TLS spoken to a
+        # plain-HTTP registry, a certificate that does not verify), 2 for an
+        # unknown host name.
+        self.attempts = attempts
+
 
 class TimedOut(Unavailable):
     """A deadline or read timeout expired."""
@@ -148,4 +156,6 @@ def reworded(e: DistError, message: str) -> DistError:
         )
     if isinstance(e, RegistryError):
         return type(e)(message, status=e.status, codes=e.codes, body=e.body)
+    if isinstance(e, Unavailable):
+        return type(e)(message, attempts=e.attempts)
     return type(e)(message)

@@ -24,6 +24,7 @@ from ocidist.errors import (
 )
 from ocidist.remotes.docker.auth import pull_scope
 from ocidist.remotes.docker.hosts import RegistryHost, first_success
+from ocidist.remotes.docker.retry import Attempts
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.transport import Response
 from ocidist.stream import Readable
@@ -58,17 +59,26 @@ class DockerFetcher:
             return raw  # the caller's (resumed) hash verifies the whole
         return VerifyingReader(raw, desc.digest, desc.size, what=str(desc.digest))
 
-    def open(self, desc: Descriptor, offset: int) -> tuple[Response, int]:
+    def open(
+        self, desc: Descriptor, offset: int, attempts: Attempts | None = None
+    ) -> tuple[Response, int]:
         """GET the object from ``offset``; returns the response and the offset
-        its body actually starts at (0 when the server ignored Range)."""
+        its body actually starts at (0 when the server ignored Range).
+        ``attempts``: the object's retry budget (retry.py) when this open
+        resumes a body; by default the request has its own."""
         what = f"{self._path}@{desc.digest}"
         if not self._hosts:
             raise NotFound(f"{what}: no host is configured to pull from")
         return first_success(
-            what, self._hosts, lambda h: self._open_on(h, desc, offset), skip=_blob_host_failure
+            what,
+            self._hosts,
+            lambda h: self._open_on(h, desc, offset, attempts),
+            skip=_blob_host_failure,
         )
 
-    def _open_on(self, host: RegistryHost, desc: Descriptor, offset: int) -> tuple[Response, int]:
+    def _open_on(
+        self, host: RegistryHost, desc: Descriptor, offset: int, attempts: Attempts | None
+    ) -> tuple[Response, int]:
         endpoints = ["blobs"]
         if is_manifest_or_index(desc.media_type):
             endpoints = ["manifests", "blobs"]
@@ -87,6 +97,7 @@ class DockerFetcher:
                     headers=headers,
                     what=f"{self._path}@{desc.digest}",
                     ok=(200, 206),
+                    attempts=attempts,
                 )
             except NotFound:
                 if i + 1 < len(endpoints):
@@ -113,8 +124,11 @@ def _body_start(resp: Response, offset: int, what: str) -> int:
 
 
 class RemoteBody(io.RawIOBase):
-    """A body that survives broken connections by reopening at its offset,
-    within the session's retry budget."""
+    """A body that survives broken connections by reopening at its offset.
+
+    The object has one retry budget (retry.Attempts): every break and every
+    failed reopen counts, and a reopened response that breaks again before
+    gaining ``min_progress`` bytes is a failed attempt, not progress."""
 
     def __init__(self, fetcher: DockerFetcher, desc: Descriptor, offset: int) -> None:
         super().__init__()
@@ -123,27 +137,35 @@ class RemoteBody(io.RawIOBase):
         self._pos = offset
         self._resp: Response | None = None
         self._resp_end = -1  # offset where the current response's body ends, if known
-        self._failures = 0
+        session = fetcher._session
+        self._tries = session.retry.begin(str(desc.digest), session.deadline)
+        self._opened_at = offset  # where the current response started
+        self._reopen = False
 
     def readable(self) -> bool:
         return True
 
     def _connect(self) -> Response:
-        try:
-            resp, start = self._fetcher.open(self._desc, self._pos)
-        except Unavailable:
-            # The session spent the whole retry budget on this open already;
-            # retrying it here too made 5 x 5 requests for one "gave up after 5".
-            self._failures = self._fetcher._session.retry.attempts
-            raise
+        # The first open has its own budget (each mirror its own); a reopen
+        # spends the object's (an open the session gave up on is not retried
+        # here again: that made 5 x 5 requests for one "gave up after 5").
+        resp, start = self._fetcher.open(
+            self._desc, self._pos, self._tries if self._reopen else None
+        )
+        self._reopen = True
+        self._opened_at = self._pos
         # The server ignored Range: skip what we already hold.
         skip = self._pos - start
         buf = bytearray(min(SKIP_CHUNK, max(skip, 1)))
-        while skip > 0:
-            n = resp.readinto(memoryview(buf)[: min(skip, len(buf))])
-            if n == 0:
-                raise Unavailable(f"{self._desc.digest}: body ended before offset {self._pos}")
-            skip -= n
+        try:
+            while skip > 0:
+                n = resp.readinto(memoryview(buf)[: min(skip, len(buf))])
+                if n == 0:
+                    raise Unavailable(f"{self._desc.digest}: body ended before offset {self._pos}")
+                skip -= n
+        except Unavailable as e:
+            self._broken(resp, e)  # raises once the object's budget is spent
+            return self._connect()
         length = resp.content_length()
         self._resp_end = start + length if length is not None else -1
         self._resp = resp
@@ -152,21 +174,12 @@ class RemoteBody(io.RawIOBase):
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         if len(b) == 0:
             return 0
-        policy = self._fetcher._session.retry
         while True:
+            resp = self._resp or self._connect()
             try:
-                resp = self._resp or self._connect()
                 n = resp.readinto(b)
-            except Unavailable:
-                if self._resp is not None:
-                    self._resp.close()
-                    self._resp = None
-                self._failures += 1
-                if self._failures >= policy.attempts:
-                    raise
-                self._fetcher._session.backoff(
-                    str(self._desc.digest), self._failures, "broken body"
-                )
+            except Unavailable as e:
+                self._broken(resp, e)
                 continue
             if n == 0 and self._desc.size >= 0 and self._pos < self._desc.size:
                 if self._pos == self._resp_end:
@@ -177,22 +190,26 @@ class RemoteBody(io.RawIOBase):
                         f"expected {self._desc.size}"
                     )
                 # A clean EOF short of the size is a dropped connection too.
-                resp.close()
-                self._resp = None
-                self._failures += 1
-                if self._failures >= policy.attempts:
-                    raise Unavailable(
+                self._broken(
+                    resp,
+                    Unavailable(
                         f"{self._desc.digest}: connection closed at byte {self._pos} of "
-                        f"{self._desc.size}; gave up after {self._failures} attempts"
-                    )
+                        f"{self._desc.size}"
+                    ),
+                )
                 continue
             self._pos += n
-            self._failures = 0  # progress: the budget is for consecutive failures
             if self._desc.size >= 0 and self._pos > self._desc.size:
                 raise DigestMismatch(
                     f"{self._desc.digest}: size mismatch: more than {self._desc.size} bytes"
                 )
             return n
+
+    def _broken(self, resp: Response, e: Unavailable) -> None:
+        """The current response broke off: wait for the next attempt, or raise."""
+        resp.close()
+        self._resp = None
+        self._tries.failed(e, gained=self._pos - self._opened_at)
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:

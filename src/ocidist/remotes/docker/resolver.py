@@ -183,17 +183,20 @@ class DockerResolver:
         for again, whole, within the retry policy. Not resumed with Range: for
         a tag, the second answer may be another manifest, and a spliced body
         would hash to a digest nobody pushed."""
-        attempt = 1
+        tries = self.session.retry.begin(r.name, self.session.deadline)
         while True:
             try:
                 return self._descriptor_from_body(r, resp)
             except Unavailable as e:
-                if attempt >= self.session.retry.attempts:
-                    raise
-                self.session.backoff(r.name, attempt, str(e))
-                attempt += 1
+                tries.failed(e)
             resp = self.session.request(
-                host, "GET", path, scopes=scopes, headers={"Accept": accept}, what=r.name
+                host,
+                "GET",
+                path,
+                scopes=scopes,
+                headers={"Accept": accept},
+                what=r.name,
+                attempts=tries,
             )
 
     def _descriptor_from_body(self, r: reference.Reference, resp: Response) -> Descriptor:

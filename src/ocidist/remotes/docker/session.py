@@ -9,11 +9,10 @@ backoff and retry, but only for idempotent requests.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ocidist import jsondata, logs
+from ocidist import jsondata
 from ocidist.errors import (
     Denied,
     DistError,
@@ -23,11 +22,15 @@ from ocidist.errors import (
     TooManyRequests,
     Unauthorized,
     Unavailable,
-    reworded,
 )
 from ocidist.remotes.docker.auth import Authorizer
 from ocidist.remotes.docker.hosts import RegistryHost
-from ocidist.remotes.docker.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from ocidist.remotes.docker.retry import (
+    RETRYABLE_STATUS,
+    Attempts,
+    RetryPolicy,
+    parse_retry_after,
+)
 from ocidist.remotes.docker.transport import IDEMPOTENT, Deadline, Response, Transport
 from ocidist.text import quote
 
@@ -66,24 +69,25 @@ class Session:
         what: str = "",
         idempotent: bool | None = None,
         ok: Iterable[int] = (200,),
+        attempts: Attempts | None = None,
     ) -> Response:
         """Send, retrying as the policy allows; non-``ok`` answers raise mapped errors.
 
         ``path`` is relative to the host's API base (``/<name>/manifests/<ref>``)
-        or an absolute URL (upload locations)."""
+        or an absolute URL (upload locations). ``attempts`` is the caller's
+        budget for the object this request is part of (a body resumed by
+        the fetcher); by default the request has its own. A request that may
+        not be replayed raises its first failure (the caller resumes)."""
         scopes = tuple(scopes)
         ok_set = frozenset(ok)
         url = path if "://" in path else host.base + path
         what = what or f"{method} {url}"
         replay = method in IDEMPOTENT if idempotent is None else idempotent
-        attempts = self.retry.attempts if replay else 1
+        tries = attempts if attempts is not None else self.retry.begin(what, self.deadline)
         # This request's own auth state: its 401s decide its retries, never
         # another request's (see auth.py).
         auth = self.authorizer.request(host.host, scopes, scheme=host.scheme, tls=host.tls)
-        attempt = 0
-        last: DistError | None = None
         while True:
-            attempt += 1
             hdrs = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
             hdrs.update(headers or {})
             # hosts.toml [header] values and the credential: this host's origin only.
@@ -104,49 +108,24 @@ class Session:
                     bound_origin=host.origin,
                 )
             except Unavailable as e:
-                last = e
-                if attempt < attempts:
-                    self._sleep(what, attempt, None, str(e))
-                    continue
-                raise self._gave_up(e, attempt) from e
+                if not replay:
+                    raise
+                tries.failed(e)
+                continue
             if resp.status in ok_set:
                 return resp
             if resp.status == 401:
                 challenges = resp.header_all("WWW-Authenticate")
                 err = error_for(resp, what)
                 if auth.unauthorized(challenges):
-                    attempt -= 1  # an auth round trip is not a failed attempt
-                    continue
+                    continue  # an auth round trip is not a failed attempt
                 raise err
             err = error_for(resp, what)
-            if resp.status in RETRYABLE_STATUS and replay and attempt < attempts:
-                last = err
+            if resp.status in RETRYABLE_STATUS and replay:
                 ra = err.retry_after if isinstance(err, TooManyRequests) else None
-                self._sleep(what, attempt, ra, f"{resp.status}")
+                tries.failed(err, retry_after=ra)
                 continue
-            if resp.status in RETRYABLE_STATUS and attempt > 1:
-                raise self._gave_up(err, attempt) from last
             raise err
-
-    def backoff(self, what: str, attempt: int, why: str) -> None:
-        """Wait before another attempt (used by streams resuming a broken body)."""
-        self._sleep(what, attempt, None, why)
-
-    def _sleep(self, what: str, attempt: int, retry_after: float | None, why: str) -> None:
-        delay = self.retry.delay(attempt, retry_after)
-        left = self.deadline.remaining()
-        if left is not None and delay >= left:
-            from ocidist.errors import TimedOut
-
-            raise TimedOut(f"{what}: timed out after {attempt} attempts ({why})")
-        logs.debug(
-            _LOGGER, "%s: attempt %d failed (%s); retrying in %.2fs", what, attempt, why, delay
-        )
-        time.sleep(delay)
-
-    @staticmethod
-    def _gave_up(e: DistError, attempts: int) -> DistError:
-        return reworded(e, f"{e}; gave up after {attempts} attempts" if attempts > 1 else str(e))
 
 
 def _error_details(body: bytes) -> tuple[list[str], list[str]]:

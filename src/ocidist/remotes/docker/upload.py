@@ -173,6 +173,10 @@ class BlobWriter:
         self._closed = False
         self._location = ""  # the session's upload URL; "" until one is open
         self._chunk = max(options.chunk_size, 1)
+        # One retry budget for the whole blob (retry.py); _mark is how far the
+        # registry had confirmed at the last failure (progress since resets it).
+        self._tries = session.retry.begin(what, session.deadline)
+        self._mark = 0
         self._reset()
         if first is not None:
             self._open(first)
@@ -328,7 +332,6 @@ class BlobWriter:
 
     def _send(self, n: int) -> None:
         """PATCH the first ``n`` held bytes; on loss, continue from the registry's offset."""
-        failures = 0
         end = self._sent + n
         while self._sent < end:
             start = self._sent
@@ -358,14 +361,10 @@ class BlobWriter:
                         f"of bytes {start}-{start + count - 1}"
                     )
                 self._confirm(reached)
-                failures = 0
             except (Unavailable, RegistryError) as e:
                 if isinstance(e, RegistryError) and not _recoverable(e):
                     raise
-                failures += 1
-                if failures >= self._session.retry.attempts:
-                    raise
-                self._session.backoff(self._what, failures, str(e))
+                self._failed(e)
                 self._resync(start)
 
     def _confirm(self, reached: int) -> None:
@@ -403,11 +402,15 @@ class BlobWriter:
             raise self._restart(f"registry holds {reached} bytes, expected {self._sent}..{held}")
         self._confirm(reached)
 
+    def _failed(self, e: Unavailable | RegistryError) -> None:
+        """An attempt at this blob failed: wait for the next, or raise (retry.py)."""
+        gained, self._mark = self._sent - self._mark, self._sent
+        self._tries.failed(e, gained=max(gained, 0))
+
     def _finish(self, expected: Digest, body: bytes | bytearray) -> None:
         url = with_query(self._location, "digest", str(expected))
         headers = {"Content-Type": "application/octet-stream"}
-        attempts = self._session.retry.attempts
-        for attempt in range(1, attempts + 1):
+        while True:
             try:
                 resp = self._session.request(
                     self._host,
@@ -420,6 +423,7 @@ class BlobWriter:
                     # A PUT carrying data goes once: on loss we look before resending.
                     idempotent=not body,
                     ok=(201, 204),
+                    attempts=self._tries,
                 )
                 resp.read_capped(64 * 1024)
                 check_digest(resp, expected, self._what)
@@ -432,11 +436,11 @@ class BlobWriter:
                 # The PUT may have landed with its answer lost.
                 if self._exists():
                     return
-                if not body or attempt == attempts:
+                if not body:
                     raise
                 # A monolithic upload holds all its bytes: a fresh session and
                 # the same PUT again is a resend of held data, not a blind replay.
-                self._session.backoff(self._what, attempt, str(e))
+                self._failed(e)
                 self._new_session()
                 url = with_query(self._location, "digest", str(expected))
 
