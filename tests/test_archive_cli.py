@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 from pathlib import Path
 
 from tests.archive_helpers import compress, dir_, reg, sym, tar_bytes
-from tests.dist_cli import run_dist
+from tests.dist_cli import json_doc, run_dist
 
 RAW = tar_bytes([dir_("etc"), reg("etc/os-release", b"ID=test\n"), sym("link", "etc")])
 DIFF_ID = "sha256:" + hashlib.sha256(RAW).hexdigest()
@@ -38,7 +37,7 @@ def test_apply_stdin_json_and_expected_diff_id(tmp_path: Path) -> None:
         "apply", "--json", "--expected-diff-id", DIFF_ID, str(root), stdin=compress(RAW, "zstd")
     )
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout) == {"diffID": DIFF_ID, "size": len(RAW)}
+    assert json_doc(p.stdout) == {"diffID": DIFF_ID, "size": len(RAW)}
     assert (root / "etc/os-release").exists()
 
 

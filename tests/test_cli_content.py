@@ -16,7 +16,7 @@ from ocidist.descriptor import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFE
 from ocidist.digest import Digest
 from ocidist.metadata import MetadataStore
 from tests import dist_cli
-from tests.dist_cli import run_dist
+from tests.dist_cli import json_doc, json_list, run_dist
 
 
 def dist(
@@ -106,7 +106,7 @@ def test_ingest_get_ls(tmp_path: Path) -> None:
     )
     assert r.stdout.decode().strip() == str(dgst)
     assert dist(tmp_path, "content", "get", str(dgst)).stdout == data
-    rows = json.loads(dist(tmp_path, "content", "ls", "--json").stdout)
+    rows = json_list(dist(tmp_path, "content", "ls", "--json").stdout)
     assert [(x["digest"], x["size"], x["labels"]) for x in rows] == [(str(dgst), len(data), {})]
     assert rows[0]["createdAt"].endswith("Z")
     human = dist(tmp_path, "content", "ls").stdout.decode()
@@ -135,12 +135,12 @@ def test_ingest_resumes_after_short_input(tmp_path: Path) -> None:
     )
     r = dist(tmp_path, *args, stdin=data[:1_500_000], check=1)
     one_error_line(r, "stream ended after 1500000 of 2000000 bytes")
-    active = json.loads(dist(tmp_path, "content", "active", "--json").stdout)
+    active = json_list(dist(tmp_path, "content", "active", "--json").stdout)
     assert [(a["key"], a["offset"], a["total"]) for a in active] == [("res", 1_500_000, len(data))]
     assert "res" in dist(tmp_path, "content", "active").stdout.decode()
     # Rerun with the whole stream: the held prefix is skipped, the rest appended.
     assert dist(tmp_path, *args, stdin=data).stdout.decode().strip() == str(dgst)
-    assert json.loads(dist(tmp_path, "content", "active", "--json").stdout) == []
+    assert json_list(dist(tmp_path, "content", "active", "--json").stdout) == []
     assert LocalStore(str(tmp_path)).verify(dgst)
 
 
@@ -157,7 +157,7 @@ def test_ingest_wrong_digest(tmp_path: Path) -> None:
         check=1,
     )
     one_error_line(r, "digest mismatch")
-    assert json.loads(dist(tmp_path, "content", "ls", "--json").stdout) == []
+    assert json_list(dist(tmp_path, "content", "ls", "--json").stdout) == []
 
 
 def test_bad_and_unknown_digest(tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_prune(tmp_path: Path) -> None:
     assert dry.stdout.decode().split("\n")[0].startswith(f"would remove {loose}")
     assert "--force" in dry.stderr.decode()
     assert store.exists(loose)
-    r = json.loads(dist(tmp_path, "content", "prune", "-f", "--json").stdout)
+    r = json_doc(dist(tmp_path, "content", "prune", "-f", "--json").stdout)
     assert [b["digest"] for b in r["blobs"]] == [str(loose)] and r["dryRun"] is False
     assert not store.exists(loose)
     for dgst in (*image.values(), kept_by_label, holder):
@@ -239,13 +239,13 @@ def test_prune_min_age(tmp_path: Path) -> None:
 def test_images_ls_inspect_rm(tmp_path: Path) -> None:
     image = make_image(tmp_path, "example.com/app:1")
     make_image(tmp_path, "example.com/app:2", tag=b"2")
-    rows = json.loads(dist(tmp_path, "images", "ls", "--json").stdout)
+    rows = json_list(dist(tmp_path, "images", "ls", "--json").stdout)
     assert [r["name"] for r in rows] == ["example.com/app:1", "example.com/app:2"]
     assert rows[0]["digest"] == str(image["index"]) and rows[0]["platforms"] == ["linux/amd64"]
     assert rows[0]["mediaType"] == OCI_INDEX
     human = dist(tmp_path, "images", "ls").stdout.decode()
     assert str(image["index"]) in human and "linux/amd64" in human
-    tree = json.loads(dist(tmp_path, "images", "inspect", "example.com/app:1", "--json").stdout)
+    tree = json_doc(dist(tmp_path, "images", "inspect", "example.com/app:1", "--json").stdout)
     m = tree["tree"]["children"][0]
     assert m["digest"] == str(image["manifest"])
     assert [c["digest"] for c in m["children"]] == [str(image["config"]), str(image["layer"])]
@@ -256,9 +256,9 @@ def test_images_ls_inspect_rm(tmp_path: Path) -> None:
     # Several names: a listing unless --force.
     listing = dist(tmp_path, "images", "rm", "example.com/app:1", "example.com/app:2")
     assert "would remove example.com/app:1" in listing.stdout.decode()
-    assert len(json.loads(dist(tmp_path, "images", "ls", "--json").stdout)) == 2
+    assert len(json_list(dist(tmp_path, "images", "ls", "--json").stdout)) == 2
     dist(tmp_path, "images", "rm", "-f", "example.com/app:1", "example.com/app:2")
-    assert json.loads(dist(tmp_path, "images", "ls", "--json").stdout) == []
+    assert json_list(dist(tmp_path, "images", "ls", "--json").stdout) == []
     one_error_line(dist(tmp_path, "images", "rm", "example.com/app:1", check=1), "not found")
 
 
@@ -306,4 +306,4 @@ def test_two_cli_ingests_same_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("cmd", [["content", "ls"], ["images", "ls"], ["content", "active"]])
 def test_empty_root_lists(tmp_path: Path, cmd: list[str]) -> None:
-    assert json.loads(dist(tmp_path / "fresh", *cmd, "--json").stdout) == []
+    assert json_list(dist(tmp_path / "fresh", *cmd, "--json").stdout) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dist_cli import one_error_line
+from tests.dist_cli import json_list, one_error_line
 from tests.harness import (
     Registry,
     build_image,
@@ -117,7 +117,7 @@ def test_import_skopeo_written_archive(
     if compress:  # `docker save | gzip`: docker load takes it, so do we
         saved.write_bytes(gzip.compress(saved.read_bytes()))
     root = tmp_path / "root"
-    got = json.loads(ok(dist(root, "--json", "import", str(saved))).stdout)
+    got = json_list(ok(dist(root, "--json", "import", str(saved))).stdout)
     [doc] = got
     assert doc["name"] == "example.com/team/app:2"
     assert doc["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
@@ -130,7 +130,7 @@ def test_import_skopeo_written_archive(
     ok(dist(root, "unpack", "example.com/orig:v1", str(tmp_path / "b")))
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
     # The same archive always makes the same manifest; prune keeps what names reach.
-    again = json.loads(ok(dist(root, "--json", "import", str(saved), "--name", "x.io/y")).stdout)
+    again = json_list(ok(dist(root, "--json", "import", str(saved), "--name", "x.io/y")).stdout)
     assert again[0]["digest"] == doc["digest"] and again[0]["name"] == "x.io/y:2"
     before = store_digests(root)
     ok(dist(root, "content", "prune", "--force"))
@@ -246,5 +246,5 @@ def test_docker_25_archive_is_read_as_its_oci_layout(tmp_path: Path) -> None:
     ).encode()  # fmt: skip
     root = tmp_path / "root"
     proc = dist(root, "--json", "import", str(_archive(tmp_path, files)), "--name", "ex.io/d25")
-    [doc] = json.loads(ok(proc).stdout)
+    [doc] = json_list(ok(proc).stdout)
     assert doc["name"] == "ex.io/d25:1" and doc["digest"] == image.digest

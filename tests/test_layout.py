@@ -13,7 +13,7 @@ import pytest
 from ocidist.content.local import LocalStore
 from ocidist.digest import Digest
 from ocidist.metadata import MetadataStore
-from tests.dist_cli import one_error_line, run_dist
+from tests.dist_cli import json_list, one_error_line, run_dist
 from tests.harness import (
     BuiltImage,
     Registry,
@@ -135,9 +135,9 @@ def test_skopeo_layout_imports(
     assert proc.returncode == 2 and "--name" in one_error_line(proc)
     assert store_digests(root) == set()
     out = ok(dist(root, "--json", "import", str(layout), "--name", "localhost:5000/imported"))
-    [doc] = json.loads(out.stdout)
+    [doc] = json_list(out.stdout)
     assert doc["name"] == "localhost:5000/imported:mytag" and doc["digest"] == image.digest
-    listed = json.loads(ok(dist(root, "--json", "images", "ls")).stdout)
+    listed = json_list(ok(dist(root, "--json", "images", "ls")).stdout)
     assert [(i["name"], i["digest"]) for i in listed] == [
         ("localhost:5000/imported:mytag", image.digest)
     ]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from ocidist.descriptor import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from ocidist.errors import DigestMismatch, InvalidReference, NotFound
 from ocidist.remotes.docker.resolver import DockerResolver
-from tests.dist_cli import one_error_line, run_dist
+from tests.dist_cli import json_doc, one_error_line, run_dist
 from tests.harness import (
     FaultProxy,
     Registry,
@@ -121,7 +119,7 @@ def test_cli_resolve_human_and_json(registry: Registry, repo_name: str) -> None:
     for args in (("--json", "resolve", ref), ("resolve", "--json", ref)):
         out = run_dist(*args)
         assert out.returncode == 0, out.stderr
-        doc = json.loads(out.stdout)
+        doc = json_doc(out.stdout)
         assert doc == {
             "name": ref,
             "mediaType": OCI_MANIFEST,

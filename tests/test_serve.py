@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dist_cli import run_dist
+from tests.dist_cli import json_doc, json_list, run_dist
 from tests.harness import Registry, multiplatform_index, push_image, simple_image
 
 CTR = shutil.which("ctr")
@@ -147,7 +147,7 @@ def test_ctr_ingest_ls_get_and_dist_sees_it(served: Served) -> None:
     assert served.ctr("content", "get", dgst).stdout == data
     # The same blob through dist: the store on disk and through the daemon.
     assert dgst in ok(served.local("content", "ls"))
-    listed = json.loads(ok(served.dist("content", "ls", "--json")))
+    listed = json_list(ok(served.dist("content", "ls", "--json")))
     assert [e["size"] for e in listed if e["digest"] == dgst] == [len(data)]
     assert served.dist("content", "get", dgst).stdout == data
     assert ok(served.local("content", "verify")) == ""
@@ -163,7 +163,7 @@ def test_ctr_reads_and_labels_what_dist_wrote(served: Served) -> None:
     assert served.ctr("content", "get", dgst).stdout == data
     ok(served.ctr("content", "label", dgst, "io.example/who=ctr"))
     info = [
-        e for e in json.loads(ok(served.local("content", "ls", "--json"))) if e["digest"] == dgst
+        e for e in json_list(ok(served.local("content", "ls", "--json"))) if e["digest"] == dgst
     ]
     assert info[0]["labels"] == {"io.example/who": "ctr"}
     # A filter on the label, answered by the daemon.
@@ -199,9 +199,9 @@ def test_ctr_content_fetch_lands_in_dist(
     assert ok(served.ctr("images", "ls", "-q")).split() == [ref]
 
     for images in (served.local, served.dist):
-        listed = json.loads(ok(images("images", "ls", "--json")))
+        listed = json_list(ok(images("images", "ls", "--json")))
         assert [(i["name"], i["digest"]) for i in listed] == [(ref, img.digest)]
-    stored = {e["digest"]: e for e in json.loads(ok(served.local("content", "ls", "--json")))}
+    stored = {e["digest"]: e for e in json_list(ok(served.local("content", "ls", "--json")))}
     want = {b.digest for b in img.objects()}
     assert want <= set(stored)
     # containerd's labels, written through our Update: gc refs on the
@@ -212,7 +212,7 @@ def test_ctr_content_fetch_lands_in_dist(
     ok(served.local("content", "verify"))
     # Every blob is reachable from the name: nothing to prune, and the
     # lease ctr held while fetching is gone.
-    assert json.loads(ok(served.local("content", "prune", "--json")))["blobs"] == []
+    assert json_doc(ok(served.local("content", "prune", "--json")))["blobs"] == []
     assert ok(served.ctr("leases", "ls", "-q")).split() == []
 
 
@@ -224,9 +224,9 @@ def test_ctr_fetch_all_platforms_of_an_index(
     push_image(registry, repo_name, "multi", idx)
     ref = f"{registry.host}/{repo_name}:multi"
     ok(served.ctr("content", "fetch", "--plain-http", "--all-platforms", ref))
-    stored = {e["digest"] for e in json.loads(ok(served.dist("content", "ls", "--json")))}
+    stored = {e["digest"] for e in json_list(ok(served.dist("content", "ls", "--json")))}
     assert {b.digest for b in idx.objects()} <= stored
-    tree = json.loads(ok(served.local("images", "inspect", "--json", ref)))["tree"]
+    tree = json_doc(ok(served.local("images", "inspect", "--json", ref)))["tree"]
     assert tree["digest"] == idx.digest and len(tree["children"]) == len(idx.children)
     assert all(child["present"] for child in tree["children"])
 
@@ -263,7 +263,7 @@ def test_ctr_image_names_tag_label_rm(served: Served, registry: Registry, repo_n
     ok(served.dist("fetch", ref))
     ok(served.ctr("images", "tag", ref, other))
     ok(served.ctr("images", "label", other, "io.example/x=1"))
-    listed = {i["name"]: i for i in json.loads(ok(served.local("images", "ls", "--json")))}
+    listed = {i["name"]: i for i in json_list(ok(served.local("images", "ls", "--json")))}
     assert listed[other]["digest"] == img.digest
     assert listed[other]["labels"] == {"io.example/x": "1"}
     assert ok(served.ctr("images", "ls", "-q", f"name=={other}")).split() == [other]
@@ -271,7 +271,7 @@ def test_ctr_image_names_tag_label_rm(served: Served, registry: Registry, repo_n
     again = served.ctr("images", "tag", ref, other)
     assert again.returncode != 0 and b"already exists" in again.stderr
     ok(served.ctr("images", "rm", other))
-    assert [i["name"] for i in json.loads(ok(served.dist("images", "ls", "--json")))] == [ref]
+    assert [i["name"] for i in json_list(ok(served.dist("images", "ls", "--json")))] == [ref]
 
 
 @needs_ctr

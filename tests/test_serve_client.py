@@ -4,7 +4,6 @@ against prune, daemon-side pull/push/unpack, and address handling."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -26,7 +25,7 @@ from ocidist.api.gen import content_pb2 as cpb
 from ocidist.api.gen import leases_pb2 as lpb
 from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, FailedPrecondition, NotFound
-from tests.dist_cli import one_error_line, run_dist
+from tests.dist_cli import json_doc, json_list, one_error_line, run_dist
 from tests.harness import Registry, push_image, simple_image
 from tests.test_serve import CTR, Served, ok, served, sha256, sockdir, start_serve
 
@@ -50,23 +49,21 @@ def test_dist_fetch_through_the_daemon(served: Served, registry: Registry, repo_
     out = ok(served.dist("fetch", ref))
     assert out.split() == [ref, img.digest]
     # Written by the daemon into its root: visible without --address.
-    listed = json.loads(ok(served.local("images", "ls", "--json")))
+    listed = json_list(ok(served.local("images", "ls", "--json")))
     assert [(i["name"], i["digest"]) for i in listed] == [(ref, img.digest)]
-    stored = {e["digest"] for e in json.loads(ok(served.local("content", "ls", "--json")))}
+    stored = {e["digest"] for e in json_list(ok(served.local("content", "ls", "--json")))}
     assert {b.digest for b in img.objects()} <= stored
     # DIST_ADDRESS is the same as --address; inspect reads the tree remotely.
     proc = run_dist("images", "inspect", "--json", ref, env={"DIST_ADDRESS": served.sock})
-    tree = json.loads(ok(proc))["tree"]
+    tree = json_doc(ok(proc))["tree"]
     assert tree["digest"] == img.digest and all(c["present"] for c in tree["children"])
     # A second fetch finds everything present.
     again = served.dist("fetch", "--json", ref)
-    assert json.loads(ok(again).splitlines()[-1])["fetched"] == 0
+    assert json_doc(ok(again).splitlines()[-1])["fetched"] == 0
     ok(served.dist("content", "verify"))
     ok(served.dist("images", "rm", ref))
-    assert json.loads(ok(served.local("images", "ls", "--json"))) == []
-    doomed = {
-        b["digest"] for b in json.loads(ok(served.dist("content", "prune", "--json")))["blobs"]
-    }
+    assert json_list(ok(served.local("images", "ls", "--json"))) == []
+    doomed = {b["digest"] for b in json_doc(ok(served.dist("content", "prune", "--json")))["blobs"]}
     assert doomed == {b.digest for b in img.objects()}
 
 
@@ -76,13 +73,13 @@ def test_dist_content_ingest_resumes_through_the_daemon(served: Served) -> None:
     args = ("content", "ingest", "--expected-digest", dgst, "--expected-size", str(len(data)))
     part = served.dist(*args, "resume-me", input=data[:1_000_000])
     assert part.returncode == 1 and "stream ended" in one_error_line(part)
-    active = json.loads(ok(served.dist("content", "active", "--json")))
+    active = json_list(ok(served.dist("content", "active", "--json")))
     assert [(a["key"], a["offset"], a["total"]) for a in active] == [
         ("resume-me", 1_000_000, len(data))
     ]
     assert ok(served.dist(*args, "resume-me", input=data)).strip() == dgst
     assert served.local("content", "get", dgst).stdout == data
-    assert json.loads(ok(served.dist("content", "active", "--json"))) == []
+    assert json_list(ok(served.dist("content", "active", "--json"))) == []
 
 
 def test_client_errors_are_one_line(served: Served) -> None:
@@ -174,12 +171,12 @@ def test_several_clients_write_and_read_at_once(served: Served) -> None:
         t.join(120)
     assert not errors, errors
     stored = {
-        e["digest"]: e["size"] for e in json.loads(ok(served.local("content", "ls", "--json")))
+        e["digest"]: e["size"] for e in json_list(ok(served.local("content", "ls", "--json")))
     }
     for data in blobs + extra:
         assert stored[sha256(data)] == len(data)
     ok(served.local("content", "verify"))
-    assert json.loads(ok(served.dist("content", "active", "--json"))) == []
+    assert json_list(ok(served.dist("content", "active", "--json"))) == []
 
 
 def test_one_writer_per_key(daemon: Daemon) -> None:
@@ -313,7 +310,7 @@ def test_sigterm_with_a_write_in_flight(tmp_path: Path, sockdir: str) -> None:
     finally:
         writer.kill()
         writer.wait()
-    listed = json.loads(
+    listed = json_list(
         ok(run_dist("--root", str(tmp_path / "root"), "content", "active", "--json"))
     )
     assert [(a["key"], a["offset"]) for a in listed] == [("in-flight", 2 << 20)]
@@ -404,13 +401,13 @@ def test_leases_protect_content_from_prune(served: Served, daemon: Daemon) -> No
 
     def doomed(*via: str) -> set[str]:
         proc = run_dist(*via, "content", "prune", "--json")
-        return {b["digest"] for b in json.loads(ok(proc))["blobs"]}
+        return {b["digest"] for b in json_doc(ok(proc))["blobs"]}
 
     want = {sha256(loose), sha256(by_header)}
     assert doomed("--root", str(served.root)) == want
     assert doomed("--address", served.sock) == want  # leases asked of the daemon
     ok(served.local("content", "prune", "--force"))
-    left = {e["digest"] for e in json.loads(ok(served.local("content", "ls", "--json")))}
+    left = {e["digest"] for e in json_list(ok(served.local("content", "ls", "--json")))}
     assert left == {sha256(held), sha256(payload), sha256(other_ns)}
     if CTR is not None:
         ok(served.ctr("leases", "rm", "keep", "fetching"))
@@ -436,13 +433,13 @@ def test_daemon_pull_push_unpack(
     assert events[-1].descriptor is not None and str(events[-1].descriptor.digest) == img.digest
     done = {str(e.descriptor.digest) for e in events if e.event == "done" and e.descriptor}
     assert {b.digest for b in img.objects()} <= done
-    listed = json.loads(ok(served.local("images", "ls", "--json")))
+    listed = json_list(ok(served.local("images", "ls", "--json")))
     assert [(i["name"], i["digest"]) for i in listed] == [(ref, img.digest)]
 
     copy_ref = f"{registry.host}/{repo_name}:pushed"
     events = list(daemon.push(ref, copy_ref))
     assert events[-1].event == "complete"
-    assert json.loads(ok(run_dist("resolve", "--json", copy_ref)))["digest"] == img.digest
+    assert json_doc(ok(run_dist("resolve", "--json", copy_ref)))["digest"] == img.digest
 
     dest = tmp_path / "rootfs"
     events = list(daemon.unpack(ref, str(dest)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from ocidist.errors import NotFound
 from ocidist.metadata import MetadataStore
 from ocidist.unpack import unpack_image
 from tests.conftest import RegistryFactory
-from tests.dist_cli import one_error_line, run_dist
+from tests.dist_cli import json_doc, one_error_line, run_dist
 from tests.harness import (
     BuiltImage,
     Dir,
@@ -111,7 +110,7 @@ def assert_same_tree(ours: Path, theirs: Path) -> None:
 def unpack_cli(tmp_path: Path, ref: str, dest: Path, *extra: str) -> dict[str, object]:
     proc = run_dist("--root", str(tmp_path / "root"), "--json", "unpack", ref, str(dest), *extra)
     assert proc.returncode == 0, proc.stderr.decode()
-    doc: dict[str, object] = json.loads(proc.stdout)
+    doc: dict[str, object] = json_doc(proc.stdout)
     return doc
 
 
@@ -213,7 +212,7 @@ def test_unpack_platform_of_index(tmp_path: Path, registry: Registry, repo_name:
     chosen = idx.child("linux/arm64/v8")
     assert doc["digest"] == idx.digest
     assert doc["manifest"]["digest"] == chosen.digest  # type: ignore[index]
-    assert doc["platform"] == "linux/arm64/v8"
+    assert doc["platform"] == {"architecture": "arm64", "os": "linux", "variant": "v8"}
     assert (dest / "etc/platform").read_bytes() == b"linux/arm64/v8\n"
     # Only that platform's content came in.
     store = LocalStore(str(tmp_path / "root"))

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.dist_cli import one_error_line
+from tests.dist_cli import json_doc, json_list
 from tests.harness import (
     BuiltImage,
     FaultProxy,
@@ -80,7 +80,7 @@ def test_lower_layers_applied_while_top_layer_stalls(
             proc.wait()
     assert proc.returncode == 0, err.decode()
     assert (dest / "three.txt").read_bytes() == f"three {repo_name}\n".encode()
-    doc = json.loads(out)
+    doc = json_doc(out)
     # The split the bench reports: downloading took the stall; applying did not.
     assert doc["downloadSeconds"] >= STALL_SECONDS * 0.9
     assert doc["applySeconds"] < doc["downloadSeconds"]
@@ -104,6 +104,8 @@ def test_failed_layer_does_not_wait_for_stalled_download(
             proc.kill()
             proc.wait()
     assert proc.returncode == 1
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    assert "diff_ids" in one_error_line(done)
-    assert out == b"" and not dest.exists()
+    # --json: the error is one event on stderr; stdout has progress events only.
+    (error,) = json_list(err)
+    assert error["error"] == "DigestMismatch" and "diff_ids" in error["message"]
+    assert "done" not in [json.loads(line)["event"] for line in out.splitlines()]
+    assert not dest.exists()

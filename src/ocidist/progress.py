@@ -71,29 +71,81 @@ class LineProgress:
         pass
 
 
-class JSONProgress:
-    """`--json`: one event object per line (start/done), for programs."""
+def object_kind(media_type: str) -> str:
+    """What an object is, for people: index, manifest, config, layer or blob."""
+    from ocidist.descriptor import is_config, is_index, is_layer, is_manifest
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    for kind, test in (
+        ("index", is_index),
+        ("manifest", is_manifest),
+        ("config", is_config),
+        ("layer", is_layer),
+    ):
+        if test(media_type):
+            return kind
+    return "blob"
+
+
+class JSONProgress:
+    """`--json`: one event object per line, for programs (docs/JSON.md).
+
+    ``start`` when an object's transfer begins, ``progress`` with the bytes
+    held so far at most every ``interval`` seconds per object (and never
+    from the hot loop: update only records the count), then the object's
+    outcome (``fetched``, ``exists``, ``pushed``, ``mounted``, ``applied``)."""
+
+    def __init__(self, out: TextIO | None = None, interval: float = 0.5) -> None:
         self._out = out or sys.stdout
         self._lock = threading.Lock()
+        self._interval = interval
+        self._held: dict[str, tuple[Descriptor, int, int]] = {}  # digest -> desc, held, sent
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _emit(self, event: dict[str, object]) -> None:
         with self._lock:
             self._out.write(json.dumps(event, separators=(",", ":")) + "\n")
             self._out.flush()
 
+    @staticmethod
+    def _doc(event: str, desc: Descriptor) -> dict[str, object]:
+        return {"event": event, "kind": object_kind(desc.media_type), **desc.to_json()}
+
     def start(self, desc: Descriptor, offset: int) -> None:
-        self._emit({"event": "start", **desc.to_json(), "offset": offset})
+        self._emit(self._doc("start", desc) | {"offset": offset})
+        with self._lock:
+            self._held[str(desc.digest)] = (desc, offset, offset)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, daemon=True)
+                self._thread.start()
 
     def update(self, desc: Descriptor, held: int) -> None:
-        pass
+        key = str(desc.digest)
+        entry = self._held.get(key)
+        if entry is not None:
+            self._held[key] = (entry[0], held, entry[2])
 
     def done(self, desc: Descriptor, status: str) -> None:
-        self._emit({"event": status, **desc.to_json()})
+        with self._lock:
+            self._held.pop(str(desc.digest), None)
+        self._emit(self._doc(status, desc))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._tick()
+
+    def _tick(self) -> None:
+        with self._lock:
+            moved = [(k, d, h) for k, (d, h, sent) in self._held.items() if h != sent]
+            for key, desc, held in moved:
+                self._held[key] = (desc, held, held)
+        for _, desc, held in moved:
+            self._emit(self._doc("progress", desc) | {"offset": held})
 
     def close(self) -> None:
-        pass
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 class _Row:

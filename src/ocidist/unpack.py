@@ -137,7 +137,8 @@ class UnpackResult:
             **self.target.to_json(),
             "manifest": self.manifest.to_json(),
             "config": self.config.to_json(),
-            "platform": str(self.platform) if self.platform else None,
+            # An OCI platform object, as in descriptors (docs/JSON.md).
+            **({"platform": self.platform.to_json()} if self.platform else {}),
             "dest": self.dest,
             "fromStore": self.from_store,
             "diffIDs": [str(d) for d in self.diff_ids],

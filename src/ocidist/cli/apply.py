@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             layer: BinaryIO = f
             result = apply_layer(args.dir, layer, options=opts)
     if ctx.json:
-        ctx.emit_json({"diffID": str(result.diff_id), "size": result.size})
+        ctx.emit("applied", {"diffID": str(result.diff_id), "size": result.size})
     else:
         print(f"diffID  {result.diff_id}")
         from ocidist.progress import human_size

@@ -113,18 +113,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def run_ls(args: argparse.Namespace, ctx: Context) -> int:
     infos = list(ctx.store().walk())
     if ctx.json:
-        ctx.emit_json(
-            [
+        for i in infos:
+            ctx.emit(
+                "blob",
                 {
                     "digest": str(i.digest),
                     "size": i.size,
                     "labels": dict(i.labels),
                     "createdAt": timestamp(i.created_at),
                     "updatedAt": timestamp(i.updated_at),
-                }
-                for i in infos
-            ]
-        )
+                },
+            )
         return 0
     now = time.time()
     rows = [["DIGEST", "SIZE", "AGE", "LABELS"]]
@@ -166,6 +165,9 @@ def run_ingest(args: argparse.Namespace, ctx: Context) -> int:
         writer = store.writer(args.key, total=size, expected=expected)
     except AlreadyExists:
         assert expected is not None  # only an expected digest can exist already
+        if ctx.json:
+            ctx.emit("ingested", {"digest": str(expected), "existed": True})
+            return 0
         if not ctx.quiet:
             print(f"dist: content {expected} already exists", file=sys.stderr)
         print(expected)
@@ -183,15 +185,19 @@ def run_ingest(args: argparse.Namespace, ctx: Context) -> int:
         raise
     finally:
         writer.close()
-    print(dgst)
+    if ctx.json:
+        ctx.emit("ingested", {"digest": str(dgst), "existed": False})
+    else:
+        print(dgst)
     return 0
 
 
 def run_active(args: argparse.Namespace, ctx: Context) -> int:
     statuses = ctx.store().list_statuses()
     if ctx.json:
-        ctx.emit_json(
-            [
+        for s in statuses:
+            ctx.emit(
+                "ingest",
                 {
                     "key": s.key,
                     "offset": s.offset,
@@ -199,10 +205,8 @@ def run_active(args: argparse.Namespace, ctx: Context) -> int:
                     "expected": str(s.expected) if s.expected else None,
                     "startedAt": timestamp(s.started_at),
                     "updatedAt": timestamp(s.updated_at),
-                }
-                for s in statuses
-            ]
-        )
+                },
+            )
         return 0
     now = time.time()
     rows = [["KEY", "OFFSET", "TOTAL", "STARTED", "UPDATED"]]
@@ -230,7 +234,9 @@ def run_rm(args: argparse.Namespace, ctx: Context) -> int:
         except NotFound:
             missing.append(str(dgst))
             continue
-        if not ctx.quiet:
+        if ctx.json:
+            ctx.emit("removed", {"digest": str(dgst)})
+        elif not ctx.quiet:
             print(dgst)
     if missing:
         raise NotFound(f"content {', '.join(missing)}: not found")
@@ -251,7 +257,7 @@ def run_label(args: argparse.Namespace, ctx: Context) -> int:
     dgst = parse_digest(args.digest)
     info = ctx.store().update(dgst, parse_labels(args.labels))
     if ctx.json:
-        ctx.emit_json({"digest": str(info.digest), "labels": dict(info.labels)})
+        ctx.emit("labeled", {"digest": str(info.digest), "labels": dict(info.labels)})
     elif not ctx.quiet:
         for k, v in sorted(info.labels.items()):
             print(f"{k}={v}")
@@ -267,13 +273,14 @@ def run_prune(args: argparse.Namespace, ctx: Context) -> int:
     ingests = gc.prune_ingests(store, dry_run) if args.ingests else []
     total = sum(i.size for i in doomed)
     if ctx.json:
-        ctx.emit_json(
+        ctx.emit(
+            "pruned",
             {
                 "dryRun": dry_run,
                 "blobs": [{"digest": str(i.digest), "size": i.size} for i in doomed],
                 "bytes": total,
                 "ingests": [{"key": s.key, "offset": s.offset} for s in ingests],
-            }
+            },
         )
         return 0
     verb = "would remove" if dry_run else "removed"
@@ -299,11 +306,13 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
         if not verify(store, info.digest):
             bad.append(info.digest)
             if not ctx.json:
-                print(f"bad {info.digest}")
+                print(f"bad {info.digest}")  # (with --json, listed in the closing event)
             if args.remove:
                 store.delete(info.digest)
     if ctx.json:
-        ctx.emit_json({"checked": checked, "bad": [str(d) for d in bad], "removed": args.remove})
+        ctx.emit(
+            "verified", {"checked": checked, "bad": [str(d) for d in bad], "removed": args.remove}
+        )
     elif not ctx.quiet:
         print(f"verified {checked} blobs, {len(bad)} bad", file=sys.stderr)
     if bad:

@@ -9,7 +9,8 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ocidist.errors import DistError, InvalidArgument
 
@@ -184,6 +185,54 @@ def add_global_options(
 MAX_ERROR_LINE = 4096
 
 
+def write_event(out: TextIO, doc: Mapping[str, Any]) -> None:
+    """One JSON object on one line (``ensure_ascii``: registry text cannot put
+    control characters or odd Unicode on a terminal through it)."""
+    out.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    out.flush()
+
+
+def describe_error(e: BaseException) -> tuple[str, int]:
+    """The message (without ``dist: ``) and exit code of a failure."""
+    if isinstance(e, DistError):
+        return str(e), e.exit_code
+    if isinstance(e, OSError):
+        why = os.strerror(e.errno).lower() if e.errno else str(e)
+        if e.errno == errno.ENOSPC:
+            why = "no space left on device"
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{why}", 1
+    return str(e), 1
+
+
+def report_error(
+    message: str, code: int, e: BaseException | None = None, *, as_json: bool = False
+) -> None:
+    """``dist: MESSAGE`` on stderr, or under --json one ``error`` event:
+    ``{"event": "error", "message", "error": <kind>, "exitCode"}``."""
+    from ocidist.text import escape
+
+    if as_json:
+        kind = (
+            "UsageError"
+            if e is None
+            else "OSError"
+            if isinstance(e, OSError)
+            else "Interrupted"
+            if isinstance(e, KeyboardInterrupt)
+            else type(e).__name__
+        )
+        # json.dumps escapes what needs it; the length is bounded all the same.
+        text = message if len(message) <= MAX_ERROR_LINE else escape(message, MAX_ERROR_LINE)
+        doc = {"event": "error", "message": text, "error": kind, "exitCode": code}
+        write_event(sys.stderr, doc)
+    else:
+        # Escaped as a whole, whatever it quotes: the contract is one line
+        # (of bounded length), and registry or image text inside must not
+        # move the terminal.
+        print(f"dist: {escape(message, MAX_ERROR_LINE)}", file=sys.stderr)
+
+
 class Context:
     """Per-invocation state shared by command handlers."""
 
@@ -295,35 +344,34 @@ class Context:
             return creds.from_docker_config()
         return creds.chain(creds.static(cred), creds.from_docker_config())
 
-    def emit_json(self, obj: Any) -> None:
-        sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    def emit(self, event: str, doc: Mapping[str, Any] | None = None) -> None:
+        """One ``--json`` line on stdout: ``{"event": EVENT, **doc}``, compact.
+
+        Every line a command writes under --json is one such object
+        (docs/JSON.md has the schema): a result (``resolved``, ``image``, …,
+        one line per item for lists), or for commands that move data the
+        progress events and a closing ``done``."""
+        write_event(sys.stdout, {"event": event, **(doc or {})})
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr: ``dist: warning: …``, or an event under --json."""
+        if self.json:
+            write_event(sys.stderr, {"event": "warning", "message": message})
+        elif not self.quiet:
+            from ocidist.text import escape  # e.g. entry names from a layer
+
+            print(f"dist: warning: {escape(message)}", file=sys.stderr)
 
     def fail(self, e: BaseException) -> int:
-        """Print one `dist: …` line (and a traceback with --debug); return the exit code."""
+        """Print one `dist: …` line (and a traceback with --debug); return the exit code.
+        Under --json the line is an ``error`` event on stderr instead."""
         if self.debug:
             import traceback  # only with --debug: ~2 ms of every command's start-up
 
             traceback.print_exception(e, file=sys.stderr)
-        from ocidist.text import escape as _escape
-
-        def escape(text: str) -> str:
-            return _escape(text, MAX_ERROR_LINE)
-
-        # Escaped as a whole, whatever it quotes: the contract is one line
-        # (of bounded length), and registry or image text inside must not
-        # move the terminal.
-        if isinstance(e, DistError):
-            print(f"dist: {escape(str(e))}", file=sys.stderr)
-            return e.exit_code
-        if isinstance(e, OSError):
-            why = os.strerror(e.errno).lower() if e.errno else str(e)
-            if e.errno == errno.ENOSPC:
-                why = "no space left on device"
-            where = f"{e.filename}: " if e.filename else ""
-            print(f"dist: {escape(where + why)}", file=sys.stderr)
-            return 1
-        print(f"dist: {escape(str(e))}", file=sys.stderr)
-        return 1
+        message, code = describe_error(e)
+        report_error(message, code, e, as_json=self.json)
+        return code
 
     def close(self) -> None:
         if self._resolver is not None:

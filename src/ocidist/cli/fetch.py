@@ -67,11 +67,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         progress.close()
     if ctx.json:
-        doc = {"event": "done", "name": result.name, **result.target.to_json()}
+        doc = {"name": result.name, **result.target.to_json()}
         doc["fetched"] = len(result.fetched)
         doc["fetchedBytes"] = result.fetched_bytes
         doc["existing"] = len(result.skipped)
-        sys.stdout.write(__import__("json").dumps(doc, separators=(",", ":")) + "\n")
+        ctx.emit("done", doc)
         return 0
     print(f"{result.name} {result.target.digest}")
     if not ctx.quiet:

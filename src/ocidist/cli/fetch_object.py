@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import IO, Any
 
-from ocidist.cli.context import Context
+from ocidist.cli.context import Context, report_error
 from ocidist.text import escape
 
 
@@ -91,13 +91,13 @@ def _multi(args: argparse.Namespace, ctx: Context) -> int:
         except DistError as e:
             with out_lock:
                 failed += 1
-                msg = escape(f"{line.strip()}: {e}")
-                print(f"dist: line {lineno}: {msg}", file=sys.stderr)
+                report_error(f"line {lineno}: {line.strip()}: {e}", 1, e, as_json=ctx.json)
             return
         except OSError as e:
             with out_lock:
                 failed += 1
-                print(f"dist: line {lineno}: {os.strerror(e.errno or 0)}", file=sys.stderr)
+                why = os.strerror(e.errno or 0)
+                report_error(f"line {lineno}: {why}", 1, e, as_json=ctx.json)
             return
         with out_lock:
             _report(ctx, sys.stdout, desc.to_json() | {"path": path})
@@ -105,16 +105,14 @@ def _multi(args: argparse.Namespace, ctx: Context) -> int:
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         list(pool.map(one, lines))
     if failed:
-        print(f"dist: fetch-object: {failed} of {len(lines)} objects failed", file=sys.stderr)
-        return 1
+        raise DistError(f"fetch-object: {failed} of {len(lines)} objects failed")
     return 0
 
 
 def _report(ctx: Context, out: IO[str], event: dict[str, Any]) -> None:
-    import json
 
     if ctx.json:
-        out.write(json.dumps(event, separators=(",", ":")) + "\n")
+        ctx.emit("fetched", event)
     elif not ctx.quiet:
         out.write(f"{event['digest']}  {event['size']:>12}  {escape(event['path'])}\n")
     out.flush()

@@ -136,7 +136,8 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
     summaries = [_summary(store, image) for image in ctx.metadata().list_images()]
     if ctx.json:
-        ctx.emit_json(summaries)
+        for summary in summaries:
+            ctx.emit("image", summary)
         return 0
     rows = [["NAME", "DIGEST", "SIZE", "PLATFORMS"]]
     rows += [
@@ -154,8 +155,11 @@ def run_rm(args: argparse.Namespace, ctx: Context) -> int:
         # CLI.md: a destructive command on many names first shows what it would do.
         for name in names:
             md.get_image(name)  # an unknown name fails now, not after --force
-            print(f"would remove {name}")
-        if not ctx.quiet:
+            if ctx.json:
+                ctx.emit("removed", {"name": name, "dryRun": True})
+            else:
+                print(f"would remove {name}")
+        if not ctx.quiet and not ctx.json:
             print("use --force to remove them", file=sys.stderr)
         return 0
     missing = []
@@ -165,7 +169,9 @@ def run_rm(args: argparse.Namespace, ctx: Context) -> int:
         except NotFound:
             missing.append(name)
             continue
-        if not ctx.quiet:
+        if ctx.json:
+            ctx.emit("removed", {"name": name, "dryRun": False})
+        elif not ctx.quiet:
             print(name)
     if missing:
         raise NotFound(f"image {', '.join(missing)}: not found")
@@ -176,7 +182,8 @@ def run_inspect(args: argparse.Namespace, ctx: Context) -> int:
     image = ctx.metadata().get_image(args.name)
     tree = _tree(ctx.store(), image.target)
     if ctx.json:
-        ctx.emit_json(
+        ctx.emit(
+            "image",
             {
                 "name": image.name,
                 "target": image.target.to_json(),
@@ -184,7 +191,7 @@ def run_inspect(args: argparse.Namespace, ctx: Context) -> int:
                 "updatedAt": timestamp(image.updated_at),
                 "labels": dict(image.labels),
                 "tree": tree,
-            }
+            },
         )
         return 0
     out = sys.stdout

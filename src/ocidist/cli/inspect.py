@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             return 0
         doc = describe(source, chosen)
     if ctx.json:
-        ctx.emit_json(doc)
+        ctx.emit("inspected", doc)
     else:
         sys.stdout.write(render(doc))
     return 0

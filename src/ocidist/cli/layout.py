@@ -98,14 +98,15 @@ def run_export(args: argparse.Namespace, ctx: Context) -> int:
     )
     if ctx.json:
         if args.dest != "-":
-            ctx.emit_json(
+            ctx.emit(
+                "exported",
                 {
                     "name": result.name,
                     **result.target.to_json(),
                     "dest": result.dest,
                     "blobs": len(result.blobs),
                     "blobBytes": result.size,
-                }
+                },
             )
         return 0
     if not ctx.quiet:
@@ -134,7 +135,7 @@ def _export_docker(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         if args.dest != "-":
             doc = {"name": result.name, **result.target.to_json(), "dest": result.dest}
-            ctx.emit_json({**doc, "format": "docker", "archiveBytes": result.size})
+            ctx.emit("exported", {**doc, "format": "docker", "archiveBytes": result.size})
         return 0
     if not ctx.quiet:
         print(
@@ -163,7 +164,8 @@ def run_import(args: argparse.Namespace, ctx: Context) -> int:
                     ctx.store(), ctx.metadata(), args.src, name=args.name, fileobj=tar.rewound()
                 )
     if ctx.json:
-        ctx.emit_json([{"name": i.name, **i.target.to_json()} for i in images])
+        for i in images:
+            ctx.emit("imported", {"name": i.name, **i.target.to_json()})
         return 0
     for image in images:
         print(f"{image.name} {image.target.digest}")

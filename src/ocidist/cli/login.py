@@ -84,7 +84,7 @@ def run_login(args: argparse.Namespace, ctx: Context) -> int:
         resolver.close()
     where = creds.store(domain, cred)
     if ctx.json:
-        ctx.emit_json({"registry": domain, "stored": where})
+        ctx.emit("login", {"registry": domain, "stored": where})
     elif not ctx.quiet:
         print("Login Succeeded")
     return 0
@@ -96,7 +96,7 @@ def run_logout(args: argparse.Namespace, ctx: Context) -> int:
     domain = registry_domain(args.registry)
     removed = creds.erase(domain)
     if ctx.json:
-        ctx.emit_json({"registry": domain, "removed": removed})
+        ctx.emit("logout", {"registry": domain, "removed": removed})
     elif not ctx.quiet:
         msg = "Removing login credentials for" if removed else "Not logged in to"
         print(f"{msg} {domain}")

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
-from ocidist.cli.context import Context, add_global_options
+from ocidist.cli.context import Context, add_global_options, report_error
 from ocidist.cli.parsing import Formatter, Parser
 from ocidist.errors import DistError
 
@@ -118,11 +118,15 @@ def parse(words: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None, *, _fast_parse: bool = False) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    if _fast_parse:
-        with _untranslated():
+    Parser.json_errors = "--json" in words
+    try:
+        if _fast_parse:
+            with _untranslated():
+                args = parse(words)
+        else:
             args = parse(words)
-    else:
-        args = parse(words)
+    finally:
+        Parser.json_errors = False
     handler = getattr(args, "handler", None)
     if handler is None:
         build_parser().print_help(sys.stderr)
@@ -133,7 +137,7 @@ def main(argv: Sequence[str] | None = None, *, _fast_parse: bool = False) -> int
     except DistError as e:
         return ctx.fail(e)
     except KeyboardInterrupt:
-        print("dist: interrupted", file=sys.stderr)
+        report_error("interrupted", 130, KeyboardInterrupt(), as_json=ctx.json)
         return 130
     except BrokenPipeError:
         # The reader went away (`dist fetch-object … | head`); not our failure.

@@ -76,10 +76,17 @@ class Parser(argparse.ArgumentParser):
             text += "\n" + self.trailer + "\n"
         return text
 
+    # Set by `dist` while it parses a command line with --json: a usage error
+    # is then an ``error`` event too.
+    json_errors = False
+
     def error(self, message: str) -> NoReturn:
+        from ocidist.cli.context import report_error
+
         where = self.prog.removeprefix("dist").strip()
-        prefix = f"dist: {where}: " if where else "dist: "
-        self.exit(2, f"{prefix}{message} (see '{self.prog} --help')\n")
+        prefix = f"{where}: " if where else ""
+        report_error(f"{prefix}{message} (see '{self.prog} --help')", 2, as_json=Parser.json_errors)
+        self.exit(2)
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         # argparse's message lists every choice ("invalid choice: 'resolv'

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
@@ -179,7 +178,7 @@ def run_push_object(args: argparse.Namespace, ctx: Context) -> int:
         src.close()
     name = f"{r.repository}:{r.tag}" if (manifest and r.tag) else f"{r.repository}@{dgst}"
     if ctx.json:
-        ctx.emit_json({"name": name, **desc.to_json(), "status": status})
+        ctx.emit("pushed", {"name": name, **desc.to_json(), "status": status})
     else:
         print(dgst)
     return 0
@@ -294,10 +293,10 @@ def report(ctx: Context, result: PushResult) -> None:
     from ocidist.progress import human_size
 
     if ctx.json:
-        doc = {"event": "done", "name": result.name, **result.target.to_json()}
+        doc = {"name": result.name, **result.target.to_json()}
         doc |= {"pushed": len(result.pushed), "pushedBytes": result.pushed_bytes}
         doc |= {"mounted": len(result.mounted), "existing": len(result.existing)}
-        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        ctx.emit("done", doc)
         return
     print(f"{result.name} {result.target.digest}")
     if not ctx.quiet:

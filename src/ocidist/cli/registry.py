@@ -109,7 +109,7 @@ def run_tags(args: argparse.Namespace, ctx: Context) -> int:
         rejected=rejected,
     )
     if ctx.json:
-        ctx.emit_json({"name": r.repository, "tags": list(tags)})
+        ctx.emit("tags", {"name": r.repository, "tags": list(tags)})
     else:
         for t in tags:
             sys.stdout.write(t + "\n")
@@ -119,15 +119,14 @@ def run_tags(args: argparse.Namespace, ctx: Context) -> int:
 
 def _warn_rejected(ctx: Context, rejected: list[str], kind: str) -> None:
     """One stderr line about names a registry listed that are not names."""
-    if not rejected or ctx.quiet:
+    if not rejected:
         return
     from ocidist.text import quote
 
     n = len(rejected)
-    print(
-        f"dist: warning: the registry listed {n} invalid {kind} name{'s' if n > 1 else ''} "
-        f"(left out), e.g. '{quote(rejected[0], 80)}'",
-        file=sys.stderr,
+    ctx.warn(
+        f"the registry listed {n} invalid {kind} name{'s' if n > 1 else ''} "
+        f"(left out), e.g. '{quote(rejected[0], 80)}'"
     )
 
 
@@ -149,7 +148,7 @@ def run_catalog(args: argparse.Namespace, ctx: Context) -> int:
         ctx.resolver().session, _host(ctx, r.domain), page_size=args.page_size, rejected=rejected
     )
     if ctx.json:
-        ctx.emit_json({"registry": r.domain, "repositories": list(repos)})
+        ctx.emit("catalog", {"registry": r.domain, "repositories": list(repos)})
     else:
         for name in repos:
             sys.stdout.write(name + "\n")
@@ -165,7 +164,7 @@ def run_rm(args: argparse.Namespace, ctx: Context) -> int:
     ctx.resolver().pusher(name).delete_manifest(desc.digest)
     deleted = f"{r.repository}@{desc.digest}"
     if ctx.json:
-        ctx.emit_json({"name": deleted, **desc.to_json(), "deleted": True})
+        ctx.emit("deleted", {"name": deleted, **desc.to_json(), "deleted": True})
     else:
         print(f"deleted {deleted}")
     return 0
@@ -194,7 +193,7 @@ def run_tag(args: argparse.Namespace, ctx: Context) -> int:
     ctx.resolver().pusher(name).put_manifest(desc, data, tag=args.newtag)
     new_name = f"{target.repository}:{args.newtag}"
     if ctx.json:
-        ctx.emit_json({"name": new_name, **desc.to_json()})
+        ctx.emit("tagged", {"name": new_name, **desc.to_json()})
     else:
         print(f"{new_name} {desc.digest}")
     return 0

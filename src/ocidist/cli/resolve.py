@@ -25,7 +25,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     name, desc = ctx.resolver().resolve(args.ref)
     if ctx.json:
-        ctx.emit_json({"name": name, **desc.to_json()})
+        ctx.emit("resolved", {"name": name, **desc.to_json()})
         return 0
     from ocidist.text import escape  # the media type is the registry's Content-Type
 

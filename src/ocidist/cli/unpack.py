@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -49,14 +48,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist.unpack import unpack_image
 
     matcher = only(Platform.parse(args.platform)) if args.platform else default_matcher()
-    # --json output is one document on stdout; progress goes to stderr.
-    progress = progress_for(ctx, args, events=False)
-
-    def warn(message: str) -> None:
-        from ocidist.text import escape  # entry names come from the layer
-
-        if not ctx.quiet:
-            print(f"dist: warning: {escape(message)}", file=sys.stderr)
+    progress = progress_for(ctx, args)
 
     try:
         result = unpack_image(
@@ -69,13 +61,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             concurrency=args.concurrency,
             progress=progress,
             force=args.force,
-            warn=warn,
+            warn=ctx.warn,
             apply_options=limit_options(args),
         )
     finally:
         progress.close()
     if ctx.json:
-        sys.stdout.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        ctx.emit("done", result.to_json())
         return 0
     print(f"{result.name} {result.manifest.digest}")
     if not ctx.quiet:

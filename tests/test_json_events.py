@@ -1,0 +1,197 @@
+"""Every command's --json output against docs/events.schema.json: each line
+one object with an ``event`` the schema knows, stdout for results, stderr for
+warnings and errors. A completeness check keeps new commands honest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from ocidist.cli.main import COMMANDS, build_parser
+from tests.dist_cli import run_dist
+from tests.harness import Registry, build_layer, push_image, simple_image
+
+SCHEMA = json.loads((Path(__file__).parent.parent / "docs/events.schema.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(
+    SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
+
+# Commands whose output is data, not JSON (documented in docs/JSON.md).
+NOT_JSON = {
+    "serve": "writes nothing to stdout",
+    "completion": "a shell script",
+    "content get": "the blob's bytes",
+}
+COVERED: set[str] = set()
+
+
+def _commands() -> set[str]:
+    """Every command path (``images ls``, ``resolve``, …) the parser has."""
+    import argparse
+
+    out: set[str] = set()
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    path = f"{prefix} {name}".strip()
+                    if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                        walk(sub, path)
+                    else:
+                        out.add(path)
+
+    walk(build_parser(), "")
+    return out
+
+
+def events(proc: subprocess.CompletedProcess[bytes], stream: str = "stdout") -> list[Any]:
+    text = getattr(proc, stream).decode()
+    out = []
+    for line in text.splitlines():
+        doc = json.loads(line)  # each line is one JSON document
+        errors = sorted(VALIDATOR.iter_errors(doc), key=lambda e: e.path)
+        assert not errors, (line, [e.message for e in errors][:3])
+        out.append(doc)
+    return out
+
+
+class Dist:
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+
+    def __call__(self, *args: str, ok: bool = True, input: bytes | None = None) -> list[Any]:
+        command = " ".join(a for a in args[:2] if not a.startswith("-") and "/" not in a)
+        COVERED.update(c for c in (args[0], command) if c)
+        proc = run_dist("--json", "--root", str(self.root), *args, input=input, env=self.env)
+        if ok:
+            assert proc.returncode == 0, proc.stderr.decode()
+            assert events(proc, "stderr") == []
+            return events(proc)
+        assert proc.returncode != 0
+        assert proc.stdout == b"" or events(proc)
+        errs = events(proc, "stderr")
+        assert errs[-1]["event"] == "error" and errs[-1]["exitCode"] == proc.returncode, errs
+        return errs
+
+
+@pytest.fixture(scope="module")
+def world(
+    registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Dist, str, Path]]:
+    base = tmp_path_factory.mktemp("json")
+    image = simple_image(tag="json-events")
+    repo = "t/json-events/app"
+    push_image(registry, repo, "v1", image)
+    env = {"DOCKER_CONFIG": str(base / "docker"), "REGISTRY_AUTH_FILE": str(base / "auth.json")}
+    yield Dist(base / "root", env), f"{registry.host}/{repo}", base
+
+
+def kinds(evs: list[Any]) -> list[str]:
+    return [e["event"] for e in evs]
+
+
+def test_registry_commands(world: tuple[Dist, str, Path], registry: Registry) -> None:
+    dist, repo, base = world
+    ref = f"{repo}:v1"
+    assert kinds(dist("resolve", ref)) == ["resolved"]
+    assert kinds(dist("tags", repo)) == ["tags"]
+    assert kinds(dist("catalog", registry.host)) == ["catalog"]
+    assert kinds(dist("tag", ref, "v2")) == ["tagged"]
+    push_image(registry, repo.split("/", 1)[1], "gone", simple_image(tag="json-events-rm"))
+    assert kinds(dist("rm", f"{repo}:gone")) == ["deleted"]
+    inspected = dist("inspect", ref)
+    assert kinds(inspected) == ["inspected"]
+    blob = base / "blob.bin"
+    blob.write_bytes(b"json events\n")
+    assert kinds(dist("push-object", repo, str(blob))) == ["pushed"]
+    assert kinds(dist("login", registry.host, "-u", "u:p")) == ["login"]
+    assert kinds(dist("logout", registry.host)) == ["logout"]
+
+
+def test_transfer_commands_stream_and_close_with_done(
+    world: tuple[Dist, str, Path], registry: Registry
+) -> None:
+    dist, repo, base = world
+    ref = f"{repo}:v1"
+    for command in ("fetch", "pull"):
+        evs = dist(command, ref)
+        assert evs[-1]["event"] == "done" and evs[-1]["name"] == ref
+        # The first fetches everything, the second finds it all there.
+        assert {"start", "fetched"} <= set(kinds(evs)) or set(kinds(evs)) == {"exists", "done"}
+        assert {e["kind"] for e in evs if e["event"] == "fetched"} <= {
+            "manifest",
+            "config",
+            "layer",
+        }
+    evs = dist("unpack", ref, str(base / "rootfs"))
+    assert evs[-1]["event"] == "done" and "applied" in kinds(evs)
+    evs = dist("push", ref, f"{repo}-pushed:v1")
+    assert evs[-1]["event"] == "done" and "pushed" in kinds(evs)
+    evs = dist("copy", ref, f"{repo}-copied:v1")
+    assert evs[-1]["event"] == "done" and "pushed" in kinds(evs)
+    digests = [e["digest"] for e in dist("content", "ls")]
+    evs = dist(
+        "fetch-object", "--stdin", "-o", str(base / "objects"), ref,
+        input="\n".join(digests[:2]).encode(),
+    )  # fmt: skip
+    assert kinds(evs) == ["fetched", "fetched"] and all("path" in e for e in evs)
+
+
+def test_store_commands(world: tuple[Dist, str, Path]) -> None:
+    dist, repo, base = world
+    ref = f"{repo}:v1"
+    dist("pull", ref)
+    images = dist("images", "ls")
+    assert set(kinds(images)) == {"image"} and ref in [i["name"] for i in images]
+    assert kinds(dist("images", "inspect", ref)) == ["image"]
+    blobs = dist("content", "ls")
+    assert set(kinds(blobs)) == {"blob"}
+    assert kinds(dist("content", "active")) == []
+    digest = blobs[0]["digest"]
+    assert kinds(dist("content", "label", digest, "a=b")) == ["labeled"]
+    assert kinds(dist("content", "verify")) == ["verified"]
+    assert kinds(dist("content", "prune")) == ["pruned"]
+    assert kinds(dist("content", "ingest", "k1", input=b"ingested\n")) == ["ingested"]
+    new = dist("content", "ls")
+    extra = {b["digest"] for b in new} - {b["digest"] for b in blobs}
+    assert kinds(dist("content", "rm", *extra)) == ["removed"]
+    layout = base / "layout"
+    assert kinds(dist("export", ref, str(layout))) == ["exported"]
+    assert kinds(dist("import", str(layout), "--name", f"{repo}-imported")) == ["imported"]
+    assert kinds(dist("images", "rm", ref, f"{repo}-imported:v1")) == ["removed", "removed"]
+    assert kinds(dist("images", "rm", ref)) == ["removed"]
+    layer = base / "layer.tar.gz"
+    layer.write_bytes(build_layer({"hello": b"hi\n"}).blob.data)
+    (base / "applied").mkdir()
+    assert kinds(dist("apply", str(base / "applied"), str(layer))) == ["applied"]
+
+
+def test_errors_are_one_event_on_stderr(world: tuple[Dist, str, Path]) -> None:
+    dist, repo, _ = world
+    (err,) = dist("resolve", f"{repo}:no-such-tag", ok=False)
+    assert err["error"] == "NotFound" and "not found" in err["message"]
+    (err,) = dist("resolv", repo, ok=False)
+    assert err["error"] == "UsageError" and err["exitCode"] == 2
+    assert "did you mean 'resolve'" in err["message"]
+    (err,) = dist("images", "inspect", "nosuch/name:1", ok=False)
+    assert err["error"] == "NotFound"
+
+
+def test_every_command_is_checked() -> None:
+    """Runs last in this module (pytest keeps file order): every command the
+    parser has either printed JSON above or is listed as not JSON."""
+    if not COVERED:
+        pytest.skip("run with the rest of this module")
+    missing = _commands() - COVERED - set(NOT_JSON)
+    assert not missing, f"add these commands to tests/test_json_events.py: {sorted(missing)}"
+    assert set(COMMANDS) and all(
+        any(c.split()[0] == n for c in _commands()) for names in COMMANDS.values() for n in names
+    )
