@@ -112,6 +112,14 @@ def test_registry_commands(world: tuple[Dist, str, Path], registry: Registry) ->
     blob = base / "blob.bin"
     blob.write_bytes(b"json events\n")
     assert kinds(dist("push-object", repo, str(blob))) == ["pushed"]
+    evs = dist("artifact", "push", f"{repo}-artifact:v1", str(blob))
+    assert evs[-1]["event"] == "done"
+    evs = dist("artifact", "pull", f"{repo}-artifact:v1", str(base / "pulled"))
+    assert evs[-1]["event"] == "done" and len(evs[-1]["files"]) == 1
+    evs = dist("attach", ref, str(blob), "--artifact-type", "application/vnd.example.note")
+    assert evs[-1]["event"] == "done"
+    (found,) = dist("referrers", ref)
+    assert found["event"] == "referrers" and len(found["referrers"]) == 1
     assert kinds(dist("login", registry.host, "-u", "u:p")) == ["login"]
     assert kinds(dist("logout", registry.host)) == ["logout"]
 

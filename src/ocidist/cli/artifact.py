@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -190,12 +189,12 @@ def _report(ctx: Context, pushed: ArtifactPush) -> None:
 
     result = pushed.result
     if ctx.json:
-        doc = {"event": "done", "name": result.name, **pushed.desc.to_json()}
+        doc = {"name": result.name, **pushed.desc.to_json()}
         doc |= {"pushed": len(result.pushed), "pushedBytes": result.pushed_bytes}
         doc |= {"existing": len(result.existing) + len(result.mounted)}
         if pushed.referrers_tag:
             doc["referrersTag"] = pushed.referrers_tag
-        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        ctx.emit("done", doc)
         return
     print(f"{result.name} {pushed.desc.digest}")
     if not ctx.quiet:
@@ -234,12 +233,12 @@ def run_pull(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         progress.close()
     if ctx.json:
-        doc = {"event": "done", "name": name, **desc.to_json()}
+        doc = {"name": name, **desc.to_json()}
         doc["files"] = [
             {"title": p.title, "path": p.path, "unpacked": p.unpacked, **p.desc.to_json()}
             for p in pulled
         ]
-        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        ctx.emit("done", doc)
         return 0
     for p in pulled:
         print(f"{safe(p.path)}{'/' if p.unpacked else ''}")
@@ -261,9 +260,10 @@ def run_referrers(args: argparse.Namespace, ctx: Context) -> int:
     repository = reference.parse(name).repository
     found, via = list_referrers(resolver, repository, subject.digest, args.artifact_type)
     if ctx.json:
-        ctx.emit_json(
+        ctx.emit(
+            "referrers",
             {"name": name, "subject": subject.to_json(), "via": via,
-             "referrers": [d.to_json() for d in found]}
+             "referrers": [d.to_json() for d in found]},
         )  # fmt: skip
         return 0
     if not found:
