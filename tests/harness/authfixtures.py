@@ -123,6 +123,9 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Nor may a developer's own hosts directory change what the test sees.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.delenv("DIST_HOSTS_DIR", raising=False)
+    # Nor podman's or skopeo's logins (auth.json is read after config.json).
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg-runtime"))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
     return d
 
 

@@ -336,13 +336,14 @@ class Context:
         raise InvalidArgument("no password: give USER:PASS, --password-stdin, or use a terminal")
 
     def credentials(self) -> CredentialFunc:
-        """``--user`` first, then Docker's config.json (file, helpers)."""
+        """``--user`` first, then Docker's config.json (file, helpers), then
+        podman/skopeo's auth.json files (authfile.paths())."""
         from ocidist.remotes.docker import credentials as creds
+        from ocidist.remotes.docker.authfile import from_auth_files
 
+        files = creds.chain(creds.from_docker_config(), from_auth_files())
         cred = self.user_credential()
-        if cred is None:
-            return creds.from_docker_config()
-        return creds.chain(creds.static(cred), creds.from_docker_config())
+        return files if cred is None else creds.chain(creds.static(cred), files)
 
     def emit(self, event: str, doc: Mapping[str, Any] | None = None) -> None:
         """One ``--json`` line on stdout: ``{"event": EVENT, **doc}``, compact.

@@ -23,9 +23,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Check credentials against REGISTRY and store them in Docker's "
         "config.json ($DOCKER_CONFIG/config.json or ~/.docker/config.json), or in the "
         "credsStore/credHelpers helper it names. The user comes from -u/--user; the "
-        "password from -p, --password-stdin or a prompt.",
+        "password from -p, --password-stdin or a prompt. With --authfile, store them in "
+        "that podman/skopeo auth.json instead.",
         examples=(
             "dist login ghcr.io -u alice",
+            'dist login quay.io -u bob --authfile "$XDG_RUNTIME_DIR/containers/auth.json"',
             'printf "%s\\n" "$TOKEN" | dist login ghcr.io -u alice --password-stdin',
         ),
     )
@@ -33,16 +35,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--password", "-p", metavar="PASS", help="password (insecure: prefer --password-stdin)"
     )
+    add_authfile(p, "store the credentials in FILE, an auth.json as podman and skopeo use")
     p.set_defaults(handler=run_login)
     q = sub.add_parser(
         "logout",
         parents=[common],
         help="remove a registry's stored credentials",
-        description="Remove REGISTRY's credentials from Docker's config.json or helper.",
+        description="Remove REGISTRY's credentials from Docker's config.json or helper "
+        "(with --authfile, from that auth.json).",
         examples=("dist logout ghcr.io",),
     )
     q.add_argument("registry", metavar="REGISTRY", nargs="?", default="docker.io")
+    add_authfile(q, "remove the credentials from FILE, an auth.json")
     q.set_defaults(handler=run_logout)
+
+
+def add_authfile(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--authfile", metavar="FILE", help=help_text)
 
 
 def registry_domain(text: str) -> str:
@@ -82,7 +91,12 @@ def run_login(args: argparse.Namespace, ctx: Context) -> int:
         resp.close()
     finally:
         resolver.close()
-    where = creds.store(domain, cred)
+    if args.authfile:
+        from ocidist.remotes.docker import authfile
+
+        where = authfile.store(domain, cred, args.authfile)
+    else:
+        where = creds.store(domain, cred)
     if ctx.json:
         ctx.emit("login", {"registry": domain, "stored": where})
     elif not ctx.quiet:
@@ -94,7 +108,12 @@ def run_logout(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist.remotes.docker import credentials as creds
 
     domain = registry_domain(args.registry)
-    removed = creds.erase(domain)
+    if args.authfile:
+        from ocidist.remotes.docker import authfile
+
+        removed = authfile.erase(domain, args.authfile)
+    else:
+        removed = creds.erase(domain)
     if ctx.json:
         ctx.emit("logout", {"registry": domain, "removed": removed})
     elif not ctx.quiet:

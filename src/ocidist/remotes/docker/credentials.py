@@ -21,7 +21,7 @@ from ocidist.errors import DistError, InvalidArgument
 from ocidist.remotes.docker.auth import Credential, CredentialFunc
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
-_HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 # Helpers are separate programs that may prompt a keyring; don't hang forever.
 HELPER_TIMEOUT = 60.0
 # Docker helpers print this (exit 1) when they hold nothing for the server.
@@ -40,7 +40,7 @@ def config_path() -> str:
 def config_key(registry: str) -> str:
     """The ``auths``/helper key for a registry host, as docker login files it."""
     host = hostname(registry)
-    return DOCKER_HUB_KEY if host in _HUB_NAMES else host
+    return DOCKER_HUB_KEY if host in HUB_NAMES else host
 
 
 def hostname(key: str) -> str:
@@ -53,18 +53,18 @@ def hostname(key: str) -> str:
     return s.split("/", 1)[0].lower()
 
 
-def load_config(path: str | None = None) -> dict[str, Any]:
+def load_config(path: str | None = None, what: str = "Docker config") -> dict[str, Any]:
     path = path or config_path()
     try:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
     except (OSError, ValueError) as e:
         # A JSON error message quotes the offending text, which may be a secret.
-        raise CredentialError(f"{path}: cannot read Docker config ({type(e).__name__})") from None
+        raise CredentialError(f"{path}: cannot read {what} ({type(e).__name__})") from None
     if not isinstance(obj, dict):
-        raise CredentialError(f"{path}: Docker config is not a JSON object")
+        raise CredentialError(f"{path}: {what} is not a JSON object")
     return obj
 
 
@@ -113,7 +113,7 @@ def _auth_entry(cfg: dict[str, Any], registry: str) -> dict[str, Any] | None:
     return None
 
 
-def _from_entry(entry: dict[str, Any], registry: str) -> Credential | None:
+def from_entry(entry: dict[str, Any], registry: str) -> Credential | None:
     token = entry.get("identitytoken")
     user, secret = "", ""
     raw = entry.get("auth")
@@ -188,7 +188,7 @@ def lookup(registry: str, path: str | None = None) -> Credential | None:
         if cred is not None:
             return cred
     entry = _auth_entry(cfg, registry)
-    return _from_entry(entry, registry) if entry else None
+    return from_entry(entry, registry) if entry else None
 
 
 def store(registry: str, cred: Credential, path: str | None = None) -> str:

@@ -1,0 +1,135 @@
+"""podman/skopeo/buildah credentials: ``auth.json`` (containers-auth.json(5)).
+
+`dist` reads them after Docker's ``config.json`` (a registry found in both
+gets Docker's entry), so someone who logged in with ``podman login`` or
+``skopeo login`` is not "unauthorized" with `dist`. The files, in the order
+the containers tools read them:
+
+1. ``$REGISTRY_AUTH_FILE``, else the primary file
+   ``$XDG_RUNTIME_DIR/containers/auth.json`` (without ``XDG_RUNTIME_DIR``:
+   ``/run/containers/<uid>/auth.json``, as containers/image does);
+2. ``$XDG_CONFIG_HOME/containers/auth.json`` (``~/.config/containers/…``).
+
+The format is Docker's ``auths`` (base64 ``auth``, ``identitytoken``) plus
+``credHelpers``; podman files Docker Hub as ``docker.io``. Keys that name a
+namespace (``quay.io/team/app``) are not used: credentials here are chosen
+per registry host, and such a key does not hold for the whole host.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+from ocidist.remotes.docker.auth import Credential, CredentialFunc
+from ocidist.remotes.docker.credentials import (
+    HUB_NAMES,
+    CredentialError,
+    from_entry,
+    helper_get,
+    hostname,
+    load_config,
+    save_config,
+)
+
+WHAT = "auth.json"
+
+
+def primary_path() -> str:
+    """Where podman login writes, and `dist login --authfile` defaults to."""
+    override = os.environ.get("REGISTRY_AUTH_FILE")
+    if override:
+        return override
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "containers", "auth.json")
+    return os.path.join("/run/containers", str(os.getuid()), "auth.json")
+
+
+def paths() -> list[str]:
+    """Every auth.json to read, first match wins."""
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(
+        os.path.expanduser("~"), ".config"
+    )
+    out = [primary_path(), os.path.join(config_home, "containers", "auth.json")]
+    return list(dict.fromkeys(out))
+
+
+def _key(registry: str) -> str:
+    """The key podman files a registry under: its host[:port], docker.io for Hub."""
+    host = hostname(registry)
+    return "docker.io" if host in HUB_NAMES else host
+
+
+def _same_registry(key: str, registry: str) -> bool:
+    bare = key.strip()
+    if not bare.startswith(("http://", "https://")) and "/" in bare.rstrip("/"):
+        return False  # a namespace key (quay.io/team/app): not for the whole host
+    return _key(bare) == _key(registry)
+
+
+def lookup(registry: str, path: str) -> Credential | None:
+    """Credentials for ``registry`` (a host[:port]) in one auth.json."""
+    cfg = load_config(path, WHAT)
+    helpers = cfg.get("credHelpers")
+    if isinstance(helpers, dict):
+        for key, name in helpers.items():
+            if isinstance(name, str) and name and _same_registry(key, registry):
+                cred = helper_get(name, registry)
+                if cred is not None:
+                    return cred
+    auths = cfg.get("auths")
+    if not isinstance(auths, dict):
+        return None
+    for key, entry in auths.items():
+        if isinstance(entry, dict) and _same_registry(key, registry):
+            return from_entry(dict(entry), registry)
+    return None
+
+
+def from_auth_files(files: list[str] | None = None) -> CredentialFunc:
+    """Look up per host in each auth.json in turn, caching answers."""
+    cache: dict[str, Credential | None] = {}
+
+    def get(host: str) -> Credential | None:
+        if host not in cache:
+            found = None
+            for path in files if files is not None else paths():
+                found = lookup(host, path)
+                if found is not None:
+                    break
+            cache[host] = found
+        return cache[host]
+
+    return get
+
+
+def store(registry: str, cred: Credential, path: str) -> str:
+    """Save like ``podman login --authfile PATH`` (mode 0600); returns PATH."""
+    cfg = load_config(path, WHAT)
+    auths = cfg.setdefault("auths", {})
+    if not isinstance(auths, dict):
+        raise CredentialError(f"{path}: 'auths' is not an object")
+    entry: dict[str, Any] = {
+        "auth": base64.b64encode(f"{cred.username}:{cred.secret}".encode()).decode("ascii")
+    }
+    if cred.identity_token:
+        entry["identitytoken"] = cred.identity_token
+    auths[_key(registry)] = entry
+    save_config(cfg, path)
+    return path
+
+
+def erase(registry: str, path: str) -> bool:
+    """Forget ``registry`` in ``path``; False when it held nothing for it."""
+    cfg = load_config(path, WHAT)
+    auths = cfg.get("auths")
+    if not isinstance(auths, dict):
+        return False
+    doomed = [k for k in auths if _same_registry(k, registry)]
+    for k in doomed:
+        del auths[k]
+    if doomed:
+        save_config(cfg, path)
+    return bool(doomed)
