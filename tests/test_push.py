@@ -278,9 +278,10 @@ def test_mount_refused_falls_back_to_upload_in_same_session(
     resolver = DockerResolver()
     ref = f"{fault_proxy.host}/{repo_name}"
     pusher = resolver.pusher(ref)
-    status = upload_blob(
-        pusher, desc, lambda off: io.BytesIO(data[off:]), mount_from=[f"{repo_name}/nowhere"]
-    )
+    # The mount source travels as containerd carries it: a descriptor annotation.
+    source = {f"containerd.io/distribution.source.{fault_proxy.host}": f"{repo_name}/nowhere"}
+    annotated = desc.replace(annotations=source)
+    status = upload_blob(pusher, annotated, lambda off: io.BytesIO(data[off:]))
     assert status == "pushed"
     posts = [e for e in fault_proxy.log if e.method == "POST"]
     assert len(posts) == 1 and "mount=" in posts[0].query  # 202: that answer's session is used

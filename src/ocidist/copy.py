@@ -22,9 +22,8 @@ from typing import BinaryIO, cast
 from ocidist import reference
 from ocidist.content import Store, ingest_key_for
 from ocidist.content.copy import ingest, put_bytes
-from ocidist.descriptor import Descriptor
+from ocidist.descriptor import DISTRIBUTION_SOURCE, Descriptor
 from ocidist.errors import NotFound
-from ocidist.images.handlers import SOURCE_LABEL
 from ocidist.images.plan import plan, remote_platform
 from ocidist.images.platforms import MatchComparer
 from ocidist.images.scheduler import Scheduler
@@ -36,11 +35,12 @@ from ocidist.push import (
     add_manifest_jobs,
     blob_key,
     is_foreign,
+    push_ref,
     target_tag,
     upload_blob,
+    with_sources,
 )
-from ocidist.remotes.docker.pusher import PushOptions
-from ocidist.remotes.docker.resolver import DockerResolver
+from ocidist.remotes import Resolver
 
 OpenAt = Callable[[int], BinaryIO]
 
@@ -53,7 +53,7 @@ class CopyResult(PushResult):
 
 
 def copy_image(
-    resolver: DockerResolver,
+    resolver: Resolver,
     src_ref: str,
     dst_ref: str,
     *,
@@ -61,7 +61,6 @@ def copy_image(
     via_store: Store | None = None,
     concurrency: int = 0,
     progress: Progress | None = None,
-    options: PushOptions | None = None,
 ) -> CopyResult:
     """Copy ``src_ref`` to ``dst_ref``. ``matcher`` None copies every platform
     (an index unchanged); otherwise see the module docstring."""
@@ -77,12 +76,11 @@ def copy_image(
         root = remote_platform(read, root, matcher)
     tag = target_tag(dst, root)
     todo = plan(read, root)
-    pusher = resolver.pusher(dst.name, options)
+    pusher = resolver.pusher(push_ref(dst, root, tag))
     result = CopyResult(dst.name, root, source=src_name)
     prog = progress or NullProgress()
-    same_registry = src.domain == dst.domain
-    mount = [src.path] if same_registry and src.path != dst.path else []
-    source_label = {SOURCE_LABEL + src.domain: src.path}
+    # Where each blob comes from: a pusher to the same registry mounts it.
+    source_label = {DISTRIBUTION_SOURCE + src.domain: src.path}
 
     def copy_blob(desc: Descriptor) -> None:
         def from_registry(offset: int) -> BinaryIO:
@@ -103,7 +101,7 @@ def copy_image(
                 result.fetched.append(desc)
             open_at = _store_open_at(via_store, desc)
         try:
-            status = upload_blob(pusher, desc, open_at, mount_from=mount, progress=prog)
+            status = upload_blob(pusher, with_sources(desc, source_label), open_at, progress=prog)
         except NotFound:
             if is_foreign(desc):
                 status = "exists"  # a foreign layer the source does not serve either
@@ -117,7 +115,7 @@ def copy_image(
     if via_store is not None:
         for desc, data in todo.manifests:
             put_bytes(via_store, ingest_key_for(desc), data, desc.digest, labels=source_label)
-    add_manifest_jobs(sched, pusher, todo, root, tag, result, prog)
+    add_manifest_jobs(sched, pusher, todo, root, result, prog)
     sched.run()
     return result
 

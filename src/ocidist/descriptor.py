@@ -42,6 +42,11 @@ ACCEPT_MANIFESTS = (DOCKER_MANIFEST_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFE
 # Manifests are read into memory; containerd caps at ~4 MB and c/image at 4 MiB.
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 
+# containerd's label (on stored content) and annotation (on a descriptor being
+# pushed): ``<prefix><registry>`` = comma-separated repositories of that
+# registry the object came from, which a push can mount it from.
+DISTRIBUTION_SOURCE = "containerd.io/distribution.source."
+
 
 # RFC 6838 §4.2 (the image-spec requires media types to comply): type "/"
 # subtype, each a restricted-name. Parameters are stripped before this check.

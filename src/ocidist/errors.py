@@ -8,6 +8,7 @@ at one boundary per backend, so callers and the CLI see only ``DistError``::
     │   └── InvalidReference
     ├── NotFound
     ├── AlreadyExists
+    │   └── Mounted                a push found a blob mountable from another repository
     ├── FailedPrecondition         e.g. ingest locked by another writer
     ├── PermissionDenied           refused by policy (e.g. a daemon's unpack roots)
     ├── Unimplemented              an operation this implementation does not offer
@@ -55,6 +56,14 @@ class NotFound(DistError):
 
 class AlreadyExists(DistError):
     """The content or name exists already (callers like pull treat it as success)."""
+
+
+class Mounted(AlreadyExists):
+    """A blob now exists in the target repository by a cross-repository mount."""
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.source = source
 
 
 class FailedPrecondition(DistError):

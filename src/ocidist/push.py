@@ -1,7 +1,7 @@
 """Pushing an image from the content store to a registry.
 
 Pushing is copying from the store into a remote writer (DESIGN.md): every
-blob goes through ``content.copy.copy_from`` into a ``DockerPusher`` writer,
+blob goes through ``content.copy.copy_from`` into a ``Pusher``'s writer,
 so a lost upload session resumes the same way a broken fetch does — from the
 writer's offset. Everything runs on the one pool (``images.scheduler``):
 blobs of every manifest in parallel (largest first), each manifest as soon as
@@ -9,7 +9,7 @@ everything it names is in — a registry never sees a manifest whose blobs it
 lacks — and the root (an index after its platform manifests) last. First
 one ``HEAD`` asks whether the registry has the root already (under the tag);
 if so nothing else is sent. Small objects, which the pusher sends without
-asking (PushOptions.lookup_min), wait for that answer; large blobs, looked
+asking (``Pusher.asks_first``), wait for that answer; large blobs, looked
 up one by one anyway, start alongside it. Only what the store holds can
 be pushed: an index goes only when every platform manifest it lists is there,
 exactly as stored (its digest unchanged).
@@ -24,24 +24,23 @@ from typing import BinaryIO
 from ocidist import reference
 from ocidist.content import Store
 from ocidist.content.copy import copy_from
-from ocidist.descriptor import DOCKER_LAYER_FOREIGN, Descriptor, is_index
+from ocidist.descriptor import DISTRIBUTION_SOURCE, DOCKER_LAYER_FOREIGN, Descriptor, is_index
 from ocidist.errors import (
     AlreadyExists,
     InvalidArgument,
+    Mounted,
     NotFound,
     RegistryError,
     TooManyRequests,
     Unauthorized,
 )
-from ocidist.images.handlers import SOURCE_LABEL
 from ocidist.images.plan import Plan, plan, stored_platform, stored_reader
 from ocidist.images.platforms import MatchComparer
 from ocidist.images.scheduler import Scheduler
 from ocidist.metadata import Metadata
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
-from ocidist.remotes.docker.pusher import DockerPusher, Mounted, PushOptions
-from ocidist.remotes.docker.resolver import DockerResolver
+from ocidist.remotes import Pusher, Resolver
 from ocidist.remotes.docker.upload import UploadRestarted
 
 OpenAt = Callable[[int], BinaryIO]
@@ -80,21 +79,17 @@ def is_foreign(desc: Descriptor) -> bool:
 
 
 def upload_blob(
-    pusher: DockerPusher,
-    desc: Descriptor,
-    open_at: OpenAt,
-    *,
-    mount_from: Sequence[str] = (),
-    progress: Progress | None = None,
-    tag: str | None = None,
+    pusher: Pusher, desc: Descriptor, open_at: OpenAt, *, progress: Progress | None = None
 ) -> str:
-    """Put one object into the pusher's repository; ``"pushed"``, ``"exists"``
-    or ``"mounted"``. A lost chunk is resumed inside the writer from the
+    """Put one object into the pusher's repository (a manifest under the
+    pusher's tag when it is the one its ref names; a blob mounted from the
+    repositories its distribution-source annotation names, where it can);
+    ``"pushed"``, ``"exists"`` or ``"mounted"``. A lost chunk is resumed inside the writer from the
     registry's offset; a lost session restarts, and the copy resumes from the
     writer's offset (0 then), a bounded number of times."""
     prog = progress or NullProgress()
     try:
-        writer = pusher.push(desc, tag=tag, mount_from=mount_from)
+        writer = pusher.push(desc)
     except Mounted:
         prog.done(desc, "mounted")
         return "mounted"
@@ -126,11 +121,16 @@ def upload_blob(
     return "pushed"
 
 
-def _sources(labels: Mapping[str, str], domain: str, path: str) -> list[str]:
-    """Repositories on ``domain`` that a blob was fetched from (its store labels)."""
-    value = labels.get(SOURCE_LABEL + domain, "")
-    # containerd keeps a comma-separated list; our fetch handler writes one.
-    return [r for r in value.split(",") if r and r != path]
+def with_sources(desc: Descriptor, labels: Mapping[str, str]) -> Descriptor:
+    """``desc`` annotated with where the store says it came from (its
+    distribution-source labels): what a pusher may mount it from."""
+    sources = {k: v for k, v in labels.items() if k.startswith(DISTRIBUTION_SOURCE)}
+    return desc.replace(annotations={**desc.annotations, **sources}) if sources else desc
+
+
+def push_ref(dst: reference.Reference, root: Descriptor, tag: str | None) -> str:
+    """The ref to make a pusher for: ``repo:tag@digest`` tags only the root."""
+    return f"{dst.repository}:{tag}@{root.digest}" if tag else dst.repository
 
 
 def plan_from_store(store: Store, root: Descriptor, what: str) -> Plan:
@@ -162,7 +162,7 @@ def target_tag(dst: reference.Reference, root: Descriptor) -> str | None:
 
 
 def push_image(
-    resolver: DockerResolver,
+    resolver: Resolver,
     store: Store,
     metadata: Metadata,
     name: str,
@@ -171,7 +171,6 @@ def push_image(
     concurrency: int = 0,
     progress: Progress | None = None,
     platforms: MatchComparer | None = None,
-    options: PushOptions | None = None,
 ) -> PushResult:
     """Push the stored image ``name`` to ``ref`` (default: ``name`` itself).
 
@@ -186,7 +185,7 @@ def push_image(
     dst = reference.parse(ref or local)
     tag = target_tag(dst, root)
     todo = plan_from_store(store, root, local)
-    pusher = resolver.pusher(dst.name, options)
+    pusher = resolver.pusher(push_ref(dst, root, tag))
     result = PushResult(dst.name, root)
     prog = progress or NullProgress()
 
@@ -206,12 +205,11 @@ def push_image(
                 f.seek(offset)
             return f
 
-        sources = _sources(labels, dst.domain, dst.path)
-        status = upload_blob(pusher, desc, open_at, mount_from=sources, progress=prog)
+        status = upload_blob(pusher, with_sources(desc, labels), open_at, progress=prog)
         result.record(desc, status)
 
     def check_root() -> None:
-        if image_present(pusher, root, tag):
+        if image_present(pusher, root):
             raise _Present
 
     sched = Scheduler(concurrency or default_concurrency(), name="push")
@@ -219,11 +217,9 @@ def push_image(
     for key, desc in todo.blobs.items():
         # A blob the pusher sends without asking waits for the root check (a
         # re-push sends nothing); one it looks up first can go alongside.
-        small = 0 <= desc.size < pusher.options.lookup_min
-        sched.add(
-            blob_key(key), partial(push_blob, desc), (CHECK,) if small else (), (2, -desc.size)
-        )
-    add_manifest_jobs(sched, pusher, todo, root, tag, result, prog, after_root_check=True)
+        deps = () if pusher.asks_first(desc) else (CHECK,)
+        sched.add(blob_key(key), partial(push_blob, desc), deps, (2, -desc.size))
+    add_manifest_jobs(sched, pusher, todo, root, result, prog, after_root_check=True)
     try:
         sched.run()
     except _Present:
@@ -240,12 +236,12 @@ def push_image(
 CHECK = "check"  # the job asking whether the registry has the root already
 
 
-def image_present(pusher: DockerPusher, root: Descriptor, tag: str | None) -> bool:
-    """Whether the registry has ``root`` (under ``tag``, if any): then it has
+def image_present(pusher: Pusher, root: Descriptor) -> bool:
+    """Whether the registry has ``root`` (under the pusher's tag, if any): then it has
     everything the root names too, since a registry refuses a manifest whose
     blobs or child manifests it lacks. A copy can ask this before it starts."""
     try:
-        return pusher.exists(root, tag=tag)
+        return pusher.exists(root)
     except RegistryError as e:
         if isinstance(e, Unauthorized | TooManyRequests):
             raise
@@ -269,18 +265,17 @@ def _manifest_key(dgst: str) -> str:
 
 def add_manifest_jobs(
     sched: Scheduler,
-    pusher: DockerPusher,
+    pusher: Pusher,
     todo: Plan,
     root: Descriptor,
-    tag: str | None,
     result: PushResult,
     progress: Progress,
     *,
     after_root_check: bool = False,
 ) -> None:
     """One job per manifest of ``todo``, waiting for every object it names
-    (blob jobs ``blob_key(digest)``, manifest jobs); the root goes under
-    ``tag`` and, with ``after_root_check``, after the ``CHECK`` job."""
+    (blob jobs ``blob_key(digest)``, manifest jobs); the root goes last (under
+    the pusher's tag) and, with ``after_root_check``, after the ``CHECK`` job."""
     for desc, data in todo.manifests:  # children first: their keys are known
         is_root = desc.digest == root.digest
         deps = [
@@ -294,10 +289,8 @@ def add_manifest_jobs(
         # come from the parent index); the bytes are the stored ones.
         target = root if is_root else desc
 
-        def put(target: Descriptor = target, data: bytes = data, is_root: bool = is_root) -> None:
-            status = upload_blob(
-                pusher, target, _bytes_at(data), progress=progress, tag=tag if is_root else None
-            )
+        def put(target: Descriptor = target, data: bytes = data) -> None:
+            status = upload_blob(pusher, target, _bytes_at(data), progress=progress)
             result.record(target, status)
 
         sched.add(_manifest_key(str(desc.digest)), put, deps, (1, 0))

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ocidist.metadata import Metadata
     from ocidist.remotes.docker.auth import Credential, CredentialFunc
     from ocidist.remotes.docker.resolver import DockerResolver
+    from ocidist.remotes.docker.upload import PushOptions
 
 
 def default_root() -> str:
@@ -244,6 +245,8 @@ class Context:
         timeout = getattr(args, "timeout", None)
         self.deadline: float | None = time.monotonic() + timeout if timeout else None
         self._resolver: DockerResolver | None = None
+        # Set by the commands that push, before they make the resolver.
+        self.push_options: PushOptions | None = None
         self._user_cred: Credential | None = None
         self._store: Store | None = None
         self._metadata: Metadata | None = None
@@ -303,6 +306,7 @@ class Context:
                 deadline=self.deadline if deadline else None,
                 hosts_dir=getattr(self.args, "hosts_dir", None),
                 credentials=credentials or self.credentials(),
+                push=self.push_options,
             )
         )
 

@@ -167,13 +167,15 @@ def run_push_object(args: argparse.Namespace, ctx: Context) -> int:
         if r.digest is not None and dgst != r.digest:
             raise DigestMismatch(f"push-object: {r.name}: digest mismatch: the input is {dgst}")
         desc = Descriptor(media_type=media_type, digest=dgst, size=size)
-        pusher = ctx.resolver().pusher(r.repository, push_options(args))
+        # The ref's tag, with the digest: only this object goes under it.
+        tagged = f"{r.repository}:{r.tag}@{dgst}" if manifest and r.tag else r.repository
+        pusher = ctx.resolver().pusher(tagged, push_options(args))
 
         def open_at(offset: int) -> Any:
             src.seek(offset, io.SEEK_SET)
             return _Unclosable(src)
 
-        status = upload_blob(pusher, desc, open_at, tag=r.tag if manifest else None)
+        status = upload_blob(pusher, desc, open_at)
     finally:
         src.close()
     name = f"{r.repository}:{r.tag}" if (manifest and r.tag) else f"{r.repository}@{dgst}"
@@ -241,6 +243,7 @@ def run_push(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist.push import push_image
 
     matcher = _platform_matcher(args.platform)
+    ctx.push_options = push_options(args)
     progress = progress_for(ctx, args)
     try:
         result = push_image(
@@ -252,7 +255,6 @@ def run_push(args: argparse.Namespace, ctx: Context) -> int:
             concurrency=args.concurrency,
             progress=progress,
             platforms=matcher,
-            options=push_options(args),
         )
     finally:
         progress.close()
@@ -267,6 +269,10 @@ def run_copy(args: argparse.Namespace, ctx: Context) -> int:
     if args.platform and args.all_platforms:
         raise InvalidArgument("--platform and --all-platforms exclude each other")
     matcher = _platform_matcher(args.platform)
+    # copy_image does not ask whether the destination has the image before
+    # it starts (push_image does, see push.image_present): without a HEAD per
+    # object a second copy would fetch and send every small blob again.
+    ctx.push_options = push_options(args, look_first=True)
     progress = progress_for(ctx, args)
     try:
         result = copy_image(
@@ -277,11 +283,6 @@ def run_copy(args: argparse.Namespace, ctx: Context) -> int:
             via_store=ctx.store() if args.via_store else None,
             concurrency=args.concurrency,
             progress=progress,
-            # copy_image does not ask whether the destination has the image
-            # before it starts (push_image does, see push.image_present):
-            # without a HEAD per object a second copy would fetch and send
-            # every small blob again.
-            options=push_options(args, look_first=True),
         )
     finally:
         progress.close()

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from ocidist.content import Store, ingest_key_for
 from ocidist.content.copy import ingest, put_bytes
-from ocidist.descriptor import Descriptor, is_index, is_manifest
+from ocidist.descriptor import DISTRIBUTION_SOURCE, Descriptor, is_index, is_manifest
 from ocidist.errors import Unavailable
 from ocidist.images.walk import Children, manifest_children, read_manifest
 from ocidist.progress import NullProgress, Progress
@@ -21,7 +21,7 @@ from ocidist.remotes import Fetcher
 from ocidist.stream import Readable, read_exactly
 
 GC_REF = "containerd.io/gc.ref.content"
-SOURCE_LABEL = "containerd.io/distribution.source."
+SOURCE_LABEL = DISTRIBUTION_SOURCE
 # Blobs up to this size are fetched into memory and committed in one step;
 # resuming them after an interruption would save next to nothing.
 SMALL = 1 << 20

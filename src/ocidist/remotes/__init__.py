@@ -24,8 +24,26 @@ class Fetcher(Protocol):
 
 
 class Pusher(Protocol):
+    """Writers into one repository, made by ``Resolver.pusher(ref)``.
+
+    What only a push needs travels as containerd carries it: the tag is the
+    ref's (``repo:tag``, or ``repo:tag@digest`` to tag only that manifest),
+    and repositories to mount a blob from are the descriptor's
+    ``containerd.io/distribution.source.<registry>`` annotation.
+    """
+
     def push(self, desc: Descriptor) -> Writer:
-        """A writer uploading ``desc``; AlreadyExists when the remote has it."""
+        """A writer uploading ``desc``; AlreadyExists when the remote has it
+        (``errors.Mounted`` when a cross-repository mount made it so)."""
+        ...
+
+    def exists(self, desc: Descriptor) -> bool:
+        """Whether the remote holds ``desc`` (a tagged manifest: under the tag)."""
+        ...
+
+    def asks_first(self, desc: Descriptor) -> bool:
+        """Whether ``push(desc)`` looks the object up before sending it (a
+        small one may be sent without asking)."""
         ...
 
 

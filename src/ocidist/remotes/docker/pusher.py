@@ -16,16 +16,23 @@ part (push.py, copy.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from ocidist.content import Status, Writer
-from ocidist.descriptor import ACCEPT_MANIFESTS, MAX_MANIFEST_SIZE, Descriptor, is_manifest_or_index
+from ocidist.descriptor import (
+    ACCEPT_MANIFESTS,
+    DISTRIBUTION_SOURCE,
+    MAX_MANIFEST_SIZE,
+    Descriptor,
+    is_manifest_or_index,
+)
 from ocidist.digest import Digest
 from ocidist.errors import (
     AlreadyExists,
     DigestMismatch,
     FailedPrecondition,
     InvalidContent,
+    Mounted,
     NotFound,
 )
 from ocidist.remotes.docker.auth import pull_scope, push_scope
@@ -34,15 +41,7 @@ from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.transport import Response
 from ocidist.remotes.docker.upload import BlobWriter, PushOptions, SinglePost, check_digest
 
-__all__ = ["DockerPusher", "Mounted", "PushOptions"]
-
-
-class Mounted(AlreadyExists):
-    """The blob now exists in the target repository by a cross-repository mount."""
-
-    def __init__(self, message: str, source: str) -> None:
-        super().__init__(message)
-        self.source = source
+__all__ = ["DockerPusher", "Mounted", "PushOptions"]  # Mounted: errors.Mounted
 
 
 def delete_scope(path: str) -> str:
@@ -57,35 +56,58 @@ class DockerPusher:
         host: RegistryHost,
         path: str,
         options: PushOptions | None = None,
+        *,
+        domain: str = "",
+        tag: str | None = None,
+        tagged: Digest | None = None,
     ) -> None:
         self._session = session
         self._host = host
         self.path = path
         self.options = options or PushOptions()
         self.single_post = SinglePost(self.options.single_post)
+        self._domain = domain  # the registry as references name it (mount sources)
+        self._tag = tag  # from the ref: manifests go under it…
+        self._tagged = tagged  # …only this one, when the ref names a digest too
 
     # -- Pusher ------------------------------------------------------------------
 
-    def push(
-        self, desc: Descriptor, *, tag: str | None = None, mount_from: Sequence[str] = ()
-    ) -> Writer:
+    def push(self, desc: Descriptor) -> Writer:
         """A writer uploading ``desc``; AlreadyExists when the registry has it.
 
-        ``tag`` puts a manifest under that tag (else under its digest);
-        ``mount_from`` names other repositories of this registry known to hold
-        a blob, tried as mount sources before uploading.
+        A manifest goes under the pusher's tag when its ref gave one (see
+        ``_tag_for``), else under its digest. A blob's
+        ``containerd.io/distribution.source.<registry>`` annotation names
+        other repositories of this registry known to hold it, tried as mount
+        sources before uploading.
         """
-        look = desc.size < 0 or desc.size >= self.options.lookup_min
+        look = self.asks_first(desc)
         if is_manifest_or_index(desc.media_type):
-            if look and self.exists(desc, tag=tag):
+            tag = self._tag_for(desc)
+            if look and self.exists(desc):
                 raise AlreadyExists(f"{self._what(desc, tag)}: already exists")
             return ManifestWriter(self, desc, tag)
         if look and self.exists(desc):
             raise AlreadyExists(f"{self._what(desc)}: already exists")
-        return self._start_upload(desc, [m for m in mount_from if m and m != self.path], look)
+        return self._start_upload(desc, self._mount_sources(desc), look)
 
-    def exists(self, desc: Descriptor, *, tag: str | None = None) -> bool:
-        """Whether the registry holds ``desc`` (for a tag: points it at ``desc``)."""
+    def asks_first(self, desc: Descriptor) -> bool:
+        return desc.size < 0 or desc.size >= self.options.lookup_min
+
+    def _tag_for(self, desc: Descriptor) -> str | None:
+        if self._tag is None or not is_manifest_or_index(desc.media_type):
+            return None
+        return self._tag if self._tagged in (None, desc.digest) else None
+
+    def _mount_sources(self, desc: Descriptor) -> list[str]:
+        value = desc.annotations.get(DISTRIBUTION_SOURCE + self._domain, "")
+        # containerd keeps a comma-separated list.
+        return [r for r in value.split(",") if r and r != self.path]
+
+    def exists(self, desc: Descriptor) -> bool:
+        """Whether the registry holds ``desc`` (a manifest the pusher tags:
+        whether the tag points at ``desc``)."""
+        tag = self._tag_for(desc)
         manifest = is_manifest_or_index(desc.media_type)
         endpoint = "manifests" if manifest else "blobs"
         obj = tag if (manifest and tag) else str(desc.digest)

@@ -58,6 +58,7 @@ class ResolverOptions(NamedTuple):
     retry: RetryPolicy = DEFAULT_RETRY
     pool_size: int = 16
     hosts: HostsFunc | None = None  # overrides hosts_dir/default lookup
+    push: PushOptions | None = None  # for every pusher() not given its own
 
 
 class DockerResolver:
@@ -111,15 +112,25 @@ class DockerResolver:
 
     def pusher(self, ref: str, options: PushOptions | None = None) -> DockerPusher:
         """A pusher for ``ref``'s repository on the first host that may push
-        (mirrors are usually pull-only; the upstream comes last and can)."""
+        (mirrors are usually pull-only; the upstream comes last and can).
+        ``ref``'s tag, if any, is where its manifests go (with a digest too:
+        only that manifest), as containerd's pusher takes it."""
         # Imported here: the upload machinery is not needed to fetch.
         from ocidist.remotes.docker.pusher import DockerPusher
 
-        r = reference.parse(ref)
+        r = reference.parse(ref, default_tag="")
         push = [h for h in self.hosts(r.domain) if PUSH in h.capabilities]
         if not push:
             raise NotFound(f"{r.name}: no host configured to push to {r.domain}")
-        return DockerPusher(self.session, push[0], r.path, options)
+        return DockerPusher(
+            self.session,
+            push[0],
+            r.path,
+            options or self.options.push,
+            domain=r.domain,
+            tag=r.tag,
+            tagged=r.digest,
+        )
 
     def resolve(self, ref: str, *, body: bool = False) -> tuple[str, Descriptor]:
         """``ref``'s canonical name and descriptor, by HEAD.
