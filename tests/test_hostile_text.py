@@ -395,3 +395,37 @@ def test_docker_export_of_a_deeply_nested_config(tmp_path: Path, fake: FakeRegis
         failed_cleanly(proc)
     else:
         clean(proc.stderr)
+
+
+# -- header values with a grammar -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_range",
+    ["bytes \u0661\u0660-19/20", "bytes 1_0-19/20", "bytes " + "1" * 5000 + "-19/20",
+     "bytes \x1b[2J10-19/20"],
+    ids=["arabic-digits", "underscore", "5000-digits", "escape"],
+)  # fmt: skip
+def test_content_range_of_a_resumed_blob(
+    tmp_path: Path, fake: FakeRegistry, content_range: str
+) -> None:
+    """A blob body breaks off after 10 bytes; the resumed GET's 206 names
+    where its bytes start in something that is not ASCII decimal."""
+    data = bytes(range(20))
+    digest = sha(data)
+    calls = []
+
+    def answer(req: Recorded) -> Reply:
+        if req.path.partition("?")[0] != f"/v2/x/y/blobs/{digest}":
+            return FakeRegistry.answer(fake, req)
+        calls.append(req)
+        if req.header("Range") is None:
+            return Reply(200, {"Content-Length": "20"}, data[:10])
+        return Reply(206, {"Content-Range": content_range.encode().decode("latin-1")}, data[10:])
+
+    fake.server.responder = answer
+    hints = ("size:20", "mediatype:application/octet-stream")
+    proc = dist(tmp_path, "fetch-object", f"{fake.host}/x/y", digest, *hints)
+    line = failed_cleanly(proc)
+    assert "Content-Range" in line, line
+    assert any(r.header("Range") for r in calls), "no resume was asked for"

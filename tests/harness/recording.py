@@ -45,6 +45,9 @@ class Recorded:
 
 @dataclass(frozen=True)
 class Reply:
+    """An answer; a ``Content-Length`` in ``headers`` is sent as given (the
+    connection then closes after ``body``, so a shorter body breaks off)."""
+
     status: int = 200
     headers: Mapping[str, str] | None = None
     body: bytes = b""
@@ -96,9 +99,14 @@ class _Handler(BaseHTTPRequestHandler):
         owner.record(req)
         reply = owner.responder(req)
         self.send_response(reply.status)
-        for k, v in (reply.headers or {}).items():
+        headers = dict(reply.headers or {})
+        for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(reply.body)))
+        if not any(k.lower() == "content-length" for k in headers):
+            self.send_header("Content-Length", str(len(reply.body)))
+        else:
+            # A declared length the body does not meet: a body cut short.
+            self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(reply.body)

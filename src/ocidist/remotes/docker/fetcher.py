@@ -24,10 +24,12 @@ from ocidist.errors import (
 )
 from ocidist.remotes.docker.auth import pull_scope
 from ocidist.remotes.docker.hosts import RegistryHost, first_success
+from ocidist.remotes.docker.httpconn import decimal
 from ocidist.remotes.docker.retry import Attempts
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.transport import Response
 from ocidist.stream import Readable
+from ocidist.text import quote
 
 SKIP_CHUNK = 1 << 20
 
@@ -110,12 +112,13 @@ class DockerFetcher:
 def _body_start(resp: Response, offset: int, what: str) -> int:
     if resp.status == 206:
         cr = resp.header("Content-Range") or ""
-        # "bytes 100-199/200": the body must start where we asked.
-        try:
-            start = int(cr.split(" ", 1)[1].split("-", 1)[0])
-        except (IndexError, ValueError):
+        # "bytes 100-199/200": the body must start where we asked. ASCII
+        # digits only: int() would take "١٢", "1_0" and thousands of digits.
+        unit, _, spec = cr.strip().partition(" ")
+        start = decimal(spec.partition("-")[0]) if unit == "bytes" else None
+        if start is None:
             resp.close()
-            raise Unavailable(f"{what}: bad Content-Range {cr!r}") from None
+            raise Unavailable(f"{what}: bad Content-Range '{quote(cr, 60)}'")
         if start != offset:
             resp.close()
             raise Unavailable(f"{what}: asked for bytes from {offset}, got from {start}")

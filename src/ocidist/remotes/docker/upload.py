@@ -48,6 +48,7 @@ from ocidist.remotes.docker.httpconn import decimal
 from ocidist.remotes.docker.retry import RETRYABLE_STATUS
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.transport import Response
+from ocidist.text import quote
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -519,7 +520,7 @@ def _range_end(resp: Response) -> int | None:
     first, sep, last = text.partition("-")
     start, end = decimal(first), decimal(last)
     if not sep or start != 0 or end is None:
-        raise Unavailable(f"bad Range {value[:40]!r} in upload answer")
+        raise Unavailable(f"bad Range '{quote(value, 40)}' in upload answer")
     return end + 1
 
 
@@ -530,4 +531,5 @@ def _int_header(resp: Response, name: str) -> int | None:
 def check_digest(resp: Response, expected: Digest, what: str) -> None:
     header = resp.header("Docker-Content-Digest")
     if header and header.strip() != str(expected):
-        raise DigestMismatch(f"{what}: registry stored {header.strip()}, expected {expected}")
+        shown = quote(header.strip(), 80)
+        raise DigestMismatch(f"{what}: registry stored '{shown}', expected {expected}")
