@@ -40,6 +40,8 @@ from tests.harness.authfixtures import (
 __all__ = ["docker_config", "pki", "tls_env", "token_env"]
 
 RUNS = 20
+# 40 dist processes per test: allow for a machine shared with other work.
+pytestmark = pytest.mark.timeout(900)
 # Enough blobs to keep the default concurrency (at least 4) busy, small
 # enough that 40 runs take a few seconds each.
 LAYERS = 12
