@@ -106,7 +106,14 @@ def sockdir() -> Iterator[str]:
 
 @pytest.fixture
 def served(tmp_path: Path, sockdir: str) -> Iterator[Served]:
-    s = start_serve(tmp_path / "root", os.path.join(sockdir, "dist.sock"))
+    # Unpack may write below tmp_path/unpack only (test_serve_safety.py).
+    (tmp_path / "unpack").mkdir()
+    s = start_serve(
+        tmp_path / "root",
+        os.path.join(sockdir, "dist.sock"),
+        "--unpack-root",
+        str(tmp_path / "unpack"),
+    )
     try:
         yield s
     finally:

@@ -441,7 +441,7 @@ def test_daemon_pull_push_unpack(
     assert events[-1].event == "complete"
     assert json_doc(ok(run_dist("resolve", "--json", copy_ref)))["digest"] == img.digest
 
-    dest = tmp_path / "rootfs"
+    dest = tmp_path / "unpack" / "rootfs"  # below the daemon's --unpack-root
     events = list(daemon.unpack(ref, str(dest)))
     assert events[-1].event == "complete"
     assert (dest / "etc" / "os-release").read_bytes().startswith(b"ID=ocidist-test")
@@ -488,6 +488,8 @@ def test_tcp_loopback_and_port_in_use(tmp_path: Path) -> None:
             "serve",
             "--address",
             "tcp://127.0.0.1:0",
+            # Needed as root (test_serve_safety.py); harmless otherwise.
+            "--unauthenticated-tcp",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -500,7 +502,14 @@ def test_tcp_loopback_and_port_in_use(tmp_path: Path) -> None:
         address = m.group(1)
         ok(run_dist("--address", address, "content", "ingest", "k", input=b"over tcp"))
         assert sha256(b"over tcp") in ok(run_dist("--address", address, "content", "ls"))
-        second = run_dist("--root", str(tmp_path / "other"), "serve", "--address", address)
+        second = run_dist(
+            "--root",
+            str(tmp_path / "other"),
+            "serve",
+            "--address",
+            address,
+            "--unauthenticated-tcp",
+        )
         assert second.returncode == 1
         assert one_error_line(second).endswith("address already in use")
     finally:

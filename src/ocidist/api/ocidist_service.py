@@ -9,7 +9,6 @@ fetched stays as resumable ingests.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -19,9 +18,10 @@ import grpc
 
 from ocidist.api import convert, rpc
 from ocidist.api.gen import ocidist_pb2 as pb
+from ocidist.api.unpack_roots import UnpackRoots
 from ocidist.content.local import LocalStore
 from ocidist.descriptor import Descriptor
-from ocidist.errors import InvalidArgument, Unavailable
+from ocidist.errors import DistError, InvalidArgument, Unavailable, reworded
 from ocidist.images.platforms import selection
 from ocidist.metadata import MetadataStore
 from ocidist.progress import Progress
@@ -88,10 +88,12 @@ class DistributionService:
         store: LocalStore,
         metadata: MetadataStore,
         resolver: Callable[[], DockerResolver],
+        unpack_roots: UnpackRoots,
     ) -> None:
         self.store = store
         self.metadata = metadata
         self.resolver = resolver
+        self.unpack_roots = unpack_roots
 
     def handler(self) -> grpc.GenericRpcHandler:
         m = rpc.Method
@@ -151,22 +153,27 @@ class DistributionService:
 
         if not req.name:
             raise InvalidArgument("unpack: the request has no image name")
-        # The directory is on the daemon's side; a relative one would depend
-        # on where the daemon was started.
-        if not os.path.isabs(req.dir):
-            raise InvalidArgument(f"unpack: directory {req.dir!r} must be an absolute path")
         matcher, _ = selection([req.platform] if req.platform else [])
 
         def work(resolver: DockerResolver, progress: Progress) -> pb.ProgressEvent:
-            result = unpack_image(
-                resolver,
-                self.store,
-                self.metadata,
-                req.name,
-                req.dir,
-                matcher=matcher,
-                progress=progress,
-            )
+            # Only below the operator's unpack roots, through the directory's
+            # descriptor (unpack_roots.py): the client names the path.
+            with self.unpack_roots.open(req.dir) as dest:
+                try:
+                    result = unpack_image(
+                        resolver,
+                        self.store,
+                        self.metadata,
+                        req.name,
+                        dest.path,
+                        matcher=matcher,
+                        progress=progress,
+                    )
+                except BaseException as e:
+                    dest.discard()
+                    if isinstance(e, DistError) and dest.path in str(e):
+                        raise reworded(e, str(e).replace(dest.path, dest.shown)) from e
+                    raise
             return _event("complete", result.manifest, name=result.name)
 
         yield from self._run(f"unpack {req.name}", work, context)

@@ -14,6 +14,7 @@ import stat
 import threading
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf.empty_pb2 import Empty
@@ -26,6 +27,7 @@ from ocidist.api.gen import version_pb2
 from ocidist.api.images_service import ImagesService
 from ocidist.api.leases_service import LeasesService, NamespacesService
 from ocidist.api.ocidist_service import DistributionService
+from ocidist.api.unpack_roots import UnpackRoots
 from ocidist.content.local import LocalStore
 from ocidist.errors import DistError, InvalidArgument
 from ocidist.leases import LeaseStore
@@ -42,10 +44,29 @@ class AddressInUse(DistError):
     """Another process serves on the address."""
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What the operator allows a daemon's clients (see README, trust model)."""
+
+    # Directories below which Unpack may write; none: Unpack is refused.
+    unpack_roots: UnpackRoots = field(default_factory=lambda: UnpackRoots(()))
+    # Serve on TCP as root: the API has no authentication, so every local
+    # user could then act as root; only when the operator says so.
+    unauthenticated_tcp: bool = False
+
+
 class Server:
-    def __init__(self, root: str, address: Address, resolver: Callable[[], DockerResolver]) -> None:
+    def __init__(
+        self,
+        root: str,
+        address: Address,
+        resolver: Callable[[], DockerResolver],
+        policy: Policy | None = None,
+    ) -> None:
         self.root = root
         self.address = address
+        self.policy = policy or Policy()
+        self._check_tcp()
         self.store = LocalStore(root)
         self.metadata = MetadataStore(os.path.join(root, "metadata.db"))
         self.leases = LeaseStore(self.metadata.path)
@@ -61,32 +82,56 @@ class Server:
                 ImagesService(self.metadata).handler(),
                 LeasesService(self.leases).handler(),
                 NamespacesService(self.leases).handler(),
-                DistributionService(self.store, self.metadata, resolver).handler(),
+                DistributionService(
+                    self.store, self.metadata, resolver, self.policy.unpack_roots
+                ).handler(),
                 _version_handler(),
             )
         )
         self.port = 0
         self._stopped = threading.Event()
         self._owns_socket = False
+        self._bound = False
+
+    def _check_tcp(self) -> None:
+        if self.address.path or os.geteuid() != 0 or self.policy.unauthenticated_tcp:
+            return
+        raise InvalidArgument(
+            f"serve {self.address}: refusing to serve on TCP as root: the API has no "
+            "authentication, so every local user could act as root through it (use a unix "
+            "socket, or --unauthenticated-tcp to accept that)"
+        )
 
     def start(self) -> None:
+        if not self._bound:
+            self.bind()
+        self._server.start()
+
+    def bind(self) -> None:
+        """Take the address (the socket exists, private, when this returns);
+        ``start`` then serves on it."""
+        self._bound = True
         if self.address.path:
             _claim_socket_path(self.address)
             # From here the path is ours to remove on stop (not before: a
             # refused start must not unlink a running daemon's socket).
             self._owns_socket = True
+        # The API has no authentication: the socket's mode is the guard, so
+        # the socket is made 0600 by bind itself. A chmod after binding would
+        # leave a window in which anyone could connect under a lax umask.
+        # (The umask is the process's; nothing else creates files meanwhile.)
+        umask = os.umask(0o177) if self.address.path else None
         try:
             self.port = self._server.add_insecure_port(self.address.target)
         except RuntimeError:
             self.port = 0
+        finally:
+            if umask is not None:
+                os.umask(umask)
         if self.address.path == "" and self.port == 0:
             raise AddressInUse(f"serve {self.address}: address already in use")
-        if self.address.path and not os.path.exists(self.address.path):
-            raise DistError(f"serve {self.address}: could not listen on the socket")
-        self._server.start()
         if self.address.path:
-            # The API has no authentication: the socket's mode is the guard.
-            os.chmod(self.address.path, 0o600)
+            _check_socket(self.address)
 
     @property
     def listening(self) -> str:
@@ -116,6 +161,20 @@ def _version_handler() -> grpc.GenericRpcHandler:
 
     method = rpc.Method("Version", "unary", version, Empty, version_pb2.VersionResponse)
     return rpc.service("containerd.services.version.v1.Version", [method])
+
+
+def _check_socket(address: Address) -> None:
+    """The socket is ours and only ours to use, or we do not serve."""
+    try:
+        st = os.lstat(address.path)
+    except FileNotFoundError:
+        raise DistError(f"serve {address}: could not listen on the socket") from None
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid() or mode != 0o600:
+        raise DistError(
+            f"serve {address}: the socket is not a private one (mode {mode:o}, "
+            f"owner {st.st_uid}); not serving"
+        )
 
 
 def _claim_socket_path(address: Address) -> None:

@@ -339,14 +339,14 @@ class Context:
             return getpass.getpass("Password: ")
         raise InvalidArgument("no password: give USER:PASS, --password-stdin, or use a terminal")
 
-    def credentials(self) -> CredentialFunc:
-        """``--user`` first, then Docker's config.json (file, helpers), then
-        podman/skopeo's auth.json files (authfile.paths())."""
+    def credentials(self, *, use_user: bool = True) -> CredentialFunc:
+        """``--user`` first (unless not ``use_user``), then Docker's config.json
+        (file, helpers), then podman/skopeo's auth.json files (authfile.paths())."""
         from ocidist.remotes.docker import credentials as creds
         from ocidist.remotes.docker.authfile import from_auth_files
 
         files = creds.chain(creds.from_docker_config(), from_auth_files())
-        cred = self.user_credential()
+        cred = self.user_credential() if use_user else None
         return files if cred is None else creds.chain(creds.static(cred), files)
 
     def emit(self, event: str, doc: Mapping[str, Any] | None = None) -> None:

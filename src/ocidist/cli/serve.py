@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from ocidist.cli.context import Context, add_global_options
+from ocidist.errors import InvalidArgument
 
 # The global options that mean something to the daemon: where the store and
 # the socket are, and how daemon-side pulls reach registries.
@@ -43,10 +44,36 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         helps={
             "--address": "where to listen: unix:///path, a path, or tcp://127.0.0.1:PORT "
             "(env DIST_ADDRESS; default DIR/dist.sock)",
-            "--user": "credentials for the registries daemon-side pulls talk to "
-            "(otherwise Docker's config.json, then auth.json)",
+            "--user": "credentials for the one registry --user-registry names (a daemon "
+            "pulls from any host its clients name; others get theirs from Docker's "
+            "config.json, then auth.json)",
             "--quiet": "no start/stop messages",
         },
+    )
+    g = p.add_argument_group("daemon options")
+    g.add_argument(
+        "--user-registry",
+        metavar="HOST",
+        help="the registry --user's credentials are for (required with --user)",
+    )
+    g.add_argument(
+        "--unpack-root",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="Unpack may write below DIR (repeatable; none: Unpack is refused); "
+        "symlinks and '..' below it are refused",
+    )
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file with unpack_roots = [...] and unauthenticated_tcp = true|false",
+    )
+    g.add_argument(
+        "--unauthenticated-tcp",
+        action="store_true",
+        help="allow a TCP address when running as root: the API has no authentication, "
+        "so every local user can then act as root through it",
     )
     p.set_defaults(handler=run)
 
@@ -61,7 +88,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     _log_to_stderr(ctx)
     text = getattr(args, "address", None) or os.path.join(ctx.root, "dist.sock")
     address = addr.parse(text)
-    server = Server(ctx.root, address, lambda: _resolver(ctx))
+    credentials = _credentials(args, ctx)
+    server = Server(
+        ctx.root, address, lambda: ctx.new_resolver(credentials, deadline=False), _policy(args)
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -97,7 +127,62 @@ def _log_to_stderr(ctx: Context) -> None:
     log.setLevel(logging.DEBUG if ctx.debug else logging.WARNING if ctx.quiet else logging.INFO)
 
 
-def _resolver(ctx: Context) -> Any:
-    """A resolver per daemon-side pull, with the options `dist serve` was given
-    (hosts dir, plain HTTP, credentials); no deadline: the daemon runs on."""
-    return ctx.new_resolver(deadline=False)
+def _credentials(args: argparse.Namespace, ctx: Context) -> Any:
+    """Per registry: --user for the one --user-registry names, Docker's
+    config.json (files, helpers) and auth.json for each host itself. A
+    daemon pulls from any host a client names; credentials given to it for
+    all hosts would go to whichever host a client picks."""
+    from ocidist.remotes.docker import credentials as creds
+
+    registry = getattr(args, "user_registry", None)
+    if not getattr(args, "user", None):
+        if registry:
+            raise InvalidArgument("serve: --user-registry needs --user")
+        return ctx.credentials()
+    if not registry:
+        raise InvalidArgument(
+            "serve: --user needs --user-registry HOST: the daemon pulls from any registry "
+            "its clients name, and --user's credentials go only to the one named"
+        )
+    cred = ctx.user_credential()
+    assert cred is not None
+    return creds.chain(creds.for_registry(registry, cred), ctx.credentials(use_user=False))
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    """What the daemon lets its clients do, from the options and --config."""
+    from ocidist.api.server import Policy
+    from ocidist.api.unpack_roots import UnpackRoots
+
+    roots = list(args.unpack_root)
+    tcp = bool(args.unauthenticated_tcp)
+    if args.config:
+        config = _read_config(args.config)
+        roots += config.get("unpack_roots", [])
+        tcp = tcp or bool(config.get("unauthenticated_tcp", False))
+    return Policy(unpack_roots=UnpackRoots(roots), unauthenticated_tcp=tcp)
+
+
+CONFIG_KEYS = {"unpack_roots": list, "unauthenticated_tcp": bool}
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    import tomllib
+
+    what = f"serve --config {path}"
+    try:
+        with open(path, "rb") as f:
+            config = tomllib.load(f)
+    except OSError as e:
+        raise InvalidArgument(f"{what}: {os.strerror(e.errno or 0).lower()}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidArgument(f"{what}: not TOML: {e}") from None
+    for key, value in config.items():
+        kind = CONFIG_KEYS.get(key)
+        if kind is None:
+            raise InvalidArgument(f"{what}: unknown key {key!r} (known: {', '.join(CONFIG_KEYS)})")
+        strings = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not isinstance(value, kind) or (kind is list and not strings):
+            want = "a list of directory paths" if kind is list else "true or false"
+            raise InvalidArgument(f"{what}: {key} must be {want}")
+    return config

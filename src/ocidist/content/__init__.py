@@ -2,7 +2,10 @@
 
 Writers are shared by store ingest and remote push (DESIGN.md): bytes go in
 with ``write``; ``commit`` verifies size and digest and publishes atomically;
-``close`` without commit leaves the transaction resumable under its key.
+``close`` without commit leaves the transaction resumable under its key. A
+store's commit that finds the wrong size or digest keeps the bytes under the
+key, as containerd's store does (``content.copy.ingest`` drops them, so a
+retried fetch starts clean).
 """
 
 from __future__ import annotations

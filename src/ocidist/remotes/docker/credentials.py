@@ -270,6 +270,18 @@ def static(cred: Credential) -> CredentialFunc:
     return get
 
 
+def for_registry(registry: str, cred: Credential) -> CredentialFunc:
+    """``cred`` for ``registry`` alone (Docker Hub's names count as one): a
+    daemon pulls from whatever host its clients name, so credentials it was
+    given go only to the registry they were given for."""
+    key = config_key(registry)
+
+    def get(host: str) -> Credential | None:
+        return cred if config_key(host) == key else None
+
+    return get
+
+
 def from_docker_config(path: str | None = None) -> CredentialFunc:
     """Look up per host, caching answers: helpers are processes, and a command
     asks for the same host's credentials on every token fetch."""

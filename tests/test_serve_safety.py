@@ -1,0 +1,328 @@
+"""`dist serve` as a daemon safe to run as root: each hole of issue 16 shown
+closed against a real daemon process.
+
+- Unpack writes only below the operator's ``--unpack-root`` directories
+  (``..``, symlinks and paths outside refused with PERMISSION_DENIED; a path
+  swapped for a symlink after the check changes nothing).
+- Credentials belong to their registry: ``--user`` only with
+  ``--user-registry`` and only for that host; a client-named host gets its
+  own config.json entry or nothing.
+- TCP as root needs ``--unauthenticated-tcp``; the unix socket is 0600 from
+  the instant it exists, whatever the umask.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ocidist.api.client import Daemon
+from ocidist.api.unpack_roots import UnpackRoots
+from ocidist.errors import DistError, InvalidArgument, PermissionDenied
+from tests.dist_cli import one_error_line, run_dist
+from tests.harness import Registry, push_image, simple_image
+from tests.harness.recording import Recorded, RecordingServer, Reply
+from tests.test_serve import Served, ok, sockdir, start_serve
+
+__all__ = ["sockdir"]
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the TCP rule is about running as root")
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+# -- Unpack confinement --------------------------------------------------------------
+
+
+@pytest.fixture
+def confined(tmp_path: Path, sockdir: str) -> Iterator[tuple[Served, Path, Path]]:
+    """A daemon whose only unpack root is tmp/allowed; tmp/outside is a
+    directory it must never write to."""
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    s = start_serve(
+        tmp_path / "root", os.path.join(sockdir, "d.sock"), "--unpack-root", str(allowed)
+    )
+    try:
+        yield s, allowed, outside
+    finally:
+        assert s.stop() == 0
+
+
+def test_unpack_writes_only_below_the_unpack_roots(
+    confined: tuple[Served, Path, Path], registry: Registry, repo_name: str
+) -> None:
+    served, allowed, outside = confined
+    img = simple_image(tag=repo_name)
+    push_image(registry, repo_name, "v1", img)
+    ref = f"{registry.host}/{repo_name}:v1"
+    (allowed / "link").symlink_to(outside)
+    (allowed / "final-link").symlink_to(outside)
+    (allowed / "full").mkdir()
+    (allowed / "full" / "x").write_text("taken")
+    d = Daemon(served.sock)
+    try:
+        list(d.pull(ref))
+        refused = {
+            str(outside / "x"): "not below an unpack root",
+            str(allowed): "not below an unpack root",  # the root itself is shared
+            str(allowed / ".." / "outside" / "x"): "'..' is not allowed",
+            f"{allowed}/sub/../../outside/y": "'..' is not allowed",
+            str(allowed / "link" / "x"): "is a symlink",
+            str(allowed / "final-link"): "is a symlink",
+            "/etc/cron.d/x": "not below an unpack root",
+        }
+        for path, why in refused.items():
+            with pytest.raises(PermissionDenied, match=re.escape(why)):
+                list(d.unpack(ref, path))
+        with pytest.raises(DistError, match="not empty"):
+            list(d.unpack(ref, str(allowed / "full")))
+        with pytest.raises(InvalidArgument, match="absolute"):
+            list(d.unpack(ref, "relative/dir"))
+        assert tree(outside) == []
+        # Allowed: a new directory (and its parents) below the root.
+        events = list(d.unpack(ref, str(allowed / "team" / "app")))
+        assert events[-1].event == "complete"
+        assert (allowed / "team" / "app" / "etc" / "os-release").is_file()
+        # Through the operator's own spelling of a root and its real path alike.
+        events = list(d.unpack(ref, f"{allowed}//./again"))
+        assert (allowed / "again" / "app" / "main.py").is_file()
+    finally:
+        d.close()
+    # A refusal is the PERMISSION_DENIED code on the wire.
+    with grpc.insecure_channel(f"unix://{served.sock}") as ch:
+        from ocidist.api.gen import ocidist_pb2 as opb
+
+        call = ch.unary_stream(
+            "/ocidist.v1.Distribution/Unpack",
+            request_serializer=opb.UnpackRequest.SerializeToString,
+            response_deserializer=opb.ProgressEvent.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            list(call(opb.UnpackRequest(name=ref, dir=str(outside / "y"))))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    assert tree(outside) == []
+
+
+def test_a_daemon_without_unpack_roots_refuses_every_unpack(
+    tmp_path: Path, sockdir: str, registry: Registry, repo_name: str
+) -> None:
+    img = simple_image(tag=repo_name)
+    push_image(registry, repo_name, "v1", img)
+    s = start_serve(tmp_path / "root", os.path.join(sockdir, "d.sock"))
+    d = Daemon(s.sock)
+    try:
+        with pytest.raises(PermissionDenied, match="--unpack-root"):
+            list(d.unpack(f"{registry.host}/{repo_name}:v1", str(tmp_path / "anywhere")))
+        assert not (tmp_path / "anywhere").exists()
+    finally:
+        d.close()
+        assert s.stop() == 0
+
+
+def test_a_path_swapped_for_a_symlink_after_the_check_changes_nothing(tmp_path: Path) -> None:
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    roots = UnpackRoots([str(allowed)])
+    with roots.open(str(allowed / "victim")) as dest:
+        # The attacker moves the checked directory away and puts a link to
+        # where they want the daemon to write.
+        (allowed / "victim").rename(allowed / "moved")
+        (allowed / "victim").symlink_to(outside)
+        (Path(dest.path) / "written").write_text("by the unpack")
+    assert tree(outside) == []
+    assert (allowed / "moved" / "written").read_text() == "by the unpack"
+
+
+def test_unpack_roots_from_a_config_file(
+    tmp_path: Path, sockdir: str, registry: Registry, repo_name: str
+) -> None:
+    img = simple_image(tag=repo_name)
+    push_image(registry, repo_name, "v1", img)
+    allowed = tmp_path / "from-config"
+    allowed.mkdir()
+    config = tmp_path / "serve.toml"
+    config.write_text(f"unpack_roots = [{json.dumps(str(allowed))}]\n")
+    s = start_serve(tmp_path / "root", os.path.join(sockdir, "d.sock"), "--config", str(config))
+    d = Daemon(s.sock)
+    try:
+        list(d.unpack(f"{registry.host}/{repo_name}:v1", str(allowed / "x")))
+        assert (allowed / "x" / "etc" / "os-release").is_file()
+    finally:
+        d.close()
+        assert s.stop() == 0
+    for text, why in (
+        ("unpack_root = ['/x']\n", "unknown key 'unpack_root'"),
+        ("unpack_roots = '/x'\n", "must be a list of directory paths"),
+        ("unpack_roots = [\n", "not TOML"),
+        (f"unpack_roots = [{json.dumps(str(tmp_path / 'absent'))}]\n", "not an existing"),
+    ):
+        config.write_text(text)
+        proc = run_dist("--root", str(tmp_path / "root"), "serve", "--config", str(config))
+        assert proc.returncode == 2
+        assert why in one_error_line(proc)
+
+
+# -- credentials ---------------------------------------------------------------------
+
+
+def _asks_for_basic(req: Recorded) -> Reply:
+    return Reply(401, {"WWW-Authenticate": 'Basic realm="test"'}, b'{"errors":[]}')
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_credentials_go_only_to_their_registry(tmp_path: Path, sockdir: str) -> None:
+    bound, configured, other = (RecordingServer(responder=_asks_for_basic) for _ in range(3))
+    for server in (bound, configured, other):
+        server.start()
+    try:
+        docker = tmp_path / "docker"
+        docker.mkdir()
+        carol = base64.b64encode(b"carol:carol-pw").decode()
+        (docker / "config.json").write_text(
+            json.dumps({"auths": {configured.host: {"auth": carol}}})
+        )
+        env = {**os.environ, "DOCKER_CONFIG": str(docker)}
+        sock = os.path.join(sockdir, "d.sock")
+        args = [sys.executable, "-m", "ocidist", "--root", str(tmp_path / "root"), "serve"]
+        proc = subprocess.Popen(
+            [*args, "--address", sock, "-u", "alice:alice-pw", "--user-registry", bound.host],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        served = Served(tmp_path / "root", sock, proc)
+        from tests.test_serve import wait_connectable
+
+        wait_connectable(sock, proc)
+        d = Daemon(sock)
+        try:
+            for server in (bound, configured, other):
+                with pytest.raises(DistError):
+                    list(d.pull(f"{server.host}/some/app:1"))
+        finally:
+            d.close()
+            assert served.stop() == 0
+
+        def sent(server: RecordingServer) -> set[str]:
+            return {r.header("Authorization") or "" for r in server.requests()}
+
+        assert _basic("alice", "alice-pw") in sent(bound)
+        assert sent(configured) - {""} == {_basic("carol", "carol-pw")}
+        assert sent(other) == {""}  # asked, and given nothing
+        for server in (configured, other):
+            assert all("alice" not in r.text() for r in server.requests())
+        assert all("carol" not in r.text() for r in bound.requests())
+    finally:
+        for server in (bound, configured, other):
+            server.stop()
+
+
+def test_user_without_a_registry_is_refused(tmp_path: Path) -> None:
+    proc = run_dist("--root", str(tmp_path), "serve", "-u", "alice:pw")
+    assert proc.returncode == 2
+    assert "--user needs --user-registry" in one_error_line(proc)
+    proc = run_dist("--root", str(tmp_path), "serve", "--user-registry", "example.com")
+    assert proc.returncode == 2
+    assert "--user-registry needs --user" in one_error_line(proc)
+
+
+# -- how the API is reached ----------------------------------------------------------
+
+
+@as_root
+def test_tcp_as_root_needs_the_explicit_flag(tmp_path: Path) -> None:
+    args = ("--root", str(tmp_path / "root"), "serve", "--address", "tcp://127.0.0.1:0")
+    proc = run_dist(*args)
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "refusing to serve on TCP as root" in line and "--unauthenticated-tcp" in line
+    assert not (tmp_path / "root").exists()  # refused before touching anything
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "ocidist", *args, "--unauthenticated-tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert daemon.stderr is not None
+        line = daemon.stderr.readline().decode()
+        m = re.search(r"listening on (tcp://127\.0\.0\.1:\d+)", line)
+        assert m, line
+        ok(run_dist("--address", m.group(1), "content", "ls"))
+    finally:
+        daemon.terminate()
+        assert daemon.wait(timeout=15) == 0
+
+
+def test_the_socket_is_0600_when_bind_returns_under_umask_0(tmp_path: Path, sockdir: str) -> None:
+    from ocidist.api import address
+    from ocidist.api.server import Server
+
+    sock = os.path.join(sockdir, "bound.sock")
+    server = Server(str(tmp_path / "root"), address.parse(sock), lambda: None)  # type: ignore[arg-type, return-value]
+    old = os.umask(0)
+    try:
+        server.bind()
+        mode = stat.S_IMODE(os.lstat(sock).st_mode)  # before anything else runs
+    finally:
+        os.umask(old)
+        server.stop()
+    assert mode == 0o600
+
+
+def test_the_socket_is_private_from_the_first_instant(tmp_path: Path, sockdir: str) -> None:
+    sock = os.path.join(sockdir, "d.sock")
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        # As fast as we can: the first mode the socket is ever seen with.
+        while not stop.is_set():
+            try:
+                seen.append(stat.S_IMODE(os.lstat(sock).st_mode))
+                return
+            except FileNotFoundError:
+                continue
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    argv = [sys.executable, "-m", "ocidist", "--root", str(tmp_path / "root"), "serve"]
+    daemon = subprocess.Popen(
+        [*argv, "--address", sock],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        # The laxest umask there is: a socket bound under it is 0777.
+        preexec_fn=lambda: os.umask(0),
+    )
+    try:
+        watcher.join(timeout=30)
+        assert seen == [0o600]
+        from tests.test_serve import wait_connectable
+
+        wait_connectable(sock, daemon)
+        assert stat.S_IMODE(os.lstat(sock).st_mode) == 0o600
+        # Nothing else the daemon made under umask 0 is writable by others
+        # (the store's own files follow the process umask, as before).
+    finally:
+        stop.set()
+        watcher.join()
+        daemon.terminate()
+        assert daemon.wait(timeout=15) == 0
