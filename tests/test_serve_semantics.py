@@ -125,7 +125,7 @@ def test_a_held_ref_is_unavailable_after_a_short_wait(daemon_proc: Served) -> No
 
 _DROPPER = textwrap.dedent(
     """
-    import os, sys, grpc
+    import queue, sys, grpc
     from ocidist.api.gen import content_pb2 as cpb
     ch = grpc.insecure_channel("unix://" + sys.argv[1])
     call = ch.stream_stream(
@@ -133,15 +133,15 @@ _DROPPER = textwrap.dedent(
         request_serializer=cpb.WriteContentRequest.SerializeToString,
         response_deserializer=cpb.WriteContentResponse.FromString,
     )
-    def reqs():
-        yield cpb.WriteContentRequest(action=cpb.STAT, ref="dropped")
-        yield cpb.WriteContentRequest(action=cpb.WRITE, offset=0, data=b"x" * 1000)
-        sys.stdout.write("written\\n")
-        sys.stdout.flush()
-        sys.stdin.read()  # until killed
-        yield cpb.WriteContentRequest(action=cpb.WRITE, offset=1000, data=b"y")
-    for _ in call(reqs(), metadata=(("containerd-namespace", "default"),)):
-        pass
+    q = queue.Queue()
+    q.put(cpb.WriteContentRequest(action=cpb.STAT, ref="dropped"))
+    answers = call(iter(q.get, None), metadata=(("containerd-namespace", "default"),))
+    next(answers)
+    q.put(cpb.WriteContentRequest(action=cpb.WRITE, offset=0, data=b"x" * 1000))
+    assert next(answers).offset == 1000  # the daemon holds the bytes now
+    sys.stdout.write("written\\n")
+    sys.stdout.flush()
+    sys.stdin.read()  # until killed, the stream open
     """
 )
 
