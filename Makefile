@@ -5,7 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench deps venv clean reliability proto
+.PHONY: demo test lint bench deps venv clean reliability proto docs
+
+# The library's API reference, from its docstrings (pdoc), in build/docs/.
+DOC_MODULES := ocidist.client ocidist.descriptor ocidist.digest ocidist.reference \
+	ocidist.errors ocidist.progress ocidist.pull ocidist.push ocidist.copy ocidist.unpack \
+	ocidist.artifact ocidist.metadata
+docs: venv
+	$(BIN)/python -m pdoc --docformat google -o build/docs $(DOC_MODULES)
+	@echo "API reference: build/docs/index.html"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,4 +55,4 @@ proto: venv
 	$(BIN)/python src/ocidist/api/proto/generate.py
 
 clean:
-	rm -rf $(VENV) .demo .bench
+	rm -rf $(VENV) .demo .bench build

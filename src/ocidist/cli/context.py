@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ocidist.errors import DistError, InvalidArgument
+from ocidist.paths import default_root
 
 if TYPE_CHECKING:
     from ocidist.api.client import Daemon
@@ -21,13 +22,6 @@ if TYPE_CHECKING:
     from ocidist.remotes.docker.auth import Credential, CredentialFunc
     from ocidist.remotes.docker.resolver import DockerResolver
     from ocidist.remotes.docker.upload import PushOptions
-
-
-def default_root() -> str:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "share"
-    )
-    return os.path.join(base, "ocidist")
 
 
 def parse_duration(text: str) -> float:
