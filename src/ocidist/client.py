@@ -290,7 +290,6 @@ class Client:
         >>> client.copy("docker.io/library/alpine:3", "localhost:5000/alpine:3")  # doctest: +SKIP
         """
         from ocidist.copy import copy_image
-        from ocidist.remotes.docker.pusher import PushOptions
 
         return copy_image(
             self.resolver,
@@ -299,7 +298,6 @@ class Client:
             matcher=_matcher(platform),
             concurrency=self.concurrency,
             progress=self._progress_for(progress),
-            options=PushOptions(lookup_min=0),  # no root check: ask before each object
         )
 
     def unpack(
