@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from ocidist.errors import CredentialError
 from ocidist.remotes.docker import credentials as creds
 from ocidist.remotes.docker.auth import Credential
-from ocidist.remotes.docker.credentials import CredentialError
 from tests.harness.authfixtures import docker_config, install_helper
 
 __all__ = ["docker_config"]

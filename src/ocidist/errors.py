@@ -16,9 +16,13 @@ at one boundary per backend, so callers and the CLI see only ``DistError``::
     ├── InvalidContent             malformed manifest, oversized object, bad media type
     │   └── GraphLimit             an image graph past the walker's bounds
     ├── ArchiveError               a layer tar could not be applied
+    │   ├── CompressionError, PathError, SizeLimitExceeded, Truncated, Malformed
     ├── Unavailable                network/connection failures, timeouts
-    │   └── TimedOut
+    │   ├── TimedOut
+    │   └── UploadRestarted        the registry lost an upload session (refeed from 0)
+    ├── Cancelled                  work stopped because what it served failed
     ├── NoSpace                    disk full
+    ├── CredentialError            a credentials file or helper failed
     └── RegistryError              any non-success registry answer (status, codes, body)
         ├── Unauthorized           401 (and 403 as Denied)
         │   └── Denied
@@ -95,6 +99,26 @@ class ArchiveError(DistError):
     """A layer archive could not be applied."""
 
 
+class CompressionError(ArchiveError):
+    """The compressed stream is corrupt, truncated or of an unsupported kind."""
+
+
+class PathError(ArchiveError):
+    """A path could not be resolved inside the root (link loop, not a directory)."""
+
+
+class SizeLimitExceeded(ArchiveError):
+    """The uncompressed layer is larger than the configured limit."""
+
+
+class Truncated(ArchiveError):
+    """The tar stream ended in the middle of an entry."""
+
+
+class Malformed(ArchiveError):
+    """A tar header could not be parsed."""
+
+
 class Unavailable(DistError):
     """The remote could not be reached or the transfer broke off."""
 
@@ -105,6 +129,16 @@ class Unavailable(DistError):
         # plain-HTTP registry, a certificate that does not verify), 2 for an
         # unknown host name.
         self.attempts = attempts
+
+
+class UploadRestarted(Unavailable):
+    """The registry lost an upload session; a new one starts from byte 0
+    (the writer's offset is 0 again, so a resuming copy re-sends everything)."""
+
+
+class Cancelled(DistError):
+    """Work stopped because what it served has already failed (an unpack's
+    transfers after the apply failed)."""
 
 
 class TimedOut(Unavailable):
@@ -168,3 +202,7 @@ def reworded(e: DistError, message: str) -> DistError:
     if isinstance(e, Unavailable):
         return type(e)(message, attempts=e.attempts)
     return type(e)(message)
+
+
+class CredentialError(DistError):
+    """A config file or credential helper failed (never carries the secret)."""

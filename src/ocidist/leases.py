@@ -20,7 +20,6 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -36,6 +35,7 @@ from ocidist.errors import (
 )
 from ocidist.metadata import PRAGMAS, SCHEMA, SCHEMA_VERSION
 from ocidist.sqlitedb import SQLiteFile
+from ocidist.value import Value
 
 if TYPE_CHECKING:
     import sqlite3
@@ -52,11 +52,17 @@ _IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 MAX_IDENTIFIER = 76
 
 
-@dataclass(frozen=True)
-class Lease:
+class Lease(Value):
+    __slots__ = ("id", "created_at", "labels")
+    _no_hash = ("labels",)  # a dict
     id: str
     created_at: float
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str]
+
+    def __init__(self, id: str, created_at: float, labels: Mapping[str, str] | None = None) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "created_at", created_at)
+        object.__setattr__(self, "labels", dict(labels or {}))
 
     def expired(self, now: float) -> bool:
         text = self.labels.get(EXPIRE_LABEL)
@@ -68,10 +74,14 @@ class Lease:
             return False  # unreadable: keep protecting rather than lose content
 
 
-@dataclass(frozen=True)
-class Resource:
+class Resource(Value):
+    __slots__ = ("id", "type")
     id: str
     type: str
+
+    def __init__(self, id: str, type: str) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "type", type)
 
 
 def check_namespace(namespace: str) -> str:

@@ -33,6 +33,7 @@ from ocidist.errors import (
     RegistryError,
     TooManyRequests,
     Unauthorized,
+    UploadRestarted,
 )
 from ocidist.images.plan import Plan, plan, stored_platform, stored_reader
 from ocidist.images.platforms import MatchComparer
@@ -41,11 +42,12 @@ from ocidist.metadata import Metadata
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
 from ocidist.remotes import Pusher, Resolver
-from ocidist.remotes.docker.upload import UploadRestarted
+from ocidist.remotes.docker.retry import RetryPolicy
 
 OpenAt = Callable[[int], BinaryIO]
-# Attempts per blob at feeding a writer whose session had to restart.
-UPLOAD_ATTEMPTS = 5
+# Feeding a writer whose session had to restart: the one retry mechanism,
+# with no wait (the writer's own requests have waited already).
+REFEED = RetryPolicy(backoff=0.0)
 
 
 class PushResult:
@@ -105,16 +107,16 @@ def upload_blob(
             prog.start(desc, held)
         prog.update(desc, held)
 
+    tries = REFEED.begin(f"push {desc.digest}")
     try:
-        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+        while True:
             try:
                 copy_from(writer, open_at, desc.size, desc.digest, progress=report)
                 break
-            except UploadRestarted:
+            except UploadRestarted as e:
                 # Only a writer that lost its session asks to be fed again;
                 # a failing source has already used its own retries.
-                if attempt == UPLOAD_ATTEMPTS:
-                    raise
+                tries.failed(e)
     finally:
         writer.close()
     prog.done(desc, "pushed")

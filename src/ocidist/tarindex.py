@@ -130,7 +130,8 @@ class TarIndex:
     # -- opening --
 
     def _open(self, path: str) -> BinaryIO:
-        from ocidist.archive.compression import Compression, CompressionError, detect
+        from ocidist.archive.compression import Compression, detect
+        from ocidist.errors import CompressionError
 
         if path == "-":
             src: BinaryIO = sys.stdin.buffer
@@ -160,7 +161,8 @@ class TarIndex:
 
     def _spool(self, src: _Prefixed) -> BinaryIO:
         """The uncompressed archive in an unlinked temporary file."""
-        from ocidist.archive.compression import CompressionError, decompressed_chunks
+        from ocidist.archive.compression import decompressed_chunks
+        from ocidist.errors import CompressionError
 
         out = tempfile.TemporaryFile(prefix="ocidist-archive-")  # noqa: SIM115
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
 import grpc
@@ -40,6 +39,7 @@ from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, DistError, FailedPrecondition, NotFound, Unavailable
 from ocidist.leases import CONTENT, Lease
 from ocidist.metadata import Image
+from ocidist.value import Value
 
 M = TypeVar("M", bound=Message)
 
@@ -47,15 +47,29 @@ BUFSIZE = 1 << 20
 LOCK_RETRY_MAX = 1.0  # seconds between tries for a locked ingest
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(Value):
     """A progress event of a daemon-side operation (see ocidist.proto)."""
 
+    __slots__ = ("event", "descriptor", "offset", "status", "name")
     event: str
     descriptor: Descriptor | None
-    offset: int = 0
-    status: str = ""
-    name: str = ""
+    offset: int
+    status: str
+    name: str
+
+    def __init__(
+        self,
+        event: str,
+        descriptor: Descriptor | None,
+        offset: int = 0,
+        status: str = "",
+        name: str = "",
+    ) -> None:
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "descriptor", descriptor)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "name", name)
 
 
 class Daemon:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
 from ocidist.archive import entries
-from ocidist.archive.compression import Compression, CompressionError, decompressed_chunks
-from ocidist.archive.rootpath import Parts, PathError, Root, clean, lstat_at, remove_at
+from ocidist.archive.compression import Compression, decompressed_chunks
+from ocidist.archive.rootpath import Parts, Root, clean, lstat_at, remove_at
 from ocidist.archive.tarstream import TAR_BUFSIZE, HashingReader, members
 from ocidist.archive.whiteout import (
     OPAQUE_MARKER,
@@ -26,7 +26,7 @@ from ocidist.archive.whiteout import (
     LayerTree,
 )
 from ocidist.digest import Digest
-from ocidist.errors import ArchiveError, DigestMismatch, NoSpace
+from ocidist.errors import ArchiveError, CompressionError, DigestMismatch, NoSpace, PathError
 from ocidist.value import Value
 
 

@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import BinaryIO
 
-from ocidist.errors import ArchiveError
+from ocidist.errors import (
+    CompressionError,
+)
 
 CHUNK_SIZE = 1 << 20
 _BLOCK = 512
@@ -42,10 +44,6 @@ def _zlib_module() -> ModuleType:
         import zlib
 
         return zlib
-
-
-class CompressionError(ArchiveError):
-    """The compressed stream is corrupt, truncated or of an unsupported kind."""
 
 
 class Compression(enum.Enum):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from ocidist.archive.compression import CHUNK_SIZE
 from ocidist.archive.rootpath import Parts
-from ocidist.archive.tarstream import Truncated
+from ocidist.errors import Truncated
 from ocidist.stream import write_all
 from ocidist.value import Value
 

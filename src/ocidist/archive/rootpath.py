@@ -17,7 +17,9 @@ import stat
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
-from ocidist.errors import ArchiveError
+from ocidist.errors import (
+    PathError,
+)
 
 # Linux gives up after 40 links in one lookup (ELOOP); we allow as many per
 # resolved path so that legitimate deep link chains in rootfs trees work.
@@ -29,10 +31,6 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CACHE_SIZE = 8
 
 Parts = tuple[str, ...]
-
-
-class PathError(ArchiveError):
-    """A path could not be resolved inside the root (link loop, not a directory)."""
 
 
 def clean(name: str) -> Parts:

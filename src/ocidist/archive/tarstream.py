@@ -14,7 +14,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import Any
 
-from ocidist.errors import ArchiveError
+from ocidist.errors import Malformed, SizeLimitExceeded, Truncated
 
 # tarfile's stream buffer copies its remainder on every read, so a large buffer
 # costs more than it saves with small entries; 64 KiB measured best here.
@@ -23,18 +23,6 @@ TAR_BUFSIZE = 1 << 16
 
 # The header error subclasses are real tarfile names but missing from typeshed.
 _tar: Any = tarfile
-
-
-class SizeLimitExceeded(ArchiveError):
-    """The uncompressed layer is larger than the configured limit."""
-
-
-class Truncated(ArchiveError):
-    """The tar stream ended in the middle of an entry."""
-
-
-class Malformed(ArchiveError):
-    """A tar header could not be parsed."""
 
 
 class HashingReader:

@@ -218,7 +218,8 @@ class DockerArchiveReader:
         return Descriptor(OCI_CONFIG, dgst, len(data)), diff_ids, platform
 
     def _layer(self, path: str, diff_id: Digest) -> Descriptor:
-        from ocidist.archive.compression import Compression, CompressionError, detect
+        from ocidist.archive.compression import Compression, detect
+        from ocidist.errors import CompressionError
 
         member = self.tar.find(path)
         if member is None:

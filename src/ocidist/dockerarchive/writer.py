@@ -166,7 +166,8 @@ def _legacy_json(layer_id: str, parent: str, config: bytes, top: bool) -> bytes:
 def _plain_layer(src: VerifyingReader, diff_id: Digest, dgst: Digest) -> Iterable[bytes]:
     """The layer's uncompressed bytes; the last chunk is held back until they
     hash to ``diff_id`` (a reader never gets a complete-looking bad layer)."""
-    from ocidist.archive.compression import CompressionError, decompressed_chunks
+    from ocidist.archive.compression import decompressed_chunks
+    from ocidist.errors import CompressionError
 
     h = diff_id.hasher()
     try:

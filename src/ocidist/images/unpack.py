@@ -18,17 +18,13 @@ from ocidist import jsondata, manifest
 from ocidist.content import Store
 from ocidist.descriptor import Descriptor, Platform, is_config, is_index, is_layer, is_manifest
 from ocidist.digest import Digest
-from ocidist.errors import DistError, InvalidContent, NotFound
+from ocidist.errors import Cancelled, DistError, InvalidContent, NotFound
 from ocidist.images.walk import Handler, read_manifest, walk
 from ocidist.progress import NullProgress, Progress
 from ocidist.value import Value
 
 # A config is JSON read into memory; real ones are a few kB (history included).
 MAX_CONFIG_SIZE = 8 * 1024 * 1024
-
-
-class Cancelled(DistError):
-    """A transfer stopped because the unpack it fed has already failed."""
 
 
 class ImageParts(Value):

@@ -10,7 +10,6 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, cast
 
 from ocidist import jsondata, reference
@@ -44,12 +43,16 @@ from ocidist.metadata import Image, Metadata
 from ocidist.stream import Readable, copy_stream
 
 
-@dataclass
 class ExportResult:
-    name: str
-    target: Descriptor
-    dest: str
-    blobs: list[Descriptor] = field(default_factory=list)
+    # A plain class, as the other results (PullResult…): a dataclass costs
+    # ~1 ms of start-up.
+    def __init__(
+        self, name: str, target: Descriptor, dest: str, blobs: list[Descriptor] | None = None
+    ) -> None:
+        self.name = name
+        self.target = target
+        self.dest = dest
+        self.blobs: list[Descriptor] = blobs if blobs is not None else []
 
     @property
     def size(self) -> int:

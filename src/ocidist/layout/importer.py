@@ -6,7 +6,6 @@ import contextlib
 import os
 import sys
 import tarfile
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ocidist import jsondata, manifest, reference
@@ -105,11 +104,13 @@ def _entry_name(desc: Descriptor, base: reference.Reference | None) -> str:
     )
 
 
-@dataclass
 class _Held:
-    key: str
-    size: int
-    writer: Writer | None  # None: verified, closed, re-opened at commit
+    __slots__ = ("key", "size", "writer")
+
+    def __init__(self, key: str, size: int, writer: Writer | None) -> None:
+        self.key = key
+        self.size = size
+        self.writer = writer  # None: verified, closed, re-opened at commit
 
 
 class _Ingests:

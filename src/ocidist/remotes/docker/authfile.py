@@ -22,10 +22,10 @@ import base64
 import os
 from typing import Any
 
+from ocidist.errors import CredentialError
 from ocidist.remotes.docker.auth import Credential, CredentialFunc
 from ocidist.remotes.docker.credentials import (
     HUB_NAMES,
-    CredentialError,
     from_entry,
     helper_get,
     hostname,

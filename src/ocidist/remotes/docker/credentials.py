@@ -17,7 +17,10 @@ import json
 import os
 from typing import Any
 
-from ocidist.errors import DistError, InvalidArgument
+from ocidist.errors import (
+    CredentialError,
+    InvalidArgument,
+)
 from ocidist.remotes.docker.auth import Credential, CredentialFunc
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -26,10 +29,6 @@ HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 HELPER_TIMEOUT = 60.0
 # Docker helpers print this (exit 1) when they hold nothing for the server.
 _NOT_FOUND = "credentials not found"
-
-
-class CredentialError(DistError):
-    """A config file or credential helper failed (never carries the secret)."""
 
 
 def config_path() -> str:

@@ -42,6 +42,7 @@ from ocidist.errors import (
     TooManyRequests,
     Unauthorized,
     Unavailable,
+    UploadRestarted,
 )
 from ocidist.remotes.docker.hosts import RegistryHost
 from ocidist.remotes.docker.httpconn import decimal
@@ -77,11 +78,6 @@ class PushOptions(NamedTuple):
     # Try the single-request upload (POST ?digest= with the body) for small
     # blobs; a registry that does not take it is remembered (SinglePost).
     single_post: bool = True
-
-
-class UploadRestarted(Unavailable):
-    """The registry lost the upload session; a new one starts from byte 0
-    (the writer's offset is 0 again, so a resuming copy re-sends everything)."""
 
 
 StartFunc = Callable[[], Response]
