@@ -93,7 +93,7 @@ def test_platform_of_an_index(tmp_path: Path, registry: Registry, repo_name: str
     assert raw == arm.raw
     assert ok(dist(tmp_path, "inspect", "--raw", ref)).stdout == idx.raw
     proc = dist(tmp_path, "inspect", "--platform", "windows/s390x", ref)
-    assert proc.returncode == 1 and "no manifest for the requested platform" in one_error_line(proc)
+    assert proc.returncode == 1 and "no manifest for" in one_error_line(proc)
 
 
 def test_every_transport_gives_the_same_answer(

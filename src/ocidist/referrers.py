@@ -18,13 +18,13 @@ missing, does the update again (a bounded number of times).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ocidist import manifest, reference
 from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
 from ocidist.digest import Digest
 from ocidist.errors import InvalidContent, NotFound, RegistryError
-from ocidist.images.walk import MAX_CHILDREN
 
 if TYPE_CHECKING:
     from ocidist.remotes.docker.pusher import DockerPusher
@@ -120,6 +120,8 @@ def record(
         entries = list(current.manifests) if current is not None else []
         if any(e.digest == entry.digest for e in entries):
             return tag
+        from ocidist.images.walk import MAX_CHILDREN
+
         if len(entries) >= MAX_CHILDREN:
             raise InvalidContent(f"{ref}: {len(entries)} referrers already; refusing to grow it")
         doc = {
@@ -133,3 +135,74 @@ def record(
         if check is not None and any(e.digest == entry.digest for e in check.manifests):
             return tag
     raise RegistryError(f"{ref}: the referrers tag kept changing while it was updated")
+
+
+def has_api(resolver: DockerResolver, repository: str, subject: Digest) -> bool:
+    """Whether ``repository``'s registry answers the referrers API (not 404)."""
+    from ocidist.remotes.docker.hosts import PULL
+    from ocidist.remotes.docker.listing import upstream_host
+    from ocidist.remotes.docker.referrers import fetch_referrers
+
+    r = reference.parse(repository, default_tag="")
+    hosts = [h for h in resolver.hosts(r.domain) if PULL in h.capabilities]
+    try:
+        fetch_referrers(resolver.session, upstream_host(hosts), r.path, subject)
+    except NotFound:
+        return False
+    return True
+
+
+def closure(
+    resolver: DockerResolver, repository: str, subject: Digest
+) -> list[tuple[Digest, Descriptor]]:
+    """Every referrer of ``subject``, and of those referrers, recursively
+    (bounded like an image graph): (what it refers to, its descriptor),
+    each subject before its referrers."""
+    from ocidist.images.walk import MAX_CHILDREN, MAX_INDEX_DEPTH
+
+    out: list[tuple[Digest, Descriptor]] = []
+    seen = {subject}
+    level = [subject]
+    for _ in range(MAX_INDEX_DEPTH):
+        following: list[Digest] = []
+        for parent in level:
+            found, _ = list_referrers(resolver, repository, parent)
+            for desc in found:
+                if desc.digest in seen:
+                    continue
+                seen.add(desc.digest)
+                out.append((parent, desc))
+                following.append(desc.digest)
+                if len(out) > MAX_CHILDREN:
+                    raise InvalidContent(
+                        f"{repository}@{subject}: more than {MAX_CHILDREN} referrers"
+                    )
+        if not following:
+            return out
+        level = following
+    raise InvalidContent(f"{repository}@{subject}: referrers nested deeper than {MAX_INDEX_DEPTH}")
+
+
+def copy_referrers(
+    resolver: DockerResolver,
+    src: str,
+    dst: str,
+    subject: Digest,
+    copy: Callable[[str, str], Descriptor],
+    pusher: DockerPusher,
+) -> list[Descriptor]:
+    """Copy what refers to ``subject`` (recursively) from repository ``src``
+    to ``dst`` with ``copy(src_ref, dst_ref)`` (an image copy, by digest),
+    keeping ``dst``'s referrers tag up to date where it has no API."""
+    found = closure(resolver, src, subject)
+    api = has_api(resolver, dst, subject) if found else True
+    for parent, desc in found:
+        copied = copy(f"{src}@{desc.digest}", f"{dst}@{desc.digest}")
+        if not api:
+            stream = resolver.fetcher(src).fetch(copied)
+            try:
+                data = stream.read(MAX_MANIFEST_SIZE + 1)
+            finally:
+                stream.close()
+            record(resolver, pusher, dst, parent, entry_for(copied, data))
+    return [d for _, d in found]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, cast
 from ocidist import jsondata
 from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
 from ocidist.digest import Digest, VerifyingReader
-from ocidist.errors import DigestMismatch, InvalidArgument, InvalidContent, NotFound
+from ocidist.errors import DigestMismatch, DistError, InvalidArgument, InvalidContent, NotFound
 from ocidist.stream import Readable
 from ocidist.text import quote
 
@@ -47,12 +47,14 @@ class Source:
         root: Descriptor,
         fetcher: Fetcher,
         close: Callable[[], None] | None = None,
+        ref: str = "",
     ) -> None:
         self.transport = transport
         self.name = name
         self.root = root
         self.fetcher = fetcher
         self._close = close
+        self.ref = ref  # the image's reference, when the source knows one
 
     def read(self, desc: Descriptor, cap: int = MAX_MANIFEST_SIZE) -> bytes:
         """A small object (manifest, index, config) whole, verified."""
@@ -135,7 +137,7 @@ def open_source(
 
 def _registry(resolver: DockerResolver, ref: str) -> Source:
     name, desc = resolver.resolve(ref, body=True)
-    return Source("docker", name, desc, resolver.fetcher(name))
+    return Source("docker", name, desc, resolver.fetcher(name), ref=name)
 
 
 class StoreFetcher:
@@ -159,7 +161,7 @@ def store_source(store: Store, metadata: Metadata, name: str) -> Source:
     from ocidist.layout.exporter import lookup_image
 
     image = lookup_image(metadata, name)
-    return Source("store", image.name, image.target, StoreFetcher(store))
+    return Source("store", image.name, image.target, StoreFetcher(store), ref=image.name)
 
 
 # -- OCI layouts --------------------------------------------------------------------
@@ -261,7 +263,21 @@ def _layout(layout: LayoutDir | LayoutTar, tag: str) -> Source:
     label = root.annotations.get(IMAGE_NAME) or root.annotations.get(REF_NAME) or ""
     name = f"{layout.path}:{label}" if label else layout.path
     plain = Descriptor(root.media_type, root.digest, root.size, platform=root.platform)
-    return Source("oci", name, plain, layout, layout.close)
+    return Source("oci", name, plain, layout, layout.close, ref=_entry_ref(root))
+
+
+def _entry_ref(entry: Descriptor) -> str:
+    """The image reference a layout entry records, if any (containerd's
+    full name, or a ref.name that is a full reference)."""
+    from ocidist import reference
+
+    for text in (entry.annotations.get(IMAGE_NAME, ""), entry.annotations.get(REF_NAME, "")):
+        if text and ("/" in text or "." in text.split(":")[0]):
+            try:
+                return reference.parse(text).name
+            except DistError:
+                continue
+    return ""
 
 
 # -- docker-archive -------------------------------------------------------------------
@@ -281,7 +297,8 @@ def _docker_archive(path: str, ref: str) -> Source:
         reader = DockerArchiveReader(tar)
         image = reader.find(ref or None)
         name = image.repo_tags[0] if image.repo_tags else f"{path}:@{image.index}"
-        return Source("docker-archive", name, image.desc, reader, tar.close)
+        ref = image.repo_tags[0] if image.repo_tags else ""
+        return Source("docker-archive", name, image.desc, reader, tar.close, ref=ref)
     except BaseException:
         tar.close()
         raise

@@ -43,6 +43,11 @@ def add_pull_options(p: argparse.ArgumentParser) -> None:
         help="platform to fetch (repeatable; default: this machine's)",
     )
     p.add_argument("--all-platforms", action="store_true", help="fetch every platform")
+    p.add_argument(
+        "--referrers",
+        action="store_true",
+        help="also fetch what refers to the image (signatures, SBOMs…), recursively",
+    )
     add_transfer_options(p)
 
 
@@ -64,10 +69,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             concurrency=args.concurrency,
             progress=progress,
         )
+        referrers = _fetch_referrers(args, ctx, result, progress) if args.referrers else None
     finally:
         progress.close()
     if ctx.json:
         doc = {"name": result.name, **result.target.to_json()}
+        if referrers is not None:
+            doc["referrers"] = [d.to_json() for d in referrers]
         doc["fetched"] = len(result.fetched)
         doc["fetchedBytes"] = result.fetched_bytes
         doc["existing"] = len(result.skipped)
@@ -77,7 +85,37 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if not ctx.quiet:
         print(
             f"fetched {len(result.fetched)} objects ({human_size(result.fetched_bytes)}), "
-            f"{len(result.skipped)} already present",
+            f"{len(result.skipped)} already present"
+            + (f", {len(referrers)} referrers" if referrers is not None else ""),
             file=sys.stderr,
         )
     return 0
+
+
+def _fetch_referrers(args: argparse.Namespace, ctx: Context, result: Any, progress: Any) -> Any:
+    """Everything that refers to the image (recursively) into the store too;
+    each is kept alive by a gc label on what it refers to."""
+    from ocidist import reference
+    from ocidist.images.handlers import GC_REF
+    from ocidist.images.platforms import AllPlatforms
+    from ocidist.pull import fetch_image
+    from ocidist.referrers import closure
+
+    resolver = ctx.resolver()
+    store = ctx.store()
+    repository = reference.parse(result.name).repository
+    found = closure(resolver, repository, result.target.digest)
+    for parent, desc in found:
+        fetch_image(
+            resolver,
+            store,
+            None,
+            f"{repository}@{desc.digest}",
+            matcher=AllPlatforms(),
+            limit=0,
+            concurrency=args.concurrency,
+            progress=progress,
+        )
+        key = f"{GC_REF}.referrer.{desc.digest.algorithm}.{desc.digest.encoded}"
+        store.update(parent, {key: str(desc.digest)})
+    return [d for _, d in found]

@@ -83,23 +83,36 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         examples=(
             "dist copy registry.a/app:1 registry.b/app:1",
             "dist copy docker.io/library/alpine:3 localhost:5000/alpine:3 --platform linux/amd64",
+            "dist copy --referrers registry.a/app:1 registry.b/app:1",
+            "dist copy oci:layout-dir:1.0 docker-archive:app.tar:app:1.0",
+            "dist copy docker-archive:saved.tar localhost:5000/app:1",
         ),
         parents=[common],
-        help="copy an image between repositories or registries, digests unchanged",
-        description="Copy SRC to DST, streaming blobs from one registry to the other (mounted "
-        "when both are on the same registry). By default every platform is copied and an "
-        "index keeps its digest. An index cannot be filtered without changing its digest, "
-        "so with --platform the matching platform manifest itself is copied and tagged "
-        "(like crane copy --platform).",
+        help="copy an image between registries, layouts, archives and the store",
+        description="Copy SRC to DST. Each is a registry reference or oci:DIR[:TAG], "
+        "oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] (a `docker save` tarball; "
+        "as a source also :@N) or store:NAME (the local store). Between registries blobs "
+        "stream from one to the other (mounted when both are on the same registry); other "
+        "copies go through a content store (the local one for store:, else a temporary "
+        "one), every blob verified on the way in and again on the way out. By default every "
+        "platform is copied and an index keeps its digest (a docker-archive holds one "
+        "platform: this machine's unless --platform). An index cannot be filtered without "
+        "changing its digest, so with --platform the matching platform manifest itself is "
+        "copied and tagged (like crane copy --platform).",
     )
-    p.add_argument("src", metavar="SRC", help="source reference")
-    p.add_argument("dst", metavar="DST", help="destination reference")
+    p.add_argument("src", metavar="SRC", help="source: a reference or TRANSPORT:…")
+    p.add_argument("dst", metavar="DST", help="destination: a reference or TRANSPORT:…")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="copy only this platform")
     p.add_argument("--all-platforms", action="store_true", help="copy every platform (default)")
     p.add_argument(
         "--via-store",
         action="store_true",
         help="fetch into the content store (--root) first, then push from it",
+    )
+    p.add_argument(
+        "--referrers",
+        action="store_true",
+        help="also copy what refers to the image (signatures, SBOMs…), recursively",
     )
     add_push_options(p)
     p.set_defaults(handler=run_copy)
@@ -263,11 +276,16 @@ def run_push(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_copy(args: argparse.Namespace, ctx: Context) -> int:
-    from ocidist.copy import copy_image
     from ocidist.errors import InvalidArgument
+    from ocidist.transports import is_registry
 
     if args.platform and args.all_platforms:
         raise InvalidArgument("--platform and --all-platforms exclude each other")
+    registries = is_registry(args.src) and is_registry(args.dst)
+    if args.referrers and not registries:
+        raise InvalidArgument("--referrers: both SRC and DST must be registry references")
+    if args.via_store and not registries:
+        raise InvalidArgument("--via-store: only between registries (other copies use a store)")
     matcher = _platform_matcher(args.platform)
     # copy_image does not ask whether the destination has the image before
     # it starts (push_image does, see push.image_present): without a HEAD per
@@ -275,34 +293,87 @@ def run_copy(args: argparse.Namespace, ctx: Context) -> int:
     ctx.push_options = push_options(args, look_first=True)
     progress = progress_for(ctx, args)
     try:
-        result = copy_image(
-            ctx.resolver(),
-            args.src,
-            args.dst,
-            matcher=matcher,
-            via_store=ctx.store() if args.via_store else None,
-            concurrency=args.concurrency,
-            progress=progress,
-        )
+        if registries:
+            result = _copy_registries(args, ctx, matcher, progress)
+        else:
+            result = _copy_transports(args, ctx, matcher, progress)
     finally:
         progress.close()
     report(ctx, result)
     return 0
 
 
+def _copy_registries(args: argparse.Namespace, ctx: Context, matcher: Any, progress: Any) -> Any:
+    from ocidist import reference
+    from ocidist.copy import copy_image
+
+    def copy(src: str, dst: str, matcher: Any = matcher) -> Any:
+        return copy_image(
+            ctx.resolver(),
+            src,
+            dst,
+            matcher=matcher,
+            via_store=ctx.store() if args.via_store else None,
+            concurrency=args.concurrency,
+            progress=progress,
+        )
+
+    result = copy(args.src, args.dst)
+    if args.referrers:
+        from ocidist.referrers import copy_referrers
+
+        src = reference.parse(result.source).repository
+        dst = reference.parse(result.name).repository
+        pusher = ctx.resolver().pusher(dst)
+        # Referrers are copied whole (every platform of an index they may be).
+        found = copy_referrers(
+            ctx.resolver(),
+            src,
+            dst,
+            result.target.digest,
+            lambda s, d: copy(s, d, None).target,
+            pusher,
+        )
+        result.referrers = found
+    return result
+
+
+def _copy_transports(args: argparse.Namespace, ctx: Context, matcher: Any, progress: Any) -> Any:
+    from ocidist.push import PushResult
+    from ocidist.transports import Services, copy_any
+
+    copied = copy_any(
+        Services(ctx.resolver, ctx.store, ctx.metadata),
+        args.src,
+        args.dst,
+        matcher=matcher,
+        concurrency=args.concurrency,
+        progress=progress,
+        options=push_options(args),
+    )
+    result = PushResult(copied.name, copied.target)
+    result.pushed, result.existing = copied.written, copied.existing
+    return result
+
+
 def report(ctx: Context, result: PushResult) -> None:
     from ocidist.progress import human_size
+
+    referrers = getattr(result, "referrers", None)  # copy --referrers
 
     if ctx.json:
         doc = {"name": result.name, **result.target.to_json()}
         doc |= {"pushed": len(result.pushed), "pushedBytes": result.pushed_bytes}
         doc |= {"mounted": len(result.mounted), "existing": len(result.existing)}
+        if referrers is not None:
+            doc["referrers"] = [d.to_json() for d in referrers]
         ctx.emit("done", doc)
         return
     print(f"{result.name} {result.target.digest}")
     if not ctx.quiet:
+        extra = f", {len(referrers)} referrers" if referrers is not None else ""
         print(
             f"pushed {len(result.pushed)} objects ({human_size(result.pushed_bytes)}), "
-            f"{len(result.mounted)} mounted, {len(result.existing)} already present",
+            f"{len(result.mounted)} mounted, {len(result.existing)} already present{extra}",
             file=sys.stderr,
         )

@@ -54,10 +54,12 @@ def export_docker(
     *,
     platforms: MatchComparer | None = None,
     tag: str | None = None,
+    untagged: bool = False,
 ) -> DockerExport:
     """Save stored image ``name`` to ``dest`` as a docker-archive. An index
     gives its best platform manifest (``platforms``, default this machine's),
-    as ``docker save`` does; ``tag`` replaces the RepoTag (``repo:tag``)."""
+    as ``docker save`` does; ``tag`` replaces the RepoTag (``repo:tag``);
+    ``untagged`` writes none (an image whose name was made up)."""
     from ocidist.images.plan import stored_platform
     from ocidist.images.unpack import manifest_parts, read_config
     from ocidist.layout.exporter import lookup_image
@@ -68,7 +70,7 @@ def export_docker(
         target = stored_platform(store, target, platforms or default_matcher(), image.name)
     config, layers = manifest_parts(store, target)
     parts = read_config(store, target, config, layers)
-    repo_tags = [_repo_tag(image.name, tag)]
+    repo_tags = [] if untagged else [_repo_tag(image.name, tag)]
     size = write_docker_archive(store, [SavedImage(parts, [t for t in repo_tags if t])], dest)
     return DockerExport(image.name, target, dest, size)
 
@@ -103,8 +105,10 @@ def import_docker(
         raise InvalidArgument(f"--name {name} has a tag but the archive holds {len(reader.images)}")
     # Names before anything is written: a bad one leaves no trace.
     named = [(image, _names(image, base, tar.what)) for image in reader.images]
+    # The archive is a Fetcher: importing it is a pull from it, on the walker.
     handler = FetchHandler(store, reader)
-    walk(handler, [i.desc for i in reader.images], concurrency=concurrency or default_concurrency())
+    roots = [i.desc for i in reader.images]
+    walk(handler, roots, concurrency=concurrency or default_concurrency())
     return [metadata.put_image(n, image.desc) for image, names in named for n in names]
 
 

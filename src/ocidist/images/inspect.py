@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from ocidist import jsondata, manifest
 from ocidist.descriptor import Descriptor, Platform, is_config, is_index
 from ocidist.errors import InvalidContent, NotFound
-from ocidist.images.platforms import MatchComparer, default_matcher, select
+from ocidist.images.platforms import MatchComparer, default_matcher
 from ocidist.images.unpack import MAX_CONFIG_SIZE
-from ocidist.images.walk import MAX_CHILDREN, MAX_INDEX_DEPTH
+from ocidist.images.walk import check_fan_out, children_handler, find_manifest, platform_children
 
 if TYPE_CHECKING:
     from ocidist.sources import Source
@@ -44,17 +44,20 @@ def config_bytes(source: Source, chosen: Chosen) -> tuple[Descriptor, bytes]:
 
 
 def choose_below(source: Source, chosen: Chosen, matcher: MatchComparer) -> Chosen:
-    desc, data, parents = chosen.desc, chosen.data, list(chosen.parents)
-    while is_index(desc.media_type):
-        if len(parents) >= MAX_INDEX_DEPTH:
-            raise InvalidContent(f"{source.name}: indexes nested deeper than {MAX_INDEX_DEPTH}")
-        kids = select(manifest.children(desc, data), matcher)
-        if not kids:
-            raise NotFound(f"{source.name}: no manifest for the requested platform")
-        parents.append(desc)
-        desc = kids[0]
-        data = source.read(desc)
-    return Chosen(desc, data, parents)
+    """The manifest the walker picks for ``matcher`` below ``chosen`` (itself
+    when it is not an index)."""
+    if not is_index(chosen.desc.media_type):
+        return chosen
+    held = {str(chosen.desc.digest): chosen.data}
+
+    def read(desc: Descriptor) -> bytes:
+        key = str(desc.digest)
+        if key not in held:
+            held[key] = source.read(desc)
+        return held[key]
+
+    found = find_manifest(children_handler(read, platform_children(matcher, 1)), chosen.desc)
+    return Chosen(found, read(found), [*chosen.parents, chosen.desc])
 
 
 def describe(source: Source, chosen: Chosen) -> dict[str, Any]:
@@ -71,8 +74,7 @@ def describe(source: Source, chosen: Chosen) -> dict[str, Any]:
     if decoded.subject is not None:
         doc["subject"] = decoded.subject.to_json()
     if isinstance(decoded, manifest.Index):
-        if len(decoded.manifests) > MAX_CHILDREN:
-            raise InvalidContent(f"{source.name}: {len(decoded.manifests)} manifests is too many")
+        check_fan_out(desc, decoded.manifests)
         doc["manifests"] = [_entry(source, m) for m in decoded.manifests]
         return doc
     doc.update(_image(source, decoded))

@@ -67,17 +67,24 @@ def export_image(
     *,
     platforms: MatchComparer | None = None,
     tag: str | None = None,
+    tar: bool | None = None,
+    record_name: bool = True,
 ) -> ExportResult:
     """Write image ``name`` as an OCI layout to the directory or tar ``dest``.
 
     ``platforms`` keeps only matching manifests of an index; ``tag`` overrides
     the ``ref.name`` (default: the name's tag). An existing layout directory
     gets the image added, replacing an entry with the same ``ref.name``.
+    ``tar`` forces a tar (or a directory); by default ``dest`` decides
+    (``is_tar_path``). ``record_name`` False leaves out io.containerd.image.name
+    (an image whose name was made up for the export).
     """
     image = lookup_image(metadata, name)
     blobs = _closure(store, image.target, platforms)
     entry = _index_entry(image, tag)
-    if is_tar_path(dest):
+    if not record_name:
+        del entry["annotations"][IMAGE_NAME]
+    if is_tar_path(dest) if tar is None else tar:
         _write_tar(store, blobs, entry, dest)
     else:
         _write_dir(store, blobs, entry, dest)
