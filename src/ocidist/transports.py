@@ -6,8 +6,9 @@ by the image walker (``FetchHandler`` over the source's ``Fetcher``), where
 each is verified by the store writer that takes it, and the destination is
 written from there by the same code as ``push``, ``export`` and
 ``export --format docker``, which check the bytes once more as they read
-them. The store is the user's when one side is ``store:``; otherwise a
-temporary one, removed afterwards, next to a file destination.
+them. The content store is the user's when one side is ``store:``;
+otherwise a temporary one (the caller's ``staging``), removed afterwards,
+next to a file destination.
 
 As for registries, ``--platform`` makes the best-matching platform
 manifest of an index the copied image; without it, every platform is
@@ -17,11 +18,9 @@ one: registries and OCI layouts; a docker-archive holds one image).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from ocidist import reference
@@ -51,18 +50,25 @@ class Copied:
         self.existing: list[Descriptor] = []  # objects it had already
 
 
+Staging = Callable[[str | None], AbstractContextManager[tuple[Store, MetadataStore]]]
+
+
 class Services:
-    """What a copy may need, opened only when it does (as the CLI context)."""
+    """What a copy may need, opened only when it does (as the CLI context).
+    ``staging(near)`` gives a temporary content and metadata store (in the
+    directory ``near`` when given), removed when the context ends."""
 
     def __init__(
         self,
         resolver: Callable[[], DockerResolver],
         store: Callable[[], Store],
         metadata: Callable[[], MetadataStore],
+        staging: Staging,
     ) -> None:
         self.resolver = resolver
         self.store = store
         self.metadata = metadata
+        self.staging = staging
 
 
 def is_registry(text: str) -> bool:
@@ -89,11 +95,19 @@ def copy_any(
         # Names for the writers live in a metadata store of the copy's own;
         # content goes through the user's store when one side is the store.
         user_store = dst_kind == "store" or source.transport == "store"
-        with _temporary_store(dst_kind, dst_rest) as (store, metadata):
+        with services.staging(_near(dst_kind, dst_rest)) as (store, metadata):
             if user_store:
                 store = services.store()
             return _via(store, metadata, source, root, dst, services, concurrency, progress,
                         options)  # fmt: skip
+
+
+def _near(kind: str, rest: str) -> str | None:
+    """Where a staging store goes: beside a file or directory destination."""
+    if kind not in ("oci", "oci-archive", "docker-archive"):
+        return None
+    path = os.path.abspath(split_path(rest)[0])
+    return path if kind == "oci" and os.path.isdir(path) else os.path.dirname(path)
 
 
 def _check_destination(kind: str, rest: str) -> None:
@@ -110,26 +124,6 @@ def _pick(source: Source, matcher: MatchComparer | None) -> Descriptor:
     from ocidist.images.walk import children_handler, find_manifest, platform_children
 
     return find_manifest(children_handler(source.read, platform_children(matcher, 1)), source.root)
-
-
-@contextlib.contextmanager
-def _temporary_store(kind: str, rest: str) -> Iterator[tuple[Store, MetadataStore]]:
-    from ocidist.content.local import LocalStore
-    from ocidist.metadata import MetadataStore
-
-    near = None
-    if kind in ("oci", "oci-archive", "docker-archive"):
-        path = os.path.abspath(split_path(rest)[0])
-        near = path if kind == "oci" and os.path.isdir(path) else os.path.dirname(path)
-    tmp = tempfile.mkdtemp(prefix=".ocidist-copy-", dir=near)
-    metadata = None
-    try:
-        metadata = MetadataStore(os.path.join(tmp, "metadata.db"))
-        yield LocalStore(tmp), metadata
-    finally:
-        if metadata is not None:
-            metadata.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _staged_name(source: Source, root: Descriptor) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from ocidist.cli.context import Context
@@ -338,12 +341,32 @@ def _copy_registries(args: argparse.Namespace, ctx: Context, matcher: Any, progr
     return result
 
 
+@contextlib.contextmanager
+def staging(near: str | None) -> Iterator[tuple[Any, Any]]:
+    """A temporary content and metadata store for a copy, removed afterwards."""
+    import shutil
+    import tempfile
+
+    from ocidist.content.local import LocalStore
+    from ocidist.metadata import MetadataStore
+
+    tmp = tempfile.mkdtemp(prefix=".ocidist-copy-", dir=near)
+    metadata = None
+    try:
+        metadata = MetadataStore(os.path.join(tmp, "metadata.db"))
+        yield LocalStore(tmp), metadata
+    finally:
+        if metadata is not None:
+            metadata.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _copy_transports(args: argparse.Namespace, ctx: Context, matcher: Any, progress: Any) -> Any:
     from ocidist.push import PushResult
     from ocidist.transports import Services, copy_any
 
     copied = copy_any(
-        Services(ctx.resolver, ctx.store, ctx.metadata),
+        Services(ctx.resolver, ctx.store, ctx.metadata, staging),
         args.src,
         args.dst,
         matcher=matcher,
