@@ -92,6 +92,10 @@ def split_transport(text: str) -> tuple[str, str]:
     return "docker", text
 
 
+def is_registry(text: str) -> bool:
+    return split_transport(text)[0] == "docker"
+
+
 def split_path(rest: str) -> tuple[str, str]:
     """``PATH[:TAG]`` as skopeo splits it: at the first colon."""
     path, _, tag = rest.partition(":")

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from ocidist.remotes.docker.pusher import PushOptions
     from ocidist.remotes.docker.resolver import DockerResolver
 
+    Staging = Callable[[str | None], AbstractContextManager[tuple[Store, MetadataStore]]]
+
 # The name an image goes by in a temporary store when its source has none.
 ANONYMOUS = "localhost/ocidist/copy:latest"
 
@@ -48,9 +50,6 @@ class Copied:
         self.dest = dest
         self.written: list[Descriptor] = []  # objects the destination received
         self.existing: list[Descriptor] = []  # objects it had already
-
-
-Staging = Callable[[str | None], AbstractContextManager[tuple[Store, MetadataStore]]]
 
 
 class Services:
@@ -69,10 +68,6 @@ class Services:
         self.store = store
         self.metadata = metadata
         self.staging = staging
-
-
-def is_registry(text: str) -> bool:
-    return split_transport(text)[0] == "docker"
 
 
 def copy_any(

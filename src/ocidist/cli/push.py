@@ -280,7 +280,7 @@ def run_push(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_copy(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist.errors import InvalidArgument
-    from ocidist.transports import is_registry
+    from ocidist.sources import is_registry
 
     if args.platform and args.all_platforms:
         raise InvalidArgument("--platform and --all-platforms exclude each other")
