@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dist_cli import one_error_line
+from tests.dist_cli import json_list, one_error_line
 from tests.harness import (
     Registry,
     inspect_raw,
@@ -107,7 +107,7 @@ def test_store_as_source_and_destination(
     ok(dist(root, "copy", f"{registry.host}/{repo_name}:v1", "store:example.com/kept:1"))
     assert store_digests(root) == {b.digest for b in image.objects()}
     assert_store_verifies(root)
-    listed = json.loads(ok(dist(root, "--json", "images", "ls")).stdout)
+    listed = json_list(ok(dist(root, "--json", "images", "ls")).stdout)
     assert [(i["name"], i["digest"]) for i in listed] == [("example.com/kept:1", image.digest)]
     ok(dist(root, "copy", "store:example.com/kept:1", f"{registry.host}/{repo_name}:from-store"))
     assert inspect_raw(registry, f"{repo_name}:from-store") == image.raw

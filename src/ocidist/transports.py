@@ -31,12 +31,11 @@ from ocidist.sources import Source, open_source, split_path, split_transport
 if TYPE_CHECKING:
     from ocidist.content import Store
     from ocidist.images.platforms import MatchComparer
-    from ocidist.metadata import MetadataStore
+    from ocidist.metadata import Metadata
     from ocidist.progress import Progress
-    from ocidist.remotes.docker.pusher import PushOptions
     from ocidist.remotes.docker.resolver import DockerResolver
 
-    Staging = Callable[[str | None], AbstractContextManager[tuple[Store, MetadataStore]]]
+    Staging = Callable[[str | None], AbstractContextManager[tuple[Store, Metadata]]]
 
 # The name an image goes by in a temporary store when its source has none.
 ANONYMOUS = "localhost/ocidist/copy:latest"
@@ -61,7 +60,7 @@ class Services:
         self,
         resolver: Callable[[], DockerResolver],
         store: Callable[[], Store],
-        metadata: Callable[[], MetadataStore],
+        metadata: Callable[[], Metadata],
         staging: Staging,
     ) -> None:
         self.resolver = resolver
@@ -78,7 +77,6 @@ def copy_any(
     matcher: MatchComparer | None = None,
     concurrency: int = 0,
     progress: Progress | None = None,
-    options: PushOptions | None = None,
 ) -> Copied:
     """Copy the image ``src`` names to ``dst`` (neither both registries)."""
     dst_kind, dst_rest = split_transport(dst)
@@ -93,8 +91,7 @@ def copy_any(
         with services.staging(_near(dst_kind, dst_rest)) as (store, metadata):
             if user_store:
                 store = services.store()
-            return _via(store, metadata, source, root, dst, services, concurrency, progress,
-                        options)  # fmt: skip
+            return _via(store, metadata, source, root, dst, services, concurrency, progress)
 
 
 def _near(kind: str, rest: str) -> str | None:
@@ -136,14 +133,13 @@ def _staged_name(source: Source, root: Descriptor) -> str:
 
 def _via(
     store: Store,
-    metadata: MetadataStore,
+    metadata: Metadata,
     source: Source,
     root: Descriptor,
     dst: str,
     services: Services,
     concurrency: int,
     progress: Progress | None,
-    options: PushOptions | None,
 ) -> Copied:
     from ocidist.images.handlers import FetchHandler
     from ocidist.images.walk import walk
@@ -153,7 +149,7 @@ def _via(
     walk(handler, [root], concurrency=concurrency or default_concurrency())
     staged = _staged_name(source, root)
     metadata.put_image(staged, root)
-    copied = _write(store, metadata, staged, root, dst, services, concurrency, progress, options)
+    copied = _write(store, metadata, staged, root, dst, services, concurrency, progress)
     copied.source = source.name
     kind = split_transport(dst)[0]
     if kind == "store":
@@ -165,14 +161,13 @@ def _via(
 
 def _write(
     store: Store,
-    metadata: MetadataStore,
+    metadata: Metadata,
     name: str,
     root: Descriptor,
     dst: str,
     services: Services,
     concurrency: int,
     progress: Progress | None,
-    options: PushOptions | None,
 ) -> Copied:
     kind, rest = split_transport(dst)
     if kind == "docker":
@@ -180,7 +175,7 @@ def _write(
 
         result = push_image(
             services.resolver(), store, metadata, name, rest,
-            concurrency=concurrency, progress=progress, options=options,
+            concurrency=concurrency, progress=progress,
         )  # fmt: skip
         copied = Copied(name, result.name, root, dst)
         copied.written = [*result.pushed, *result.mounted]

@@ -293,7 +293,7 @@ def run_copy(args: argparse.Namespace, ctx: Context) -> int:
     # copy_image does not ask whether the destination has the image before
     # it starts (push_image does, see push.image_present): without a HEAD per
     # object a second copy would fetch and send every small blob again.
-    ctx.push_options = push_options(args, look_first=True)
+    ctx.push_options = push_options(args, look_first=registries)
     progress = progress_for(ctx, args)
     try:
         if registries:
@@ -372,7 +372,6 @@ def _copy_transports(args: argparse.Namespace, ctx: Context, matcher: Any, progr
         matcher=matcher,
         concurrency=args.concurrency,
         progress=progress,
-        options=push_options(args),
     )
     result = PushResult(copied.name, copied.target)
     result.pushed, result.existing = copied.written, copied.existing
