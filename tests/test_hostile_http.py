@@ -247,3 +247,80 @@ def test_real_progress_keeps_a_transfer_going(tmp_path: Path, reg: HostileRegist
     assert out.proc.returncode == 0, out.proc.stderr.decode()
     assert out.proc.stdout == big
     assert 4 <= len(reg.requests("GET", f"/blobs/{sha(big)}")) <= 6
+
+
+# -- deadlines: --timeout bounds the command whatever the server does ----------------------
+DEADLINE = 3.0
+# Start-up, teardown and a loaded machine on top of the deadline itself.
+SLACK = 4.0
+
+
+def slowly(first: bytes, line: bytes, every: float) -> object:
+    """Send ``first``, then ``line`` again and again, one every ``every`` seconds."""
+
+    def action(peer: Peer, req: Request) -> bool:
+        if not peer.send(first):
+            return False
+        while peer.send(line):
+            if peer.server.stopping.wait(every):
+                break
+        return False
+
+    return action
+
+
+def trickle(data_of: object, every: float = 1.0) -> object:
+    """The proper answer, one byte per ``every`` seconds."""
+
+    def action(peer: Peer, req: Request) -> bool:
+        assert isinstance(peer.server, HostileRegistry)
+        peer.trickle(peer.server.proper(req), every)
+        return False
+
+    return action
+
+
+@pytest.mark.parametrize(
+    ("path", "action"),
+    [
+        ("/manifests/v1$", trickle(None)),
+        ("/manifests/v1$", slowly(b"", b"HTTP/1.1 100 Continue\r\n\r\n", 0.4)),
+        ("/manifests/v1$", slowly(b"HTTP/1.1 200 OK\r\nX-A: a\r\n", b" fold\r\n", 0.2)),
+        ("/manifests/v1$", slowly(b"HTTP/1.1 200 OK\r\n", b"X-A: a\r\n", 0.2)),
+        (
+            "/manifests/v1$",
+            slowly(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n0\r\n",
+                b"X-Trailer: t\r\n",
+                0.2,
+            ),
+        ),
+        ("/manifests/v1$", lambda peer, req: peer.hold() or False),
+        ("/blobs/", trickle(None)),
+    ],
+    ids=["trickled-head", "slow-100-continue", "slow-obs-fold", "slow-header-lines",
+         "slow-trailers", "silent", "trickled-body"],
+)  # fmt: skip
+def test_timeout_holds_whatever_the_server_does(
+    tmp_path: Path, reg: HostileRegistry, img: Image, path: str, action: object
+) -> None:
+    reg.on(None, path, action)  # type: ignore[arg-type]
+    line = fails(
+        dist(tmp_path, "--timeout", f"{DEADLINE:g}s", "fetch", reg.ref()),
+        "timed out",
+        within=DEADLINE + SLACK,
+    )
+    assert "Traceback" not in line
+
+
+def test_timeout_holds_in_a_tls_handshake(tmp_path: Path) -> None:
+    """A server that accepts and never answers the TLS handshake."""
+    with HostileRegistry() as silent:
+        silent.on(None, "", lambda peer, req: False)
+        silent.script = lambda peer: peer.hold()  # type: ignore[method-assign]
+        d = tmp_path / "certs.d" / silent.host
+        d.mkdir(parents=True)
+        (d / "hosts.toml").write_text(f'server = "https://{silent.host}"\n')
+        r = dist(tmp_path, "--hosts-dir", str(tmp_path / "certs.d"), "--timeout",
+                 f"{DEADLINE:g}s", "resolve", silent.ref())  # fmt: skip
+        fails(r, "timed out", within=DEADLINE + SLACK)

@@ -394,3 +394,24 @@ def test_a_few_informational_answers_are_skipped(transport: Transport) -> None:
         assert get(transport, srv.url + "/") == b"\xc8ok"
     finally:
         srv.close()
+
+
+def test_the_head_must_arrive_within_the_read_timeout() -> None:
+    """Without any deadline, a head trickled one line at a time (each under
+    the stall timeout) still ends at the read timeout."""
+    from ocidist.errors import TimedOut
+    from ocidist.remotes.docker.transport import Timeouts
+
+    def script(peer: Peer) -> None:
+        if peer.request() is None or not peer.send(b"HTTP/1.1 200 OK\r\n"):
+            return
+        while peer.send(b"X-A: a\r\n") and not peer.server.stopping.wait(0.1):
+            pass
+
+    t = Transport(timeouts=Timeouts(connect=1.0, read=1.0))
+    with HostileServer(script) as srv:
+        start = time.monotonic()
+        with pytest.raises(TimedOut, match="no complete answer within 1s"):
+            t.request("GET", srv.url + "/", headers={}, what="probe")
+        assert time.monotonic() - start < 5
+    t.close()

@@ -97,6 +97,13 @@ class Timer:
             raise DeadlineReached(self.why)
         return min(self.stall, left)
 
+    def reason(self, e: TimeoutError) -> TimeoutError:
+        """What a socket timeout means: ``DeadlineReached`` when the call was
+        cut short by the deadline (not by the stall time)."""
+        if self.deadline is not None and time.monotonic() >= self.deadline - 0.005:
+            return DeadlineReached(self.why)
+        return e
+
     def within(self, seconds: float, why: str) -> Timer:
         """This timer, also ending ``seconds`` from now (saying ``why`` then)."""
         end = time.monotonic() + seconds
@@ -186,8 +193,10 @@ def connect(
         except OSError as e:
             sock.close()
             sock = None
-            if isinstance(e, DeadlineReached):
-                raise
+            if isinstance(e, TimeoutError):
+                e = timer.reason(e)
+                if isinstance(e, DeadlineReached):
+                    raise e from None
             last = e
     if sock is None:
         raise last or OSError(f"no address for {host}")
@@ -205,6 +214,9 @@ def secure(
         if tls_context is not None:
             sock.settimeout(timer.timeout())
             sock = tls_context.wrap_socket(sock, server_hostname=server_hostname)
+    except TimeoutError as e:
+        sock.close()
+        raise timer.reason(e) from None
     except BaseException:
         sock.close()
         raise
@@ -304,7 +316,10 @@ class Connection:
         view = memoryview(data).cast("B")
         for start in range(0, len(view), _SEND_PIECE):
             self.sock.settimeout(timer.timeout())
-            self.sock.sendall(view[start : start + _SEND_PIECE])
+            try:
+                self.sock.sendall(view[start : start + _SEND_PIECE])
+            except TimeoutError as e:
+                raise timer.reason(e) from None
 
     # -- response ------------------------------------------------------------
 
@@ -322,7 +337,10 @@ class Connection:
             if ev is not h11.NEED_DATA:
                 return ev
             self.sock.settimeout(timer.timeout())
-            data = self.sock.recv(_RECV)
+            try:
+                data = self.sock.recv(_RECV)
+            except TimeoutError as e:
+                raise timer.reason(e) from None
             if not data:
                 self._eof = True
             self._received += len(data)
@@ -450,7 +468,10 @@ class LengthBody(Body):
         sock, timer = self._sock, self._timer
         while n < want:
             sock.settimeout(timer.timeout())
-            got = sock.recv_into(buf[n:want])
+            try:
+                got = sock.recv_into(buf[n:want])
+            except TimeoutError as e:
+                raise timer.reason(e) from None
             if not got:
                 if n:
                     break  # these first; the next read reports the loss
