@@ -324,8 +324,9 @@ def pull_artifact(
     from ocidist.progress import NullProgress
 
     prog = progress or NullProgress()
-    name, desc = resolver.resolve(ref, body=True)
-    fetcher = resolver.fetcher(name)
+    from ocidist.remotes import resolve_to_fetch
+
+    name, desc, fetcher = resolve_to_fetch(resolver, ref)
     stream = fetcher.fetch(desc)
     try:
         data = stream.read(MAX_MANIFEST_SIZE + 1)

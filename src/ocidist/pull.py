@@ -18,7 +18,7 @@ from ocidist.images.platforms import MatchComparer, default_matcher
 from ocidist.images.walk import platform_children, walk
 from ocidist.metadata import Metadata
 from ocidist.progress import Progress
-from ocidist.remotes.docker.resolver import DockerResolver
+from ocidist.remotes import Resolver, resolve_to_fetch
 
 
 def default_concurrency() -> int:
@@ -53,7 +53,7 @@ class PullResult:
 
 
 def fetch_image(
-    resolver: DockerResolver,
+    resolver: Resolver,
     store: Store,
     metadata: Metadata | Callable[[], Metadata] | None,
     ref: str,
@@ -74,11 +74,11 @@ def fetch_image(
     opened = _Opening(metadata) if callable(metadata) else None
     try:
         # GET, not HEAD: the walk starts by fetching this manifest anyway.
-        name, desc = resolver.resolve(ref, body=True)
+        name, desc, fetcher = resolve_to_fetch(resolver, ref)
         r = reference.parse(name)
         handler = FetchHandler(
             store,
-            resolver.fetcher(name),
+            fetcher,
             platform_children(matcher or default_matcher(), limit),
             progress=progress,
             source=(r.domain, r.path),

@@ -25,6 +25,7 @@ from ocidist import manifest, reference
 from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
 from ocidist.digest import Digest
 from ocidist.errors import InvalidContent, NotFound, RegistryError
+from ocidist.remotes import resolve_to_fetch
 
 if TYPE_CHECKING:
     from ocidist.remotes.docker.pusher import DockerPusher
@@ -90,10 +91,10 @@ def _from_tag(resolver: DockerResolver, repository: str, subject: Digest) -> lis
 
 def _read_tag(resolver: DockerResolver, ref: str) -> manifest.Index | None:
     try:
-        name, desc = resolver.resolve(ref, body=True)
+        _, desc, fetcher = resolve_to_fetch(resolver, ref)
     except NotFound:
         return None
-    stream = resolver.fetcher(name).fetch(desc)
+    stream = fetcher.fetch(desc)
     try:
         data = stream.read(MAX_MANIFEST_SIZE + 1)
     finally:

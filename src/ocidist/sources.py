@@ -140,8 +140,10 @@ def open_source(
 
 
 def _registry(resolver: DockerResolver, ref: str) -> Source:
-    name, desc = resolver.resolve(ref, body=True)
-    return Source("docker", name, desc, resolver.fetcher(name), ref=name)
+    from ocidist.remotes import resolve_to_fetch
+
+    name, desc, fetcher = resolve_to_fetch(resolver, ref)
+    return Source("docker", name, desc, fetcher, ref=name)
 
 
 class StoreFetcher:

@@ -29,7 +29,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from ocidist import reference
 from ocidist.archive import ApplyOptions, apply_layer
@@ -51,19 +51,12 @@ from ocidist.manifest import detect_media_type
 from ocidist.metadata import Metadata
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
-from ocidist.remotes import Fetcher
+from ocidist.remotes import Fetcher, Resolver
 from ocidist.stream import Readable
 from ocidist.value import Value
 
 # How long a failed unpack waits for its transfers to notice the cancel.
 CANCEL_GRACE_SECONDS = 2.0
-
-
-class Remote(Protocol):
-    """What unpack needs of a resolver (``DockerResolver`` is one)."""
-
-    def resolve(self, ref: str) -> tuple[str, Descriptor]: ...
-    def fetcher(self, ref: str) -> Fetcher: ...
 
 
 class LayerResult(Value):
@@ -154,7 +147,7 @@ class UnpackResult:
 
 
 def unpack_image(
-    resolver: Remote | None,
+    resolver: Resolver | None,
     store: Store,
     metadata: Metadata | None,
     ref: str,
@@ -279,7 +272,7 @@ def _apply_all(
 
 
 def _resolve(
-    resolver: Remote | None, store: Store, metadata: Metadata | None, ref: str
+    resolver: Resolver | None, store: Store, metadata: Metadata | None, ref: str
 ) -> tuple[str, Descriptor, bool]:
     """(name, target, from_store): the metadata store first, then the registry."""
     parsed: reference.Reference | None = None
@@ -308,7 +301,7 @@ def _resolve(
     return name, desc, False
 
 
-def _fetcher_for(resolver: Remote | None, name: str) -> Fetcher:
+def _fetcher_for(resolver: Resolver | None, name: str) -> Fetcher:
     """The registry's fetcher for ``name`` (making one does no I/O); without a
     resolver, or for a stored name that is no registry reference, one that
     reports the missing blob."""

@@ -7,6 +7,7 @@ can resolve and fetch (an OCI layout, a daemon) can implement these too.
 
 from __future__ import annotations
 
+import io
 from typing import Protocol
 
 from ocidist.content import Writer
@@ -48,6 +49,37 @@ class Pusher(Protocol):
 
 
 class Resolver(Protocol):
-    def resolve(self, ref: str) -> tuple[str, Descriptor]: ...
+    def resolve(self, ref: str) -> tuple[str, Descriptor]:
+        """``ref``'s canonical name and descriptor."""
+        ...
+
+    def resolve_manifest(self, ref: str) -> tuple[str, Descriptor, bytes | None]:
+        """As ``resolve``, with the manifest bytes read on the way when the
+        resolver has them (verified against the descriptor)."""
+        ...
+
     def fetcher(self, ref: str) -> Fetcher: ...
     def pusher(self, ref: str) -> Pusher: ...
+
+
+class WithManifest:
+    """A ``Fetcher`` that serves one object it was handed (the manifest a
+    resolver read) from memory and asks ``fetcher`` for everything else."""
+
+    def __init__(self, fetcher: Fetcher, desc: Descriptor, data: bytes) -> None:
+        self._fetcher = fetcher
+        self._desc = desc
+        self._data = data
+
+    def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
+        if desc.digest == self._desc.digest:
+            return io.BytesIO(self._data[offset:])  # verified when it was read
+        return self._fetcher.fetch(desc, offset, verify=verify)
+
+
+def resolve_to_fetch(resolver: Resolver, ref: str) -> tuple[str, Descriptor, Fetcher]:
+    """Name, descriptor and a fetcher for ``ref``: the fetcher already holds
+    the manifest when the resolver read it (one round trip less)."""
+    name, desc, data = resolver.resolve_manifest(ref)
+    fetcher = resolver.fetcher(name)
+    return name, desc, fetcher if data is None else WithManifest(fetcher, desc, data)

@@ -39,8 +39,6 @@ class DockerFetcher:
         self._session = session
         self._hosts = hosts
         self._path = path
-        # Manifests the resolver already read (GET fallback): no second round trip.
-        self.cached: dict[str, bytes] = {}
 
     def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
         """A stream of ``desc``'s bytes from ``offset``. From offset 0 the stream
@@ -48,15 +46,11 @@ class DockerFetcher:
         ``verify=False`` is for a caller that hashes every byte itself (a store
         writer whose commit checks the digest): hashing twice cost ~15 % of a
         large fetch's CPU (docs/BENCHMARKS.md)."""
-        body = self.cached.get(str(desc.digest))
-        if body is not None:
-            raw: Readable = io.BytesIO(body[offset:])
-        else:
-            if is_manifest_or_index(desc.media_type) and desc.size > MAX_MANIFEST_SIZE:
-                raise InvalidContent(
-                    f"{desc.digest}: manifest of {desc.size} bytes exceeds {MAX_MANIFEST_SIZE}"
-                )
-            raw = RemoteBody(self, desc, offset)
+        if is_manifest_or_index(desc.media_type) and desc.size > MAX_MANIFEST_SIZE:
+            raise InvalidContent(
+                f"{desc.digest}: manifest of {desc.size} bytes exceeds {MAX_MANIFEST_SIZE}"
+            )
+        raw: Readable = RemoteBody(self, desc, offset)
         if offset or not verify:
             return raw  # the caller's (resumed) hash verifies the whole
         return VerifyingReader(raw, desc.digest, desc.size, what=str(desc.digest))

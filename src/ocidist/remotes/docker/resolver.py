@@ -132,25 +132,31 @@ class DockerResolver:
             tagged=r.digest,
         )
 
-    def resolve(self, ref: str, *, body: bool = False) -> tuple[str, Descriptor]:
-        """``ref``'s canonical name and descriptor, by HEAD.
+    def resolve(self, ref: str) -> tuple[str, Descriptor]:
+        """``ref``'s canonical name and descriptor, by HEAD (Docker Hub
+        counts manifest GETs against the pull rate limit, not HEADs)."""
+        name, desc, _ = self._resolve(ref, get=False)
+        return name, desc
 
-        ``body=True`` asks with GET instead and keeps the manifest for this
-        repository's fetcher: for a caller that fetches it next (a pull), one
-        round trip less. HEAD stays the default for a bare resolve: Docker
-        Hub counts manifest GETs against the pull rate limit, not HEADs.
-        """
+    def resolve_manifest(self, ref: str) -> tuple[str, Descriptor, bytes | None]:
+        """``ref``'s name, descriptor and, read by the same GET, the manifest
+        itself (verified against the digest): for a caller that reads it next
+        (a pull), one round trip less. None for a digest only ``blobs/`` knows."""
+        return self._resolve(ref, get=True)
+
+    def _resolve(self, ref: str, *, get: bool) -> tuple[str, Descriptor, bytes | None]:
         r = reference.parse(ref)
         hosts = [h for h in self.hosts(r.domain) if RESOLVE in h.capabilities]
         if not hosts:
             raise NotFound(f"{r.name}: no host configured to resolve {r.domain}")
         # A mirror that is down, failing or missing the image is skipped; the
         # final error names every host and why, typed like the upstream's.
-        return r.name, first_success(r.name, hosts, lambda h: self._resolve_on(h, r, get=body))
+        desc, data = first_success(r.name, hosts, lambda h: self._resolve_on(h, r, get=get))
+        return r.name, desc, data
 
     def _resolve_on(
         self, host: RegistryHost, r: reference.Reference, *, get: bool = False
-    ) -> Descriptor:
+    ) -> tuple[Descriptor, bytes | None]:
         path = f"/{r.path}/manifests/{r.object}"
         scopes = (pull_scope(r.path),)
         accept = ", ".join((*ACCEPT_MANIFESTS, "*/*"))
@@ -167,14 +173,14 @@ class DockerResolver:
         except NotFound:
             if r.digest is None:
                 raise
-            return self._resolve_blob(host, r, r.digest)
+            return self._resolve_blob(host, r, r.digest), None
         if get:
             return self._body_descriptor(host, r, path, scopes, accept, resp)
         resp.close()
         if resp.status == 200:
             desc = _descriptor_from_head(resp, r.digest)
             if desc is not None:
-                return desc
+                return desc, None
         # Some registries answer 405 to HEAD or omit Docker-Content-Digest: GET and hash.
         resp = self.session.request(
             host, "GET", path, scopes=scopes, headers={"Accept": accept}, what=r.name
@@ -189,8 +195,8 @@ class DockerResolver:
         scopes: tuple[str, ...],
         accept: str,
         resp: Response,
-    ) -> Descriptor:
-        """The descriptor from a GET's body; a body that breaks off is asked
+    ) -> tuple[Descriptor, bytes]:
+        """The descriptor from a GET's body, and the body; a body that breaks off is asked
         for again, whole, within the retry policy. Not resumed with Range: for
         a tag, the second answer may be another manifest, and a spliced body
         would hash to a digest nobody pushed."""
@@ -210,7 +216,9 @@ class DockerResolver:
                 attempts=tries,
             )
 
-    def _descriptor_from_body(self, r: reference.Reference, resp: Response) -> Descriptor:
+    def _descriptor_from_body(
+        self, r: reference.Reference, resp: Response
+    ) -> tuple[Descriptor, bytes]:
         body = resp.read_capped(MAX_MANIFEST_SIZE)
         media_type = _media_type(resp.header("Content-Type"), body)
         if r.digest is not None:
@@ -220,9 +228,7 @@ class DockerResolver:
             dgst = r.digest
         else:
             dgst = Digest.from_bytes(body)
-        f = self.fetcher(r.name)
-        f.cached[str(dgst)] = body
-        return Descriptor(media_type=media_type, digest=dgst, size=len(body))
+        return Descriptor(media_type=media_type, digest=dgst, size=len(body)), body
 
     def describe(self, ref: str, dgst: Digest, media_type: str = "") -> Descriptor:
         """The descriptor of object ``dgst`` in ``ref``'s repository, by HEAD.
@@ -246,11 +252,11 @@ class DockerResolver:
         self, host: RegistryHost, r: reference.Reference, dgst: Digest, media_type: str
     ) -> Descriptor:
         if is_manifest_or_index(media_type):
-            return self._resolve_on(host, r)
+            return self._resolve_on(host, r)[0]
         try:
             return self._resolve_blob(host, r, dgst)
         except NotFound:
-            return self._resolve_on(host, r)
+            return self._resolve_on(host, r)[0]
 
     def _resolve_blob(self, host: RegistryHost, r: reference.Reference, dgst: Digest) -> Descriptor:
         # Only a digest reference may fall back to blobs/, and only on 404.
