@@ -90,11 +90,11 @@ def test_missing_digest_header_is_computed(
     r = DockerResolver()
     _, desc = r.resolve(f"{fault_proxy.host}/{repo_name}:v1")
     assert str(desc.digest) == img.digest and desc.size == img.size
-    # The body read for hashing is reused: fetching the manifest costs no request.
+    # resolve_manifest hands back the body it hashed: one GET, nothing to fetch after.
     before = fault_proxy.count("GET", "/manifests/")
-    data = r.fetcher(f"{fault_proxy.host}/{repo_name}:v1").fetch(desc).read()
-    assert data == img.raw
-    assert fault_proxy.count("GET", "/manifests/") == before
+    _, again, data = r.resolve_manifest(f"{fault_proxy.host}/{repo_name}:v1")
+    assert again == desc and data == img.raw
+    assert fault_proxy.count("GET", "/manifests/") == before + 1
 
 
 def test_digest_reference_body_must_match(

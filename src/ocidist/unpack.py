@@ -51,7 +51,7 @@ from ocidist.manifest import detect_media_type
 from ocidist.metadata import Metadata
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
-from ocidist.remotes import Fetcher, Resolver
+from ocidist.remotes import Fetcher, Resolver, resolve_to_fetch
 from ocidist.stream import Readable
 from ocidist.value import Value
 
@@ -167,9 +167,9 @@ def unpack_image(
     """
     started = time.monotonic()
     existed = _check_dest(dest, force)
-    name, target, from_store = _resolve(resolver, store, metadata, ref)
+    name, target, from_store, remote = _resolve(resolver, store, metadata, ref)
     gate = LayerGate()
-    fetcher = _fetcher_for(resolver, name)
+    fetcher = remote or _fetcher_for(resolver, name)
     source = None
     if not from_store:
         r = reference.parse(name)
@@ -273,8 +273,9 @@ def _apply_all(
 
 def _resolve(
     resolver: Resolver | None, store: Store, metadata: Metadata | None, ref: str
-) -> tuple[str, Descriptor, bool]:
-    """(name, target, from_store): the metadata store first, then the registry."""
+) -> tuple[str, Descriptor, bool, Fetcher | None]:
+    """(name, target, from_store, the registry's fetcher): the metadata
+    store first, then the registry."""
     parsed: reference.Reference | None = None
     invalid: InvalidArgument | None = None
     try:
@@ -287,18 +288,20 @@ def _resolve(
                 image = metadata.get_image(candidate)
             except NotFound:
                 continue
-            return image.name, image.target, True
+            return image.name, image.target, True, None
     if parsed is not None and parsed.digest is not None and store.exists(parsed.digest):
         # A pinned reference whose manifest we hold needs no registry either.
         size = store.info(parsed.digest).size
         data = read_manifest(store, Descriptor("", parsed.digest, size))
-        return parsed.name, Descriptor(detect_media_type(data), parsed.digest, len(data)), True
+        stored = Descriptor(detect_media_type(data), parsed.digest, len(data))
+        return parsed.name, stored, True, None
     if invalid is not None or parsed is None:
         raise invalid or InvalidArgument(f"invalid reference {ref!r}")
     if resolver is None:
         raise NotFound(f"image {parsed.name}: not found in the store")
-    name, desc = resolver.resolve(ref)
-    return name, desc, False
+    # GET, not HEAD: the walk starts by fetching this manifest anyway.
+    name, desc, fetcher = resolve_to_fetch(resolver, ref)
+    return name, desc, False, fetcher
 
 
 def _fetcher_for(resolver: Resolver | None, name: str) -> Fetcher:
