@@ -324,15 +324,11 @@ def pull_artifact(
     from ocidist.progress import NullProgress
 
     prog = progress or NullProgress()
+    from ocidist.images.walk import fetch_manifest
     from ocidist.remotes import resolve_to_fetch
 
     name, desc, fetcher = resolve_to_fetch(resolver, ref)
-    stream = fetcher.fetch(desc)
-    try:
-        data = stream.read(MAX_MANIFEST_SIZE + 1)
-    finally:
-        stream.close()
-    decoded = manifest.decode(data, desc.media_type)
+    decoded = manifest.decode(fetch_manifest(fetcher, desc), desc.media_type)
     if not isinstance(decoded, manifest.Manifest):
         raise InvalidContent(f"{name}: an index, not an artifact (pull one of its manifests)")
     chosen: list[tuple[Descriptor, tuple[str, ...]]] = []

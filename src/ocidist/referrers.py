@@ -22,9 +22,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ocidist import manifest, reference
-from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
+from ocidist.descriptor import OCI_INDEX, Descriptor
 from ocidist.digest import Digest
 from ocidist.errors import InvalidContent, NotFound, RegistryError
+from ocidist.images.walk import fetch_manifest
 from ocidist.remotes import resolve_to_fetch
 
 if TYPE_CHECKING:
@@ -94,12 +95,7 @@ def _read_tag(resolver: DockerResolver, ref: str) -> manifest.Index | None:
         _, desc, fetcher = resolve_to_fetch(resolver, ref)
     except NotFound:
         return None
-    stream = fetcher.fetch(desc)
-    try:
-        data = stream.read(MAX_MANIFEST_SIZE + 1)
-    finally:
-        stream.close()
-    decoded = manifest.decode(data, desc.media_type)
+    decoded = manifest.decode(fetch_manifest(fetcher, desc), desc.media_type)
     if not isinstance(decoded, manifest.Index) or desc.media_type != OCI_INDEX:
         raise InvalidContent(f"{ref}: the referrers tag does not hold an OCI image index")
     return decoded
@@ -200,10 +196,6 @@ def copy_referrers(
     for parent, desc in found:
         copied = copy(f"{src}@{desc.digest}", f"{dst}@{desc.digest}")
         if not api:
-            stream = resolver.fetcher(src).fetch(copied)
-            try:
-                data = stream.read(MAX_MANIFEST_SIZE + 1)
-            finally:
-                stream.close()
+            data = fetch_manifest(resolver.fetcher(src), copied)
             record(resolver, pusher, dst, parent, entry_for(copied, data))
     return [d for _, d in found]

@@ -50,7 +50,9 @@ class DockerFetcher:
             raise InvalidContent(
                 f"{desc.digest}: manifest of {desc.size} bytes exceeds {MAX_MANIFEST_SIZE}"
             )
-        raw: Readable = RemoteBody(self, desc, offset)
+        # The object's one retry budget: every break and failed reopen counts.
+        tries = self._session.retry.begin(str(desc.digest), self._session.deadline)
+        raw: Readable = RemoteBody(self, desc, offset, tries)
         if offset or not verify:
             return raw  # the caller's (resumed) hash verifies the whole
         return VerifyingReader(raw, desc.digest, desc.size, what=str(desc.digest))
@@ -127,15 +129,16 @@ class RemoteBody(io.RawIOBase):
     failed reopen counts, and a reopened response that breaks again before
     gaining ``min_progress`` bytes is a failed attempt, not progress."""
 
-    def __init__(self, fetcher: DockerFetcher, desc: Descriptor, offset: int) -> None:
+    def __init__(
+        self, fetcher: DockerFetcher, desc: Descriptor, offset: int, tries: Attempts
+    ) -> None:
         super().__init__()
-        self._fetcher = fetcher
+        self._fetcher = fetcher  # only its public open(): the retry budget is ``tries``
         self._desc = desc
         self._pos = offset
         self._resp: Response | None = None
         self._resp_end = -1  # offset where the current response's body ends, if known
-        session = fetcher._session
-        self._tries = session.retry.begin(str(desc.digest), session.deadline)
+        self._tries = tries
         self._opened_at = offset  # where the current response started
         self._reopen = False
 
