@@ -292,6 +292,8 @@ class HostileRegistry(HostileServer):
             else:
                 if not peer.send(self.proper(req)):
                     return
+            if req.headers.get("connection", "").lower() == "close":
+                return
 
 
 def wait_for(cond: Callable[[], bool], seconds: float = 5.0) -> bool:

@@ -71,6 +71,14 @@ class Closed(ConnectionError):
     or in the middle of an answer."""
 
 
+class ProxyRefused(Exception):
+    """An HTTP proxy answered a CONNECT with something other than 2xx."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"proxy answered {status}")
+        self.status = status
+
+
 class DeadlineReached(TimeoutError):
     """The command's deadline (or the time allowed for an answer's head)
     passed; a plain ``TimeoutError`` is a stall."""
@@ -228,9 +236,25 @@ class Connection:
     (or the connection dropped) before the next. Each exchange has its own
     h11 state machine."""
 
-    def __init__(self, sock: socket.socket, host_header: str) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        host_header: str,
+        *,
+        absolute: str = "",
+        proxy_auth: str | None = None,
+    ) -> None:
+        """``absolute`` ("http://host:port") makes every request target
+        absolute, for a plain-HTTP proxy on the other end, which also gets
+        ``proxy_auth`` as Proxy-Authorization. Such a connection carries one
+        request: tinyproxy (and proxies like it) relays whatever follows the
+        first request on a connection straight to the origin server, so a
+        second request would reach the registry with the proxy's
+        credentials."""
         self.sock = sock
         self._host = host_header
+        self._absolute = absolute
+        self._proxy_auth = proxy_auth
         self._h: h11.Connection | None = None
         self._eof = False
         self._received = 0  # bytes of the current answer so far
@@ -269,6 +293,11 @@ class Connection:
         self._eof = False
         self._received = 0
         fields = [("Host", self._host)]
+        if self._proxy_auth:
+            fields.append(("Proxy-Authorization", self._proxy_auth))
+        if self._absolute:
+            fields.append(("Connection", "close"))
+        target = self._absolute + target
         names = set()
         for name, value in headers.items():
             low = name.lower()
@@ -320,6 +349,30 @@ class Connection:
                 self.sock.sendall(view[start : start + _SEND_PIECE])
             except TimeoutError as e:
                 raise timer.reason(e) from None
+
+    def tunnel(self, authority: str, timer: Timer) -> None:
+        """Ask the HTTP proxy at the other end for a CONNECT tunnel to
+        ``authority`` (host:port); the socket then carries the tunnel."""
+        self.send("CONNECT", authority, {"Host": authority}, None, timer)
+        head_timer = timer.within(timer.stall, f"no answer to CONNECT within {timer.stall:g}s")
+        informational = 0
+        while True:
+            ev = self.next_event(head_timer)
+            if isinstance(ev, h11.InformationalResponse):
+                informational += 1
+                if informational > MAX_INFORMATIONAL:
+                    raise Protocol(f"more than {MAX_INFORMATIONAL} informational (1xx) answers")
+                continue
+            if isinstance(ev, h11.Response):
+                break
+            raise Protocol(f"unexpected {type(ev).__name__} before the answer to CONNECT")
+        _fields(ev.headers, "header block")
+        if not 200 <= ev.status_code < 300:
+            raise ProxyRefused(ev.status_code)
+        assert self._h is not None
+        if self._h.trailing_data[0]:
+            # The target speaks only after our TLS hello: these bytes are not its.
+            raise Protocol("bytes after the proxy's answer to CONNECT")
 
     # -- response ------------------------------------------------------------
 
@@ -374,7 +427,11 @@ class Connection:
         fields = _fields(ev.headers, "header block")
         headers = Headers(fields)
         status = ev.status_code
-        keep = ev.http_version == b"1.1" and "close" not in _tokens(headers.get("Connection"))
+        keep = (
+            ev.http_version == b"1.1"
+            and "close" not in _tokens(headers.get("Connection"))
+            and not self._absolute
+        )
         te = "Transfer-Encoding" in headers
         if method == "HEAD" or status in _NO_BODY_STATUS or te or "Content-Length" not in headers:
             # Chunked, close-delimited or empty: h11 reads it. Both

@@ -36,6 +36,7 @@ from ocidist.remotes.docker.auth import Authorizer, CredentialFunc, no_credentia
 from ocidist.remotes.docker.fetcher import DockerFetcher
 from ocidist.remotes.docker.hosts import PULL, PUSH, RESOLVE, RegistryHost, first_success
 from ocidist.remotes.docker.hostsconfig import configure_hosts
+from ocidist.remotes.docker.proxy import ProxyConfig
 from ocidist.remotes.docker.retry import RetryPolicy
 from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.token import HTTPTokenSource
@@ -59,12 +60,14 @@ class ResolverOptions(NamedTuple):
     pool_size: int = 16
     hosts: HostsFunc | None = None  # overrides hosts_dir/default lookup
     push: PushOptions | None = None  # for every pusher() not given its own
+    proxies: ProxyConfig | None = None  # None: from the environment (proxy.py)
 
 
 class DockerResolver:
     def __init__(self, options: ResolverOptions | None = None) -> None:
         self.options = opts = options or ResolverOptions()
-        self.transport = Transport(pool_size=opts.pool_size)
+        proxies = opts.proxies or ProxyConfig.from_environment()
+        self.transport = Transport(pool_size=opts.pool_size, proxies=proxies)
         self.deadline = Deadline(opts.deadline)
         self.tokens = HTTPTokenSource(self.transport, deadline=self.deadline)
         self.session = Session(

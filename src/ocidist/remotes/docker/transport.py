@@ -34,6 +34,7 @@ from ocidist.remotes.docker.origin import (
     redirect,
     split_bound,
 )
+from ocidist.remotes.docker.proxy import Proxy, ProxyConfig
 
 _LOGGER = "ocidist.remotes.transport"
 
@@ -82,7 +83,7 @@ class Deadline:
         return Timer(self.at, stall)
 
 
-_PoolKey = tuple[str, str, int, TLSConfig]  # scheme, host, port, TLS
+_PoolKey = tuple[str, str, int, TLSConfig, "Proxy | None"]  # scheme, host, port, TLS, proxy
 _PLAIN = TLSConfig()  # plain HTTP: one pool whatever TLS config was asked for
 _ReleaseFunc = Callable[[Connection], None]
 
@@ -283,12 +284,20 @@ def _host_header(scheme: str, host: str, port: int) -> str:
 
 
 class Transport:
-    """Idle keep-alive connections per (scheme, host, port, TLS config),
-    shared by all requests of a command."""
+    """Idle keep-alive connections per (scheme, host, port, TLS config,
+    proxy), shared by all requests of a command. ``proxies`` (proxy.py) says
+    which requests go through which HTTP proxy; none by default."""
 
-    def __init__(self, *, pool_size: int = 16, timeouts: Timeouts | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        pool_size: int = 16,
+        timeouts: Timeouts | None = None,
+        proxies: ProxyConfig | None = None,
+    ) -> None:
         self._pool_size = pool_size
         self._timeouts = timeouts or Timeouts()
+        self._proxies = proxies if proxies is not None and proxies.any else None
         self._idle: dict[_PoolKey, list[Connection]] = {}
         self._contexts: dict[TLSConfig, Any] = {}
         self._lock = threading.Lock()
@@ -340,14 +349,50 @@ class Transport:
         return release
 
     def _new(self, key: _PoolKey, timer: Timer, what: str) -> Connection:
-        scheme, host, port, tls = key
+        scheme, host, port, tls, proxy = key
         ctx = self._context(tls, what) if scheme == "https" else None
-        logs.debug(_LOGGER, "new connection to %s://%s:%d", scheme, host, port)
+        host_header = _host_header(scheme, host, port)
+        if proxy is None:
+            logs.debug(_LOGGER, "new connection to %s://%s:%d", scheme, host, port)
+            try:
+                sock = httpconn.connect(host, port, timer, ctx)
+            except OSError as e:
+                raise _connect_error(e, what) from e
+            return Connection(sock, host_header)
+        via = f"{what}: proxy {proxy}"
+        logs.debug(_LOGGER, "new connection to %s://%s:%d via %s", scheme, host, port, proxy)
         try:
-            sock = httpconn.connect(host, port, timer, ctx)
+            sock = httpconn.connect(proxy.host, proxy.port, timer)
+        except OSError as e:
+            raise _connect_error(e, via) from e
+        if scheme == "http":
+            # Requests in absolute form; the proxy alone sees Proxy-Authorization.
+            return Connection(
+                sock,
+                host_header,
+                absolute=f"http://{host_header}",
+                proxy_auth=proxy.authorization,
+            )
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            Connection(sock, authority, proxy_auth=proxy.authorization).tunnel(authority, timer)
+        except httpconn.ProxyRefused as e:
+            sock.close()
+            if e.status == 407:
+                raise Unavailable(
+                    f"{via}: proxy authentication required (407)", attempts=1
+                ) from None
+            raise Unavailable(
+                f"{via}: proxy refused the tunnel to {authority} ({e.status})"
+            ) from None
+        except (OSError, Protocol, ValueError) as e:
+            sock.close()
+            raise _exchange_error(e, via) from e
+        try:
+            sock = httpconn.secure(sock, timer, ctx, host)
         except OSError as e:
             raise _connect_error(e, what) from e
-        return Connection(sock, _host_header(scheme, host, port))
+        return Connection(sock, host_header)
 
     def _exchange(
         self,
@@ -420,7 +465,8 @@ class Transport:
             hdrs = (
                 {**public, **secret} if secret and bound_for(target, owner, self.https) else public
             )
-            key = (scheme, host, port, tls if scheme == "https" else _PLAIN)
+            proxy = self._proxies.for_target(scheme, host, port) if self._proxies else None
+            key = (scheme, host, port, tls if scheme == "https" else _PLAIN, proxy)
             conn, status, headers_in, body_in = self._exchange(
                 key, method, path, hdrs, body, deadline, what
             )
