@@ -105,6 +105,9 @@ def run_suite(binary: Path, test: str) -> tuple[int, str, dict[str, str]]:
     return proc.returncode, out, {name: verdict for verdict, name in _RESULT.findall(out)}
 
 
+# A cold build (no .cache/go-build yet) compiles grpc and containerd's
+# packages: about a minute on two idle cores, more on a busy machine.
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     ("test", "subtests"),
     [("TestContentSuite", CONTENT_SUBTESTS), ("TestLeases", LEASE_SUBTESTS)],
