@@ -188,6 +188,19 @@ def test_wrong_digest_publishes_nothing_and_keeps_the_ingest(tmp_path: Path) -> 
     assert not (tmp_path / "blobs" / "sha256").exists() or not any(
         (tmp_path / "blobs" / "sha256").iterdir()
     )
+    # A local writer stays open after a wrong commit: it may truncate and go on.
+    w = store.writer("bad")
+    with pytest.raises(DigestMismatch, match="size mismatch"):
+        w.commit(4, Digest.from_bytes(b"abc"))
+    w.truncate(0)
+    w.write(b"abcd")
+    w.commit(4, Digest.from_bytes(b"abcd"))
+    assert store.exists(Digest.from_bytes(b"abcd"))
+    w = store.writer("bad")
+    w.write(b"abc")
+    with pytest.raises(DigestMismatch, match="digest mismatch"):
+        w.commit(3, Digest.from_bytes(b"abd"))
+    w.close()
     # containerd's rule: the bytes stay under the key (resumable, abortable).
     assert store.status("bad").offset == 3
     store.abort("bad")

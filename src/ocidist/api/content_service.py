@@ -278,7 +278,8 @@ class _WriteSession:
         if req.action == pb.STAT:
             resp.started_at.CopyFrom(convert.timestamp(st.started_at))
             resp.updated_at.CopyFrom(convert.timestamp(st.updated_at))
-            resp.total = max(self.total, 0)
+            # The request's total, else what the resumed ingest recorded.
+            resp.total = max(self.total if self.total > 0 else st.total, 0)
             resp.digest = str(writer.digest())
             return resp, False
         if req.action not in (pb.WRITE, pb.COMMIT):

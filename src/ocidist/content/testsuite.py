@@ -149,8 +149,11 @@ class StoreSuite:
         w = store.writer("size")
         w.write(data)
         _raises(DigestMismatch, lambda: w.commit(99, dgst), "commit with a wrong size")
+        w.close()  # a daemon's writer is closed by then: the stream ended
         _eq(store.exists(dgst), False, "committed despite a wrong size")
-        # The writer is still usable: a right commit after a wrong one.
+        # The bytes stayed: a right commit after a wrong one.
+        w = store.writer("size")
+        _eq(w.status().offset, 100, "offset after a wrong size")
         w.commit(100, dgst)
         w.close()
         _eq(_read(store, dgst), data, "blob after a wrong size then the right one")
@@ -218,9 +221,11 @@ class StoreSuite:
         w = store.writer("resume", total=len(data), expected=dgst)
         w.write(data[:1_000_001])
         w.close()
+        st = store.status("resume")
+        _eq((st.offset, st.total, st.expected), (1_000_001, len(data), dgst), "ingest status")
         w = store.writer("resume")
         st = w.status()
-        _eq((st.offset, st.total, st.expected), (1_000_001, len(data), dgst), "resumed status")
+        _eq((st.offset, st.total), (1_000_001, len(data)), "resumed writer's status")
         w.write(data[1_000_001:])
         _eq(w.digest(), dgst, "digest continued over the resumed prefix")
         w.commit(len(data), dgst)
