@@ -3,7 +3,10 @@
 Starts its own registry on a free loopback port, builds and pushes the
 workloads (large blobs are cached under .bench/cache), then runs every
 comparison in ``benchlib.comparisons.COMPARISONS`` per workload: ours and the
-peer interleaved, cold each run, medians of ``--runs``. Prints a table of wall
+peer interleaved, cold each run, medians of ``--runs``. With ``--network``
+the comparisons run again through a relay that behaves like a wide-area link
+(``tests.harness.netrelay``: round trip, per-connection and total rate caps,
+slow start), every side through the same relay. Prints a table of wall
 time, ratios, CPU seconds and peak RSS, then start-up times. Everything it
 starts is stopped by PID at the end, on errors and on Ctrl-C too.
 """
@@ -25,10 +28,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchlib import workloads  # noqa: E402
-from benchlib.comparisons import COMPARISONS, Context, run_all  # noqa: E402
+from benchlib.comparisons import COMPARISONS, Context, Row, run_all  # noqa: E402
 from benchlib.measure import wall_median  # noqa: E402
 from benchlib.report import table, to_json  # noqa: E402
 from tests.harness import Registry  # noqa: E402
+from tests.harness.netrelay import PROFILES, NetRelay  # noqa: E402
 
 DEFAULT_WORKLOADS = [s.name for s in workloads.SPECS if not s.optional]
 
@@ -58,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma list of {', '.join(s.name for s in workloads.SPECS)}",
     )
     p.add_argument("--big-blob", action="store_true", help="add the >=500 MB single-blob workload")
+    p.add_argument("--gb-blob", action="store_true", help="add the >=1 GB single-blob workload")
+    p.add_argument(
+        "--network",
+        default="loopback",
+        help=f"comma list of loopback, {', '.join(PROFILES)} (relay profiles; default loopback)",
+    )
     names = ", ".join(COMPARISONS)
     p.add_argument("--comparisons", default=",".join(COMPARISONS), help=f"comma list of {names}")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -67,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.workload_list = [x for x in args.workloads.split(",") if x]
     if args.big_blob and "big-blob" not in args.workload_list:
         args.workload_list.append("big-blob")
+    if args.gb_blob and "gb-blob" not in args.workload_list:
+        args.workload_list.append("gb-blob")
+    args.network_list = [x for x in args.network.split(",") if x]
+    for x in args.network_list:
+        if x != "loopback" and x not in PROFILES:
+            p.error(f"unknown network {x!r}")
     args.comparison_list = [x for x in args.comparisons.split(",") if x]
     known = {s.name for s in workloads.SPECS}
     for x in args.workload_list:
@@ -102,6 +118,31 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({model}), {mem_gb} RAM, Python {sys.version.split()[0]}"
 
 
+def run_network(
+    ctx: Context,
+    net: str,
+    registry: Registry,
+    loads: list[workloads.Workload],
+    names: list[str],
+) -> tuple[list[Row], list[str]]:
+    """Every comparison on every workload, through ``net``'s relay (one
+    relay process, started and stopped here; push starts its own per run in
+    front of each fresh registry)."""
+    if net == "loopback":
+        ctx.profile = None
+        return run_all(ctx, names, [w for w in loads if net not in w.spec.skip_networks])
+    profile = PROFILES[net]
+    relay = NetRelay(registry.host, profile).start()
+    try:
+        log(f"network {profile.describe()}: relay {relay.host} (pid {relay.pid})")
+        ctx.profile = profile
+        kept = [w.via(relay.host) for w in loads if net not in w.spec.skip_networks]
+        return run_all(ctx, names, kept)
+    finally:
+        ctx.profile = None
+        relay.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -117,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         loads = workloads.build(args.workload_list, workdir / "cache", registry, scratch, log)
         env = dist_env(workdir)
         ctx = Context(dist=dist_argv(), scratch=scratch, runs=args.runs, log=log, env=env)
-        rows, failures = run_all(ctx, args.comparison_list, loads)
+        rows: list[Row] = []
+        failures: list[str] = []
+        for net in args.network_list:
+            net_rows, net_failures = run_network(ctx, net, registry, loads, args.comparison_list)
+            rows += net_rows
+            failures += net_failures
         log("start-up …")
         ref = loads[0].ref if loads else f"{registry.host}/none:none"
         startup = {

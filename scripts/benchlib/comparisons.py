@@ -8,6 +8,7 @@ operation means writing one function and adding it to ``COMPARISONS``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import shutil
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness import Registry
+from tests.harness.netrelay import NetRelay, Profile
 
 from benchlib.containerd import Containerd, ContainerdUnavailable
 from benchlib.measure import CommandFailed, Sample, median_sample, run
@@ -33,6 +35,7 @@ class Row:
     floor: Sample | None = None  # the curl wire floor, where it applies
     extra: dict[str, float] = field(default_factory=dict)  # e.g. ours' own phase timings
     note: str = ""
+    network: str = "loopback"  # or the relay profile the row ran through
 
 
 @dataclass
@@ -46,6 +49,12 @@ class Context:
     # Why containerd cannot run here, once found out; comparisons told of it.
     containerd_unavailable: str | None = None
     skips_logged: set[str] = field(default_factory=set)
+    # The emulated link every side goes through (None: plain loopback).
+    profile: Profile | None = None
+
+    @property
+    def network(self) -> str:
+        return self.profile.name if self.profile else "loopback"
 
     def fresh(self, what: str) -> Path:
         """A path that does not exist yet (tools that want to create it)."""
@@ -207,9 +216,13 @@ def push(ctx: Context, w: Workload) -> Row | None:
     ) -> Sample:
         reg = Registry(ctx.fresh("push-registry"), log_level="error")
         reg.start()
+        relay = NetRelay(reg.host, ctx.profile).start() if ctx.profile else None
         try:
-            return run(argv_for(f"{reg.host}/{w.repo}:{w.tag}"), env=env)
+            host = relay.host if relay else reg.host
+            return run(argv_for(f"{host}/{w.repo}:{w.tag}"), env=env)
         finally:
+            if relay is not None:
+                relay.stop()
             reg.stop()
             _rm(reg.workdir)
 
@@ -386,14 +399,32 @@ def run_all(
     rows: list[Row] = []
     failures: list[str] = []
     for name in names:
+        if ctx.profile is not None and name in LOCAL_ONLY:
+            continue
         for w in workloads:
-            ctx.log(f"{name} {w.name} …")
+            what = f"{name} {w.name}" + (f" @{ctx.network}" if ctx.profile else "")
+            ctx.log(f"{what} …")
             try:
                 row = COMPARISONS[name](ctx, w)
             except CommandFailed as e:
-                failures.append(f"{name} {w.name}: {e}")
-                ctx.log(f"{name} {w.name}: FAILED: {e}")
+                failures.append(f"{what}: {e}")
+                ctx.log(f"{what}: FAILED: {e}")
                 continue
             if row is not None:
-                rows.append(row)
+                rows.append(_on_network(ctx, w, row))
     return rows, failures
+
+
+# Comparisons that do not touch the network: run on loopback only.
+LOCAL_ONLY = frozenset({"unpack"})
+
+
+def _on_network(ctx: Context, w: Workload, row: Row) -> Row:
+    """The row labelled with its network; where the link has a total cap,
+    the time the image's bytes need at that rate (no client can beat it)."""
+    extra = dict(row.extra)
+    if ctx.profile is not None and ctx.profile.total_rate:
+        floor = w.compressed_bytes / ctx.profile.total_rate
+        if floor >= 0.25:  # below that, round trips are all there is to it
+            extra["linkFloorSeconds"] = floor
+    return dataclasses.replace(row, network=ctx.network, extra=extra)

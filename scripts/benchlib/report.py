@@ -10,6 +10,7 @@ from benchlib.measure import Sample
 
 HEADER = (
     "comparison",
+    "net",
     "workload",
     "ours (s)",
     "peer",
@@ -21,6 +22,7 @@ HEADER = (
     "peer CPU s",
     "RSS MB",
     "peer RSS MB",
+    "ours/link",
 )
 
 
@@ -36,8 +38,10 @@ def table(rows: Sequence[Row]) -> str:
     """A Markdown table (readable as plain text too)."""
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for r in rows:
+        link = r.extra.get("linkFloorSeconds")
         cells = (
             r.comparison,
+            r.network,
             r.workload,
             _s(r.ours.wall),
             r.peer_name if r.peer is not None else f"({r.peer_name} missing)",
@@ -49,6 +53,7 @@ def table(rows: Sequence[Row]) -> str:
             _s(r.peer.cpu if r.peer else None),
             _s(r.ours.rss_mb, "{:.0f}"),
             _s(r.peer.rss_mb if r.peer else None, "{:.0f}"),
+            _s(r.ours.wall / link if link else None),
         )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -64,6 +69,7 @@ def to_json(rows: Sequence[Row]) -> list[dict[str, Any]]:
     return [
         {
             "comparison": r.comparison,
+            "network": r.network,
             "workload": r.workload,
             "peer": r.peer_name,
             "ours": _sample(r.ours),

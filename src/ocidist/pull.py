@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from ocidist import reference
@@ -25,6 +26,32 @@ def default_concurrency() -> int:
     # Transfers wait on sockets, not the CPU; a few per core keeps the pipe full
     # without thrashing a small machine.
     return max(4, min(16, 2 * (os.cpu_count() or 2)))
+
+
+# A resolve slower than this means a real network between us and the
+# registry: round trips, not the CPU, set the pace (loopback: 2-5 ms).
+FAR = 0.02
+FAR_CONCURRENCY = 16
+
+
+def link_concurrency(resolve_seconds: float) -> int:
+    """Objects fetched at once, sized by the link the resolve measured: on a
+    far registry each small object costs a round trip, so more of them in
+    flight (measured: 40 small layers over 80 ms took 1.36 s with 4, see
+    docs/BENCHMARKS.md); near, the CPU-sized default."""
+    if resolve_seconds >= FAR:
+        return max(FAR_CONCURRENCY, default_concurrency())
+    return default_concurrency()
+
+
+def warm_up(resolver: object, ref: str) -> None:
+    """Open connections to ``ref``'s registry in the background while the
+    manifest is being read, so the first blobs do not each pay a handshake
+    (a round trip; more with TLS). Best effort: any failure is the fetch's
+    to report."""
+    warm = getattr(resolver, "warm", None)
+    if warm is not None:
+        warm(ref, default_concurrency())
 
 
 class PullResult:
@@ -73,8 +100,13 @@ def fetch_image(
     """
     opened = _Opening(metadata) if callable(metadata) else None
     try:
+        started = time.monotonic()
+        if not concurrency:
+            warm_up(resolver, ref)
         # GET, not HEAD: the walk starts by fetching this manifest anyway.
         name, desc, fetcher = resolve_to_fetch(resolver, ref)
+        if not concurrency:
+            concurrency = link_concurrency(time.monotonic() - started)
         r = reference.parse(name)
         handler = FetchHandler(
             store,

@@ -50,7 +50,7 @@ from ocidist.images.walk import platform_children, read_manifest, walk
 from ocidist.manifest import detect_media_type
 from ocidist.metadata import Metadata
 from ocidist.progress import NullProgress, Progress
-from ocidist.pull import default_concurrency
+from ocidist.pull import default_concurrency, link_concurrency, warm_up
 from ocidist.remotes import Fetcher, Resolver, resolve_to_fetch
 from ocidist.stream import Readable
 from ocidist.value import Value
@@ -167,7 +167,11 @@ def unpack_image(
     """
     started = time.monotonic()
     existed = _check_dest(dest, force)
+    if resolver is not None and not concurrency:
+        warm_up(resolver, ref)
     name, target, from_store, remote = _resolve(resolver, store, metadata, ref)
+    if not concurrency and not from_store:
+        concurrency = link_concurrency(time.monotonic() - started)
     gate = LayerGate()
     fetcher = remote or _fetcher_for(resolver, name)
     source = None

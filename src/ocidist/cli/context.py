@@ -18,6 +18,7 @@ from ocidist.paths import default_root
 if TYPE_CHECKING:
     from ocidist.api.client import Daemon
     from ocidist.content import Store
+    from ocidist.content.parallel import Tuning
     from ocidist.metadata import Metadata
     from ocidist.remotes.docker.auth import Credential, CredentialFunc
     from ocidist.remotes.docker.resolver import DockerResolver
@@ -52,6 +53,32 @@ def parse_duration(text: str) -> float:
     return total
 
 
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``65536``, ``64k``, ``32MiB``, ``1G`` (binary units) as bytes."""
+    s = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = s[-1:] if s[-1:] in _SIZE_UNITS and s[-1:] else ""
+    num = s[: len(s) - len(unit)].strip()
+    if not num.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 1048576, 64KiB, 32MiB)")
+    return int(num) * _SIZE_UNITS[unit]
+
+
+def _env_int(name: str) -> int | None:
+    v = os.environ.get(name)
+    return int(v) if v and v.strip().isdigit() else None
+
+
+def _env_size(name: str) -> int | None:
+    v = os.environ.get(name)
+    try:
+        return parse_size(v) if v else None
+    except argparse.ArgumentTypeError:
+        return None
+
+
 GLOBAL_OPTIONS = (
     "--root",
     "--hosts-dir",
@@ -61,6 +88,9 @@ GLOBAL_OPTIONS = (
     "--insecure",
     "--timeout",
     "--address",
+    "--max-ranges",
+    "--range-threshold",
+    "--range-size",
     "--debug",
     "--quiet",
     "--json",
@@ -153,6 +183,38 @@ def add_global_options(
             "--address",
             "work through the `dist serve` daemon at unix:///path, a path or "
             "tcp://127.0.0.1:PORT instead of opening the store (env DIST_ADDRESS)",
+        ),
+    )
+    g.add_argument(
+        "--max-ranges",
+        type=int,
+        metavar="N",
+        default=d(_env_int("DIST_MAX_RANGES")),
+        help=h(
+            "--max-ranges",
+            "fetch a big blob in at most N concurrent ranges; 1 = one stream "
+            "(env DIST_MAX_RANGES; default: from 4, doubled while throughput grows, up to 16)",
+        ),
+    )
+    g.add_argument(
+        "--range-threshold",
+        type=parse_size,
+        metavar="SIZE",
+        default=d(_env_size("DIST_RANGE_THRESHOLD")),
+        help=h(
+            "--range-threshold",
+            "blobs from this size on are fetched in ranges, e.g. 32MiB; 0 = never "
+            "(env DIST_RANGE_THRESHOLD; default 32MiB)",
+        ),
+    )
+    g.add_argument(
+        "--range-size",
+        type=parse_size,
+        metavar="SIZE",
+        default=d(_env_size("DIST_RANGE_SIZE")),
+        help=h(
+            "--range-size",
+            "bytes per range request (env DIST_RANGE_SIZE; default from the blob's size)",
         ),
     )
     g.add_argument(
@@ -301,7 +363,19 @@ class Context:
                 hosts_dir=getattr(self.args, "hosts_dir", None),
                 credentials=credentials or self.credentials(),
                 push=self.push_options,
+                ranges=self.range_tuning(),
             )
+        )
+
+    def range_tuning(self) -> Tuning | None:
+        """--max-ranges, --range-threshold, --range-size over the defaults
+        (None when none is given: hosts.toml's keys or the defaults apply)."""
+        from ocidist.remotes.docker.hostsconfig import tuning_from
+
+        return tuning_from(
+            getattr(self.args, "max_ranges", None),
+            getattr(self.args, "range_threshold", None),
+            getattr(self.args, "range_size", None),
         )
 
     def user_credential(self, prompt_user: bool = False) -> Credential | None:

@@ -14,7 +14,7 @@ import io
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from ocidist.content import Ingester, Writer
 from ocidist.digest import Digest
@@ -25,6 +25,9 @@ BUFSIZE = 1 << 20  # PROTOCOL-NOTES: 8 KiB chunks cost ~40 % on big blobs
 # Objects from this size on are received and written by two threads.
 PIPELINE_MIN = 64 << 20
 PIPELINE_BUFFERS = 8
+
+if TYPE_CHECKING:
+    from ocidist.content.parallel import RangedWriter, RangeSource, Tuning
 
 OpenAt = Callable[[int], Readable | BinaryIO]
 Progress = Callable[[int], None]
@@ -203,10 +206,16 @@ def ingest(
     *,
     labels: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    ranges: RangeSource | None = None,
+    tuning: Tuning | None = None,
 ) -> bool:
     """Fetch-style helper: open the writer for ``key``, copy, close.
 
-    Returns False when the content was already there (nothing transferred).
+    With ``ranges`` (a remote blob), an object from ``tuning.threshold`` on
+    is fetched as concurrent ranges when the store's writer can take bytes
+    at offsets (content/parallel.py); a server that ignores Range gets one
+    stream from where that left off. Returns False when the content was
+    already there (nothing transferred).
     A commit that finds the bytes wrong drops the ingest: a store keeps a
     failed commit's bytes (containerd's rule), and a retry of this fetch
     would otherwise resume into the same mismatch.
@@ -216,6 +225,16 @@ def ingest(
     except AlreadyExists:
         return False
     try:
+        if ranges is not None and hasattr(writer, "ranged"):
+            from ocidist.content.parallel import Tuning, copy_ranges
+
+            t = tuning or Tuning()
+            if t.threshold and size >= t.threshold:
+                rw = cast("RangedWriter", writer)
+                if copy_ranges(
+                    rw, ranges, size, expected, tuning=t, labels=labels, progress=progress
+                ):
+                    return True
         copy_from(writer, open_at, size, expected, labels=labels, progress=progress)
     except DigestMismatch:
         writer.close()

@@ -6,8 +6,10 @@ the ``lock`` file held by the live writer (see locks.py); the data file's
 mtime is the last update (set exactly when a writer lets go: the kernel's
 own file times come from a coarse clock that lags the wall clock by
 milliseconds, and containerd's clients compare them with their own clock).
-Only the lock holder changes the directory, so everything here runs
-single-threaded per key.
+While a big blob is fetched in concurrent ranges
+(rangefile.py), ``ranges`` says which parts of ``data`` are complete: then
+the data file's size is not its valid prefix. Only the lock holder changes
+the directory, so everything here runs single-threaded per key.
 
 One metadata file, written only when it changes, because a small blob's
 ingest is mostly fixed costs: the layout before (``key``, ``total``,
@@ -36,6 +38,13 @@ from ocidist.content.fsutil import (
 )
 from ocidist.content.labels import LabelFiles, validate
 from ocidist.content.locks import KeyLock
+from ocidist.content.rangefile import (
+    SIDECAR,
+    RangeFile,
+    prefix_end,
+    read_sidecar,
+    remove_sidecar,
+)
 from ocidist.digest import Digest, new_hasher
 from ocidist.errors import AlreadyExists, DigestMismatch, DistError, InvalidArgument
 
@@ -92,12 +101,16 @@ def read_status(directory: str) -> Status | None:
         offset, data_mtime = st.st_size, st.st_mtime
     except FileNotFoundError:
         offset, data_mtime = 0, 0.0
+    total = int(_number(meta.get("total"), -1))
+    if os.path.exists(os.path.join(directory, SIDECAR)):
+        # Written in ranges: only the recorded contiguous prefix counts.
+        offset = prefix_end(read_sidecar(directory, total) or [])
     started = _number(meta.get("started_at"), 0.0)
     updated = max(_number(meta.get("updated_at"), 0.0), data_mtime)
     return Status(
         key=str(meta["key"]),
         offset=offset,
-        total=int(_number(meta.get("total"), -1)),
+        total=total,
         expected=_digest(meta.get("expected")),
         started_at=started,
         updated_at=updated or started,
@@ -195,6 +208,19 @@ class LocalWriter:
         self._updated = st.st_mtime_ns / 1e9 if old is not None else self._started
         # A fresh ingest's close stamps its start as its last update.
         self._touched = old is None
+        # The ranges an earlier ranged fetch completed (None: not one).
+        self._done: list[tuple[int, int]] | None = None
+        if os.path.exists(self._path(SIDECAR)):
+            done = None if restart else read_sidecar(self._dir, total)
+            if done is None:
+                # Sparse bytes without a usable record of which are valid.
+                remove_sidecar(self._dir)
+                size = 0
+            else:
+                self._done = done
+                self._hasher = _hash_file(self._file, prefix_end(done), self._algorithm)
+                self._offset = prefix_end(done)
+                return
         if restart or (total >= 0 and size > total):
             size = 0
         if size == held:
@@ -223,6 +249,8 @@ class LocalWriter:
 
     def write(self, data: bytes | memoryview) -> int:
         self._check_open()
+        if self._done is not None:
+            self._leave_ranges()
         view = memoryview(data).cast("B")
         n = len(view)
         try:
@@ -265,8 +293,69 @@ class LocalWriter:
     def digest(self) -> Digest:
         return Digest(self._algorithm, self._hasher.copy().hexdigest())
 
+    # -- out of order (rangefile.py) ------------------------------------------
+
+    def ranged(self) -> RangeFile:
+        """Switch to writing at offsets: a RangeFile over the data file that
+        starts from what an earlier ranged fetch completed (or the sequential
+        prefix held). The record of completed ranges is written before any
+        byte lands out of order, so a kill never leaves a sparse file that
+        looks like a prefix. End with ``adopt`` or ``leave_ranges``."""
+        self._check_open()
+        if self._total < 0:
+            raise InvalidArgument(f"{self._what}: ranges need the object's size")
+        done = self._done if self._done is not None else [(0, self._offset)]
+        with os_errors(self._what):
+            rf = RangeFile(
+                self._dir,
+                self._total,
+                self._algorithm,
+                done,
+                hasher=self._hasher,
+                hashed=self._offset,
+                what=self._what,
+            )
+            rf.mark_dirty()
+            rf.checkpoint()
+        self._done = rf.done()
+        return rf
+
+    def adopt(self, rf: RangeFile) -> None:
+        """Every range is done: take the file's hash; the writer is whole and
+        sequential again (``commit`` verifies as usual)."""
+        self._check_open()
+        try:
+            self._hasher = rf.finish()
+        finally:
+            rf.close()
+        with os_errors(self._what):
+            remove_sidecar(self._dir)
+        self._done = None
+        self._offset = rf.total
+        self._changed()
+
+    def leave_ranges(self, rf: RangeFile) -> None:
+        """Back to one sequential stream (the server ignored Range): keep the
+        contiguous prefix, drop the rest."""
+        rf.close()
+        self._done = rf.done()
+        # The hasher went on in the range file's thread, up to ``hashed``.
+        self._offset = rf.hashed
+        self._leave_ranges()
+
+    def _leave_ranges(self) -> None:
+        prefix = prefix_end(self._done or [])
+        self._done = None
+        with os_errors(self._what):
+            self._file.truncate(prefix)
+            remove_sidecar(self._dir)
+            if prefix != self._offset:
+                self._truncate(prefix)  # hashes the prefix again
+
     def truncate(self, size: int) -> None:
         self._check_open()
+        if self._done is not None:
+            self._leave_ranges()
         if not 0 <= size <= self._offset:
             raise InvalidArgument(f"{self._what}: cannot truncate to {size} bytes")
         with os_errors(self._what):
@@ -386,7 +475,7 @@ def link(src: str, target: str) -> None:
 def _remove_dir(path: str) -> None:
     """Remove an ingest directory moved aside; the files it is known to hold
     are unlinked by name (cheaper than a tree walk for every small blob)."""
-    for name in ("data", "meta", "lock", *_LEGACY):
+    for name in ("data", "meta", "lock", SIDECAR, *_LEGACY):
         try:
             os.unlink(os.path.join(path, name))
         except FileNotFoundError:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from ocidist.content import Store, ingest_key_for
 from ocidist.content.copy import ingest, put_bytes
+from ocidist.content.parallel import RangeSource
 from ocidist.descriptor import DISTRIBUTION_SOURCE, Descriptor, is_index, is_manifest
 from ocidist.errors import Unavailable
 from ocidist.images.walk import Children, manifest_children, read_manifest
@@ -119,6 +120,9 @@ class FetchHandler:
             # wrong digest or size, so the stream need not be hashed as well.
             return self.fetcher.fetch(desc, offset, verify=False)
 
+        # A registry fetcher can serve ranges: a big blob then comes in parallel.
+        make_ranges = getattr(self.fetcher, "ranges", None)
+        ranges: RangeSource | None = make_ranges(desc) if make_ranges is not None else None
         fetched = ingest(
             self.store,
             ingest_key_for(desc),
@@ -127,6 +131,8 @@ class FetchHandler:
             desc.digest,
             labels=self._source,
             progress=progress,
+            ranges=ranges,
+            tuning=ranges.tuning if ranges is not None else None,
         )
         if fetched:
             self.fetched.append(desc)

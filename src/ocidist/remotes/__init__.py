@@ -8,11 +8,14 @@ can resolve and fetch (an OCI layout, a daemon) can implement these too.
 from __future__ import annotations
 
 import io
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ocidist.content import Writer
 from ocidist.descriptor import Descriptor
 from ocidist.stream import Readable
+
+if TYPE_CHECKING:
+    from ocidist.content.parallel import RangeSource
 
 
 class Fetcher(Protocol):
@@ -75,6 +78,12 @@ class WithManifest:
         if desc.digest == self._desc.digest:
             return io.BytesIO(self._data[offset:])  # verified when it was read
         return self._fetcher.fetch(desc, offset, verify=verify)
+
+    def ranges(self, desc: Descriptor) -> RangeSource | None:
+        """The wrapped fetcher's byte ranges of a big blob, where it has them
+        (a registry's: content/parallel.py)."""
+        make = getattr(self._fetcher, "ranges", None)
+        return make(desc) if make is not None else None
 
 
 def resolve_to_fetch(resolver: Resolver, ref: str) -> tuple[str, Descriptor, Fetcher]:

@@ -11,7 +11,9 @@ its first N bytes discarded — a CDN in front of a registry did exactly that.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
+from ocidist.content.parallel import Tuning
 from ocidist.descriptor import ACCEPT_MANIFESTS, MAX_MANIFEST_SIZE, Descriptor, is_manifest_or_index
 from ocidist.digest import VerifyingReader
 from ocidist.errors import (
@@ -31,14 +33,25 @@ from ocidist.remotes.docker.transport import Response
 from ocidist.stream import Readable
 from ocidist.text import quote
 
+if TYPE_CHECKING:
+    from ocidist.remotes.docker.rangefetch import BlobRanges
+
 SKIP_CHUNK = 1 << 20
 
 
 class DockerFetcher:
-    def __init__(self, session: Session, hosts: list[RegistryHost], path: str) -> None:
+    def __init__(
+        self,
+        session: Session,
+        hosts: list[RegistryHost],
+        path: str,
+        tuning: Tuning | None = None,
+    ) -> None:
         self._session = session
         self._hosts = hosts
         self._path = path
+        # How big blobs are fetched in parallel ranges (content/parallel.py).
+        self.tuning = tuning or Tuning()
 
     def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
         """A stream of ``desc``'s bytes from ``offset``. From offset 0 the stream
@@ -58,30 +71,44 @@ class DockerFetcher:
         return VerifyingReader(raw, desc.digest, desc.size, what=str(desc.digest))
 
     def open(
-        self, desc: Descriptor, offset: int, attempts: Attempts | None = None
+        self, desc: Descriptor, offset: int, attempts: Attempts | None = None, end: int = -1
     ) -> tuple[Response, int]:
-        """GET the object from ``offset``; returns the response and the offset
-        its body actually starts at (0 when the server ignored Range).
-        ``attempts``: the object's retry budget (retry.py) when this open
-        resumes a body; by default the request has its own."""
+        """GET the object from ``offset`` (up to ``end`` if not -1); returns
+        the response and the offset its body actually starts at (0 when the
+        server ignored Range). ``attempts``: the object's retry budget
+        (retry.py) when this open resumes a body; by default the request has
+        its own."""
         what = f"{self._path}@{desc.digest}"
         if not self._hosts:
             raise NotFound(f"{what}: no host is configured to pull from")
         return first_success(
             what,
             self._hosts,
-            lambda h: self._open_on(h, desc, offset, attempts),
+            lambda h: self._open_on(h, desc, offset, attempts, end),
             skip=_blob_host_failure,
         )
 
+    def ranges(self, desc: Descriptor) -> BlobRanges:
+        """``desc`` as a source of byte ranges (a parallel ranged fetch)."""
+        from ocidist.remotes.docker.rangefetch import BlobRanges
+
+        return BlobRanges(self, self._session, desc)
+
     def _open_on(
-        self, host: RegistryHost, desc: Descriptor, offset: int, attempts: Attempts | None
+        self,
+        host: RegistryHost,
+        desc: Descriptor,
+        offset: int,
+        attempts: Attempts | None,
+        end: int = -1,
     ) -> tuple[Response, int]:
         endpoints = ["blobs"]
         if is_manifest_or_index(desc.media_type):
             endpoints = ["manifests", "blobs"]
         headers = {"Accept": f"{desc.media_type}, */*" if desc.media_type else "*/*"}
-        if offset:
+        if end >= 0:
+            headers["Range"] = f"bytes={offset}-{end - 1}"
+        elif offset:
             headers["Range"] = f"bytes={offset}-"
         for i, ep in enumerate(endpoints):
             if ep == "manifests":

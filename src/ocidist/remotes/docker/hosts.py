@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
+from ocidist.content.parallel import Tuning
 from ocidist.errors import DistError, NotFound, RegistryError, Unavailable, reworded
 from ocidist.remotes.docker.origin import Origin, origin_of
 from ocidist.remotes.docker.transport import TLSConfig
@@ -26,14 +27,15 @@ ALL_CAPABILITIES = frozenset({PULL, RESOLVE, PUSH})
 
 
 class RegistryHost(Value):
-    __slots__ = ("host", "scheme", "path", "capabilities", "tls", "headers")
-    _no_hash = ("headers",)
+    __slots__ = ("host", "scheme", "path", "capabilities", "tls", "headers", "ranges")
+    _no_hash = ("headers", "ranges")
     host: str  # host[:port] as dialled
     scheme: str
     path: str  # API prefix (hosts.toml override_path can change it)
     capabilities: frozenset[str]
     tls: TLSConfig
     headers: Mapping[str, str]
+    ranges: Tuning | None  # hosts.toml's parallel-range settings, if any
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class RegistryHost(Value):
         capabilities: frozenset[str] = ALL_CAPABILITIES,
         tls: TLSConfig | None = None,
         headers: Mapping[str, str] | None = None,
+        ranges: Tuning | None = None,
     ) -> None:
         object.__setattr__(self, "host", host)
         object.__setattr__(self, "scheme", scheme)
@@ -50,6 +53,7 @@ class RegistryHost(Value):
         object.__setattr__(self, "capabilities", capabilities)
         object.__setattr__(self, "tls", TLSConfig() if tls is None else tls)
         object.__setattr__(self, "headers", {} if headers is None else headers)
+        object.__setattr__(self, "ranges", ranges)
 
     @property
     def base(self) -> str:

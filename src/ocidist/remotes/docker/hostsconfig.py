@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ocidist.content.parallel import Tuning
 from ocidist.errors import InvalidArgument
 from ocidist.remotes.docker.hosts import (
     ALL_CAPABILITIES,
@@ -68,6 +69,24 @@ def _apply_insecure(hosts: list[RegistryHost], insecure: bool) -> list[RegistryH
         tls = TLSConfig(True, t.ca_files, t.client_cert, t.client_key)
         out.append(h.replace(tls=tls))
     return out
+
+
+def tuning_from(max_ranges: int | None, threshold: int | None, piece: int | None) -> Tuning | None:
+    """The defaults with what was given applied (flags or hosts.toml keys):
+    at most 1 range is one stream; threshold 0 never ranges; piece 0 sizes
+    pieces from the blob."""
+    if max_ranges is None and threshold is None and piece is None:
+        return None
+    t = Tuning()
+    if max_ranges is not None:
+        t = t._replace(max=max(1, max_ranges), start=min(t.start, max(1, max_ranges)))
+        if max_ranges <= 1:
+            t = t._replace(threshold=0)
+    if threshold is not None and t.threshold:
+        t = t._replace(threshold=threshold)
+    if piece is not None:
+        t = t._replace(piece=piece)
+    return t
 
 
 def load_hosts_file(path: str, domain: str, *, plain_http: bool = False) -> list[RegistryHost]:
@@ -131,7 +150,22 @@ def _host(path: str, base: str, url: str, table: Mapping[str, Any]) -> RegistryH
         capabilities=_capabilities(table, where),
         tls=_tls(table, base, where),
         headers=_headers(table, where),
+        ranges=_ranges(table, where),
     )
+
+
+def _ranges(table: Mapping[str, Any], where: str) -> Tuning | None:
+    """ocidist's own keys (containerd ignores them): ``max_ranges``,
+    ``range_threshold`` and ``range_size`` in bytes, as the flags of the
+    same names (content/parallel.py)."""
+    keys = ("max_ranges", "range_threshold", "range_size")
+    if not any(k in table for k in keys):
+        return None
+    for k in keys:
+        v = table.get(k, 0)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise HostsConfigError(f"{where}: '{k}' must be a whole number >= 0")
+    return tuning_from(*(table.get(k) for k in keys))
 
 
 def _bool(table: Mapping[str, Any], key: str, where: str) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from ocidist import reference
+from ocidist.content.parallel import Tuning
 from ocidist.descriptor import (
     ACCEPT_MANIFESTS,
     DOCKER_SCHEMA1,
@@ -27,6 +28,7 @@ from ocidist.descriptor import (
 from ocidist.digest import Digest, InvalidDigest
 from ocidist.errors import (
     DigestMismatch,
+    DistError,
     InvalidContent,
     NotFound,
     Unavailable,
@@ -61,6 +63,8 @@ class ResolverOptions(NamedTuple):
     hosts: HostsFunc | None = None  # overrides hosts_dir/default lookup
     push: PushOptions | None = None  # for every pusher() not given its own
     proxies: ProxyConfig | None = None  # None: from the environment (proxy.py)
+    # Parallel ranged fetch of big blobs (content/parallel.py); None: defaults.
+    ranges: Tuning | None = None
 
 
 class DockerResolver:
@@ -109,7 +113,9 @@ class DockerResolver:
         with self._lock:
             f = self._fetchers.get(r.repository)
             if f is None:
-                f = DockerFetcher(self.session, pull, r.path)
+                # Flags beat hosts.toml; the first pull host's keys apply.
+                tuning = self.options.ranges or next((h.ranges for h in pull if h.ranges), None)
+                f = DockerFetcher(self.session, pull, r.path, tuning)
                 self._fetchers[r.repository] = f
             return f
 
@@ -134,6 +140,17 @@ class DockerResolver:
             tag=r.tag,
             tagged=r.digest,
         )
+
+    def warm(self, ref: str, n: int) -> None:
+        """Open up to ``n`` connections to the host ``ref`` is pulled from,
+        in the background (see ``Transport.warm``)."""
+        try:
+            r = reference.parse(ref)
+            hosts = [h for h in self.hosts(r.domain) if PULL in h.capabilities]
+        except DistError:
+            return
+        if hosts:
+            self.transport.warm(hosts[0].base, n, hosts[0].tls)
 
     def resolve(self, ref: str) -> tuple[str, Descriptor]:
         """``ref``'s canonical name and descriptor, by HEAD (Docker Hub

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from ocidist import logs
-from ocidist.errors import InvalidContent, RegistryError, TimedOut, Unavailable
+from ocidist.errors import DistError, InvalidContent, RegistryError, TimedOut, Unavailable
 from ocidist.remotes.docker import httpconn
 from ocidist.remotes.docker.httpconn import Body, Connection, Headers, Protocol, Timer
 from ocidist.remotes.docker.origin import (
@@ -347,6 +347,29 @@ class Transport:
             conn.close()
 
         return release
+
+    def warm(self, url: str, n: int, tls: TLSConfig | None = None) -> None:
+        """Open connections to ``url``'s host in background threads until
+        ``n`` are idle in the pool, so the requests that follow skip the
+        TCP (and TLS) handshake. Failures are dropped: a request that needs
+        the connection reports its own."""
+        try:
+            scheme, host, port, _ = _target(url, url)
+        except DistError:
+            return
+        tls = tls or TLSConfig()
+        key = (scheme, host, port, tls if scheme == "https" else _PLAIN)
+        with self._lock:
+            want = min(n, self._pool_size) - len(self._idle.get(key, ()))
+        for _ in range(want):
+            threading.Thread(target=self._warm_one, args=(key,), daemon=True).start()
+
+    def _warm_one(self, key: _PoolKey) -> None:
+        try:
+            conn = self._new(key, Timer(None, self._timeouts.connect), "warm-up")
+        except DistError:
+            return
+        self._release(key)(conn)
 
     def _new(self, key: _PoolKey, timer: Timer, what: str) -> Connection:
         scheme, host, port, tls, proxy = key

@@ -1,0 +1,347 @@
+"""Fetch one big object as several concurrent ranges into an ingest.
+
+Across a real network one connection is often capped (object stores and
+CDNs limit each connection; a long round trip limits what one TCP window
+carries), so a multi-GB layer over one stream takes several times longer
+than the link allows. Here the object is cut into pieces, fetched by a
+growing number of workers, each writing at its offsets into the ingest's
+data file (``RangeFile``: prefix hashed as it grows, completed ranges
+recorded for a resume).
+
+Tuning needs no flags: it starts with a few ranges and doubles their number
+while the measured throughput grows by at least ``GROWTH``; the piece size
+follows from the object's size. At the end, an idle worker takes over the
+second half of the largest piece still in flight, so the last seconds are
+not left to one connection. ``Tuning`` (flags, ``hosts.toml``) overrides.
+
+A server that ignores ``Range`` (200 instead of 206) makes ``copy_ranges``
+return False after leaving the ingest as a plain prefix: the caller goes on
+with one stream. A broken body keeps what arrived and only the rest of its
+range goes back to be fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, Protocol
+
+from ocidist.content.rangefile import RangeFile, Span
+from ocidist.digest import Digest
+from ocidist.errors import AlreadyExists, DistError, Unavailable
+from ocidist.stream import Readable
+
+MiB = 1 << 20
+BUF = MiB  # per worker: memory is workers x BUF
+# A piece is at least this big (a request per piece) and a steal leaves at
+# least this much to each side.
+MIN_PIECE = 4 * MiB
+MAX_PIECE = 64 * MiB
+GROWTH = 1.15  # double the workers while throughput grows by this factor
+
+
+class RangeIgnored(Exception):
+    """The server answered a Range request with the whole object (200)."""
+
+
+class Tuning(NamedTuple):
+    threshold: int = 32 * MiB  # objects from this size on; 0 = never
+    start: int = 4  # ranges at first
+    max: int = 16  # ranges at most
+    piece: int = 0  # bytes per request; 0 = from the size
+
+
+class Tries(Protocol):
+    """One object's retry budget (remotes/docker/retry.py ``Attempts``)."""
+
+    def failed(self, error: DistError, *, gained: int = 0) -> None:
+        """Wait before the next attempt, or raise once the budget is spent."""
+        ...
+
+
+class RangeSource(Protocol):
+    tuning: Tuning
+
+    def attempts(self) -> Tries: ...
+
+    def open_range(self, start: int, end: int) -> Readable:
+        """A stream of bytes ``[start, end)``; RangeIgnored if the server
+        does not honour Range."""
+        ...
+
+
+class RangedWriter(Protocol):
+    """A store writer that can take bytes at offsets (content/ingest.py)."""
+
+    def ranged(self) -> RangeFile: ...
+    def adopt(self, rf: RangeFile) -> None: ...
+    def leave_ranges(self, rf: RangeFile) -> None: ...
+    def commit(
+        self, size: int, expected: Digest, labels: Mapping[str, str] | None = None
+    ) -> None: ...
+
+
+Progress = Callable[[int], None]
+
+
+class _Budget:
+    """Range workers of all the blobs this process fetches at once: several
+    big layers of one image share ``Tuning.max`` connections rather than
+    each growing to it (each still gets one)."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.lock = threading.Lock()
+
+    def take(self, want: int, cap: int) -> int:
+        with self.lock:
+            n = max(0, min(want, cap - self.active))
+            self.active += n
+            return n
+
+    def give(self, n: int) -> None:
+        with self.lock:
+            self.active -= n
+
+
+_BUDGET = _Budget()
+
+
+class _Piece:
+    __slots__ = ("end", "pos", "start")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.pos, self.end = start, start, end
+
+
+class _Plan:
+    """The spans still to fetch and the pieces in flight (under one lock).
+    Pieces are carved off the spans as they are taken, never listed ahead:
+    a hostile descriptor may declare an exabyte."""
+
+    def __init__(self, missing: list[Span], piece: int) -> None:
+        self.pending: list[Span] = list(missing)
+        self.piece = piece
+        self.active: list[_Piece] = []
+        self.lock = threading.Lock()
+
+    def take(self) -> _Piece | None:
+        with self.lock:
+            if self.pending:
+                s, e = self.pending[0]
+                n = min(self.piece, e - s)
+                if e - (s + n) < min(MIN_PIECE, self.piece // 2):
+                    n = e - s  # no sliver at the end
+                if s + n < e:
+                    self.pending[0] = (s + n, e)
+                else:
+                    self.pending.pop(0)
+                p = _Piece(s, s + n)
+                self.active.append(p)
+                return p
+            # Nothing left to start: split the largest piece in flight.
+            victim = max(self.active, key=lambda p: p.end - p.pos, default=None)
+            if victim is None or victim.end - victim.pos < 2 * MIN_PIECE:
+                return None
+            mid = victim.pos + (victim.end - victim.pos) // 2
+            p = _Piece(mid, victim.end)
+            victim.end = mid
+            self.active.append(p)
+            return p
+
+    def end_of(self, p: _Piece) -> int:
+        with self.lock:
+            return p.end
+
+    def release(self, p: _Piece, requeue: bool) -> None:
+        with self.lock:
+            self.active.remove(p)
+            if requeue and p.pos < p.end:
+                self.pending.insert(0, (p.pos, p.end))
+
+    def empty(self) -> bool:
+        with self.lock:
+            return not self.pending and not self.active
+
+
+class _Run:
+    def __init__(self, rf: RangeFile, source: RangeSource, plan: _Plan) -> None:
+        self.rf, self.source, self.plan = rf, source, plan
+        self.received = 0
+        # One budget for the blob, whichever range failed (retry.py).
+        self.tries = source.attempts()
+        self.tries_lock = threading.Lock()
+        self.error: BaseException | None = None
+        self.ignored = False
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.workers = 0
+        self.running = 0
+
+    def stopped(self) -> bool:
+        return self.error is not None or self.ignored
+
+    def spawn(self, n: int) -> None:
+        for _ in range(n):
+            with self.lock:
+                self.workers += 1
+                self.running += 1
+            threading.Thread(target=self._work, name="range-fetch", daemon=True).start()
+
+    def _work(self) -> None:
+        buf = bytearray(BUF)
+        view = memoryview(buf)
+        try:
+            while not self.stopped():
+                p = self.plan.take()
+                if p is None:
+                    return
+                requeue = True
+                began = p.pos
+                try:
+                    self._fetch(p, view)
+                    requeue = p.pos < self.plan.end_of(p)
+                except RangeIgnored:
+                    with self.lock:
+                        self.ignored = True
+                except Unavailable as e:
+                    # The rest of the range goes back; the wait (or the
+                    # verdict "gave up") is the shared mechanism's.
+                    try:
+                        with self.tries_lock:
+                            self.tries.failed(e, gained=p.pos - began)
+                    except BaseException as final:
+                        with self.lock:
+                            self.error = self.error or final
+                except BaseException as e:
+                    with self.lock:
+                        self.error = e
+                finally:
+                    if p.pos > p.start:
+                        self.rf.complete(p.start, p.pos)
+                    self.plan.release(p, requeue)
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.changed.notify_all()
+
+    def _fetch(self, p: _Piece, view: memoryview) -> None:
+        stream = self.source.open_range(p.pos, p.end)
+        start = p.pos
+        try:
+            while not self.stopped():
+                end = self.plan.end_of(p)  # a steal may have moved it
+                if p.pos >= end:
+                    return
+                n = stream.readinto(view[: min(len(view), end - p.pos)])
+                if n <= 0:
+                    raise Unavailable(f"range {start}-{end}: body ended at {p.pos}")
+                self.rf.write_at(p.pos, view[:n])
+                p.pos += n
+                self.rf.progress(start, p.pos)
+                with self.lock:
+                    self.received += n
+        finally:
+            stream.close()
+
+
+def copy_ranges(
+    writer: RangedWriter,
+    source: RangeSource,
+    size: int,
+    expected: Digest,
+    *,
+    tuning: Tuning | None = None,
+    labels: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> bool:
+    """Fetch ``[0, size)`` into ``writer`` (a local store writer: it has
+    ``ranged``/``adopt``/``leave_ranges``) in concurrent ranges, resuming
+    what an earlier run completed, then commit. False when the server
+    ignored Range: the writer then holds a plain prefix to go on from."""
+    tuning = tuning or Tuning()
+    rf: RangeFile = writer.ranged()
+    try:
+        missing = rf.missing()
+        left = sum(e - s for s, e in missing)
+        piece = tuning.piece or max(MIN_PIECE, min(MAX_PIECE, left // (2 * max(1, tuning.max))))
+        run = _Run(rf, source, _Plan(missing, piece))
+        _drive(run, tuning, progress)
+    except BaseException:
+        rf.close()
+        raise
+    if run.ignored:
+        writer.leave_ranges(rf)
+        return False
+    if run.error is not None:
+        rf.close()
+        raise run.error
+    writer.adopt(rf)
+    if progress is not None:
+        progress(size)
+    with contextlib.suppress(AlreadyExists):
+        writer.commit(size, expected, labels)
+    return True
+
+
+def _drive(run: _Run, tuning: Tuning, progress: Progress | None) -> None:
+    """Start the first workers, then every interval: make completed ranges
+    durable, report progress, and double the workers while that pays."""
+    cap = max(1, tuning.max)
+    first = _BUDGET.take(min(tuning.start, cap), cap)
+    # With the budget spent by other blobs, one worker all the same (uncounted).
+    run.spawn(first or 1)
+    try:
+        _grow(run, progress, first or 1, cap)
+    finally:
+        _BUDGET.give(run.workers if first else run.workers - 1)
+
+
+def _grow(run: _Run, progress: Progress | None, workers: int, cap: int) -> None:
+    growing = workers < cap
+    interval = 0.2
+    last_rate = 0.0
+    mark, mark_t = 0, time.monotonic()
+    t_check = mark_t
+    try:
+        while True:
+            with run.lock:
+                if run.running == 0:
+                    break
+                run.changed.wait(0.1)
+                received = run.received
+            now = time.monotonic()
+            if now - t_check >= 0.5:
+                run.rf.checkpoint()
+                t_check = now
+                if progress is not None:
+                    progress(run.rf.held())
+            if received == 0:
+                mark_t = now  # the clock starts with the first bytes
+            elif growing and now - mark_t >= interval and not run.stopped():
+                rate = (received - mark) / (now - mark_t)
+                add = _BUDGET.take(min(workers, cap - workers), cap)
+                if add and rate > last_rate * GROWTH and not run.plan.empty():
+                    run.spawn(add)
+                    workers += add
+                    growing = workers < cap
+                    last_rate = rate
+                    # A new connection ramps up over a few round trips.
+                    interval = min(0.6, interval * 1.25)
+                else:
+                    _BUDGET.give(add)
+                    growing = False
+                mark, mark_t = received, now
+    except BaseException as e:
+        with run.lock:
+            run.error = run.error or e
+        with run.lock:
+            while run.running:
+                run.changed.wait(0.1)
+        raise
+    if not run.ignored:
+        run.rf.checkpoint()
+    if run.error is None and not run.ignored and not run.plan.empty():
+        run.error = DistError("ranged fetch stopped with ranges missing")

@@ -1,0 +1,85 @@
+"""The bench's WAN relay (tests/harness/netrelay.py) adds what it says it
+adds: a round trip per exchange (two for a new connection) and a rate cap
+per connection. Lower bounds only, with room: a loaded machine makes every
+figure slower, never faster; upper bounds are generous deadlines."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness.netrelay import NetRelay, Profile
+
+PAYLOAD = 1_000_000
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        # One line in, its first word's worth of bytes out, per request.
+        f = self.request.makefile("rb")
+        while line := f.readline():
+            n = int(line.split()[0])
+            self.request.sendall(b"x" * n)
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _ask(sock: socket.socket, n: int) -> None:
+    sock.sendall(f"{n}\n".encode())
+    got = 0
+    while got < n:
+        chunk = sock.recv(1 << 16)
+        assert chunk, "relay closed early"
+        got += len(chunk)
+
+
+def test_relay_adds_round_trips_and_caps_a_connection(server: str) -> None:
+    profile = Profile("test", rtt=0.1, conn_rate=2e6, total_rate=0, slow_start=False)
+    with NetRelay(server, profile) as relay:
+        host, port = relay.host.split(":")
+        t0 = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            _ask(s, 10)  # handshake + request: two round trips
+            first = time.monotonic() - t0
+            t1 = time.monotonic()
+            _ask(s, 10)  # the same connection: one round trip
+            second = time.monotonic() - t1
+            t2 = time.monotonic()
+            _ask(s, PAYLOAD)  # 1 MB at 2 MB/s
+            bulk = time.monotonic() - t2
+    assert 0.19 <= first < 10
+    assert 0.095 <= second < 10
+    assert PAYLOAD / 2e6 <= bulk < 30
+
+
+def test_relay_total_cap_is_shared_by_connections(server: str) -> None:
+    profile = Profile("test", rtt=0.0, conn_rate=0, total_rate=4e6, slow_start=False)
+    with NetRelay(server, profile) as relay:
+        host, port = relay.host.split(":")
+        socks = [socket.create_connection((host, int(port)), timeout=30) for _ in range(4)]
+        try:
+            t0 = time.monotonic()
+            threads = [threading.Thread(target=_ask, args=(s, PAYLOAD)) for s in socks]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            took = time.monotonic() - t0
+        finally:
+            for s in socks:
+                s.close()
+    # 4 MB through a 4 MB/s link (a small burst allowance aside).
+    assert 0.9 <= took < 30
