@@ -221,3 +221,20 @@ def test_hosts_toml_keys_tune_ranges_and_flags_win(
                    "fetch", ref)  # fmt: skip
     assert out.returncode != 0
     assert "'max_ranges' must be a whole number" in one_error_line(out)
+
+
+def test_broken_range_refetches_only_its_rest_and_gives_up_in_one_line(
+    tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    digest, size = _image(tmp_path, registry, repo_name)
+    ref = f"{fault_proxy.host}/{repo_name}:big"
+    fault_proxy.drop(f"/blobs/{digest}", after_bytes=300_000, times=2)
+    _fetch(tmp_path / "a", ref, *RANGED)
+    assert _committed(tmp_path / "a", digest)
+    # What arrived before each break was kept: never a range fetched twice.
+    assert fault_proxy.bytes_sent[f"/v2/{repo_name}/blobs/{digest}"] < size + 2 * MiB
+    fault_proxy.clear()
+    fault_proxy.drop(f"/blobs/{digest}", after_bytes=1000, times=None)
+    out = run_dist("--root", str(tmp_path / "b"), *RANGED, "fetch", ref)
+    assert out.returncode == 1
+    assert "gave up after" in one_error_line(out)
