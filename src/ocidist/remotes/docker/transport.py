@@ -358,7 +358,8 @@ class Transport:
         except DistError:
             return
         tls = tls or TLSConfig()
-        key = (scheme, host, port, tls if scheme == "https" else _PLAIN)
+        proxy = self._proxies.for_target(scheme, host, port) if self._proxies else None
+        key = (scheme, host, port, tls if scheme == "https" else _PLAIN, proxy)
         with self._lock:
             want = min(n, self._pool_size) - len(self._idle.get(key, ()))
         for _ in range(want):
