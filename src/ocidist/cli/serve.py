@@ -27,9 +27,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="serve the content store over gRPC (containerd API; ctr works against it)",
         description="Serve the store of --root over gRPC until SIGTERM/SIGINT. "
         "containerd's content, images and leases services are wire-compatible, so "
-        "`ctr --address SOCK content ls` works; every containerd namespace sees the same store.",
+        "`ctr --address SOCK content ls` works; images and content are shared by every "
+        "containerd namespace, leases belong to theirs. The API has no authentication: "
+        "the socket is 0600, Unpack writes only below --unpack-root directories, and "
+        "credentials go only to the registry they are for.",
         examples=(
             "dist serve --root /var/lib/dist",
+            "dist serve --unpack-root /srv/unpack",
+            "dist serve -u ci --password-stdin --user-registry registry.example.com",
             "dist serve --address tcp://127.0.0.1:7000",
             "ctr --address ~/.local/share/ocidist/dist.sock content ls",
         ),
