@@ -6,7 +6,6 @@ Each test mounts a small tmpfs (root only) and fills it to the last block.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -21,7 +20,7 @@ from ocidist.descriptor import OCI_MANIFEST, Descriptor
 from ocidist.digest import Digest
 from ocidist.errors import NoSpace
 from ocidist.metadata import MetadataStore
-from tests.dist_cli import one_error_line, run_dist
+from tests.dist_cli import json_list, one_error_line, run_dist
 from tests.harness import BuiltImage, Registry, large_image, push_image
 from tests.harness.tmpfs import can_mount, fill, free_bytes, resize, tmpfs, used_bytes
 
@@ -66,7 +65,7 @@ def blob_names(root: Path) -> set[str]:
 
 def names_recorded(root: Path) -> list[str]:
     out = ok(dist(root, "images", "ls", "--json"))
-    return sorted(i["name"] for i in json.loads(out))
+    return sorted(i["name"] for i in json_list(out))
 
 
 def tables_of(db: Path, scratch: Path) -> set[str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.dist_cli import one_error_line, run_dist
+from tests.dist_cli import json_list, one_error_line, run_dist
 from tests.harness.recording import Recorded, RecordingServer, Reply
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -280,7 +280,7 @@ def test_blob_content_type_that_is_not_a_media_type(tmp_path: Path, fake: FakeRe
 def nothing_named(tmp_path: Path) -> None:
     proc = dist(tmp_path, "--json", "images", "ls")
     assert proc.returncode == 0, proc.stderr.decode()
-    assert json.loads(proc.stdout) == []
+    assert json_list(proc.stdout) == []
 
 
 # -- shown from the store ---------------------------------------------------
@@ -300,7 +300,7 @@ def test_images_ls_and_inspect_escape_what_the_image_says(
     rows = clean(proc.stdout).splitlines()
     assert len(rows) == 2 and "linux\\n\\x00X/amd\\x1b[2J64" in rows[1], rows
     proc = dist(tmp_path, "--json", "images", "ls")
-    assert json.loads(proc.stdout)[0]["platforms"] == ["linux\n\x00X/amd\x1b[2J64"]
+    assert json_list(proc.stdout)[0]["platforms"] == ["linux\n\x00X/amd\x1b[2J64"]
     # Acting on it (inspect reads the platform) refuses it in words.
     line = failed_cleanly(dist(tmp_path, "inspect", ref))
     assert "platform os 'linux\\n\\x00X'" in line, line
