@@ -12,12 +12,18 @@ failure in any run fails the test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
+from ocidist.errors import NotFound
+from ocidist.remotes.docker import credentials as creds
+from ocidist.remotes.docker.auth import Credential
+from ocidist.remotes.docker.resolver import DockerResolver, ResolverOptions
 from tests.dist_cli import run_dist
 from tests.harness import (
     BuiltImage,
@@ -145,3 +151,69 @@ def test_token_auth_push_and_copy_in_parallel_20_runs(
             token_env.registry, f"private/conc/{kind}{RUNS - 1}:v1", creds=token_env.creds
         )
         assert got == image.raw
+
+
+def test_token_auth_copy_between_repositories_in_parallel(
+    registry: Registry, token_env: TokenEnv, image: BuiltImage, docker_config: Path
+) -> None:
+    """Mixed scopes: mounting from one repository into another needs pull on
+    the source and push on the destination, while other requests of the
+    same command hold tokens for one repository only."""
+    host, user = token_env.registry.host, ["--user", token_env.creds]
+    src = f"{host}/private/conc/mixed-src:v1"
+    out = run_dist(*user, "copy", f"{registry.host}/{SOURCE}:v1", src)
+    assert out.returncode == 0, out.stderr.decode()
+    failures = []
+    for i in range(5):
+        out = run_dist(*user, "copy", src, f"{host}/private/conc/mixed{i}:v1")
+        if out.returncode != 0:
+            failures.append(f"copy {i}: {out.stderr.decode().strip()}")
+    assert not failures, "\n".join(failures)
+    mounts = [
+        e for e in token_env.registry.access_log()
+        if e.method == "POST" and "mount=" in e.uri and "/private/conc/mixed" in e.path
+    ]  # fmt: skip
+    assert mounts and {e.status for e in mounts} == {201}
+
+
+def test_a_dead_token_shared_by_parallel_requests_is_fetched_again_once(
+    token_env: TokenEnv, image: BuiltImage, store: Path, docker_config: Path
+) -> None:
+    """Eight requests send the same token, which the registry no longer
+    accepts: each gets a 401, and between them one new token is fetched
+    (a 401 for the old token must not throw away the new one)."""
+    host = token_env.registry.host
+    out = run_dist(
+        "--user", token_env.creds, "--root", str(store), "push", "local/conc:v1",
+        f"{host}/private/conc/dead:v1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr.decode()
+    cred = Credential(token_env.user, token_env.password)
+    res = DockerResolver(ResolverOptions(credentials=creds.static(cred)))
+    ref = f"{host}/private/conc/dead:v1"
+    try:
+        with contextlib.suppress(NotFound):  # learns the challenge, another scope
+            res.resolve(f"{host}/private/conc/elsewhere:v1")
+        ts = token_env.tokens
+        ts.stale_next = 1  # the next token issued is already expired
+        before = ts.count()
+        barrier = threading.Barrier(8)
+        results: list[str] = []
+
+        def resolve() -> None:
+            barrier.wait()
+            try:
+                results.append(str(res.resolve(ref.replace(":v1", "@" + image.digest))[1].digest))
+            except Exception as e:  # reported below, with the others
+                results.append(repr(e))
+
+        threads = [threading.Thread(target=resolve) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        token_env.tokens.stale_next = 0
+        res.close()
+    assert results == [image.digest] * 8, results
+    assert ts.count() == before + 2, [r.scopes for r in ts.log[before:]]
