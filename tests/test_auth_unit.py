@@ -256,6 +256,17 @@ def test_insufficient_scope_asks_again_with_the_new_scope() -> None:
     assert a.request(REGISTRY, [X]).header() == "Bearer tok1"
 
 
+def test_insufficient_scope_for_what_was_asked_is_final() -> None:
+    """The token holds what the server grants: asking again gets no more."""
+    tokens = ScriptedTokens()
+    a = Authorizer(tokens)
+    r = first_challenge(a, [X])
+    assert r.header() == "Bearer tok1"
+    assert not r.unauthorized([BEARER + f',scope="{X}",error="insufficient_scope"'])
+    assert len(tokens.calls) == 1
+    assert a.request(REGISTRY, [X]).header() == "Bearer tok1"  # still cached
+
+
 def test_challenges_per_request_are_bounded() -> None:
     tokens = ScriptedTokens()
     a = Authorizer(tokens)

@@ -292,6 +292,8 @@ class RequestAuth:
         key, token = self._sent_token
         if not set(pick.scopes) <= set(key[3]):
             return True  # the token is fine; the next one asks for more
+        if pick.params.get("error") == "insufficient_scope":
+            return False  # granted all the server would: another token gets no more
         # Refused with nothing more to ask for: dead (expired or revoked) the
         # first time, refused for good if a newer token is refused as well.
         self._auth.drop(key, token)
