@@ -31,16 +31,11 @@ def add_transfer_options(p: argparse.ArgumentParser, what: str = "transfers") ->
     p.add_argument("--progress", action="store_true", help="live progress even when not a TTY")
 
 
-def progress_for(ctx: Context, args: argparse.Namespace, *, events: bool = True) -> Progress:
-    """The progress display for this command.
-
-    ``events``: with --json the command streams JSON events on stdout; a
-    command whose --json output is one document (unpack) passes False, and
-    then progress only ever goes to stderr.
-    """
-    from ocidist.progress import NullProgress, for_terminal
+def progress_for(ctx: Context, args: argparse.Namespace) -> Progress:
+    """The progress display for this command: JSON events on stdout with
+    --json (docs/JSON.md), nothing with --quiet, a live display on a terminal
+    (or with --progress), else one line per finished object on stderr."""
+    from ocidist.progress import for_terminal
 
     force = bool(getattr(args, "progress", False))
-    if ctx.json and not events:
-        return for_terminal(quiet=False, json_events=False, force=True) if force else NullProgress()
     return for_terminal(quiet=ctx.quiet, json_events=ctx.json, force=force)
