@@ -22,7 +22,11 @@ from typing import NamedTuple
 import pytest
 
 from tests.dist_cli import one_error_line
+from tests.harness.authfixtures import pki
+from tests.harness.certs import CA
 from tests.harness.hostile import HostileRegistry, Peer, Request, answer, sha
+
+__all__ = ["pki"]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -324,3 +328,40 @@ def test_timeout_holds_in_a_tls_handshake(tmp_path: Path) -> None:
         r = dist(tmp_path, "--hosts-dir", str(tmp_path / "certs.d"), "--timeout",
                  f"{DEADLINE:g}s", "resolve", silent.ref())  # fmt: skip
         fails(r, "timed out", within=DEADLINE + SLACK)
+
+
+# -- fail fast on what cannot change --------------------------------------------------------
+def _https_hosts(tmp_path: Path, host: str, extra: str = "") -> str:
+    d = tmp_path / "certs.d" / host
+    d.mkdir(parents=True)
+    (d / "hosts.toml").write_text(f'server = "https://{host}"\n{extra}')
+    return str(tmp_path / "certs.d")
+
+
+def test_tls_to_a_plain_http_registry_fails_at_once(
+    tmp_path: Path, reg: HostileRegistry, img: Image
+) -> None:
+    hosts = _https_hosts(tmp_path, reg.host)
+    line = fails(dist(tmp_path, "--hosts-dir", hosts, "resolve", reg.ref()),
+                 "plain HTTP", "--plain-http", within=15)  # fmt: skip
+    assert "gave up" not in line
+    assert reg.connections == 1  # one attempt: trying again cannot change it
+
+
+def test_certificate_verification_failure_fails_at_once(tmp_path: Path, pki: CA) -> None:
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    issued = pki.server("hostile-tls")
+    ctx.load_cert_chain(str(issued.cert_path), str(issued.key_path))
+    with HostileRegistry(tls=ctx) as tls_reg:
+        hosts = _https_hosts(tmp_path, tls_reg.host)
+        line = fails(dist(tmp_path, "--hosts-dir", hosts, "resolve", tls_reg.ref()),
+                     "certificate verification failed", within=15)  # fmt: skip
+        assert "gave up" not in line
+        assert tls_reg.connections == 1
+        # With the CA it is trusted, and the same registry answers.
+        tls_reg.manifest("v1", OCI_MANIFEST, b"{}")
+        hosts2 = _https_hosts(tmp_path / "2", tls_reg.host, f'ca = "{pki.cert_path}"\n')
+        r = dist(tmp_path / "2", "--hosts-dir", hosts2, "resolve", tls_reg.ref())
+        assert "certificate" not in r.proc.stderr.decode()

@@ -415,3 +415,16 @@ def test_the_head_must_arrive_within_the_read_timeout() -> None:
             t.request("GET", srv.url + "/", headers={}, what="probe")
         assert time.monotonic() - start < 5
     t.close()
+
+
+def test_what_cannot_change_is_worth_fewer_attempts() -> None:
+    """Unknown host: one more try; other connect failures: the policy's."""
+    from ocidist.remotes.docker import transport as t
+
+    unknown = t._connect_error(socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "x")
+    assert isinstance(unknown, Unavailable) and unknown.attempts == 2
+    assert "unknown host" in str(unknown)
+    again = t._connect_error(socket.gaierror(socket.EAI_AGAIN, "Temporary failure"), "x")
+    assert isinstance(again, Unavailable) and again.attempts is None
+    refused = t._connect_error(ConnectionRefusedError(111, "refused"), "x")
+    assert isinstance(refused, Unavailable) and refused.attempts is None

@@ -83,10 +83,15 @@ def test_hosts_toml_headers_stay_with_their_origin(tmp_path: Path) -> None:
     ) as srv:  # fmt: skip
         toml = f'server = "http://{srv.host}"\n[header]\nX-Api-Key = "{API_KEY}"\n'
         hosts = _hosts_toml(tmp_path, srv.host, toml + f'Cookie = "{COOKIE}"\n')
-        out = run_dist("--hosts-dir", hosts, "fetch-object", f"{srv.host}/a:v1", DIGEST)
+        out = run_dist("--debug", "--hosts-dir", hosts, "fetch-object", f"{srv.host}/a:v1", DIGEST)
         assert out.returncode == 0, out.stderr.decode()
         assert out.stdout == BLOB
         assert other.requests(), "the redirect was not followed"
+        # The trace says what happened, without the secrets or the signed query.
+        trace = out.stderr.decode()
+        assert "redirect 307 to http://127.0.0.2" in trace and "credentials dropped" in trace
+        assert "X-Api-Key: <redacted>" in trace and "Cookie: <redacted>" in trace
+        assert "sig=1" not in trace and API_KEY not in trace and COOKIE not in trace
         assert all(not _secrets_in(r) for r in other.requests())
         # The registry's own origin did get them.
         mine = [r for r in srv.requests() if "/blobs/" in r.path]

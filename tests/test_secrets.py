@@ -78,8 +78,18 @@ class Sandbox:
         for dirpath, _, filenames in os.walk(self.base):
             for name in filenames:
                 p = Path(dirpath) / name
-                if p != store and not p.is_symlink():
+                # The credential store and the user's own hosts.toml hold
+                # secrets by design; dist writes neither.
+                if p != store and name != "hosts.toml" and not p.is_symlink():
                     yield p
+
+    def assert_traced(self, *words: bytes) -> None:
+        """`--debug` traced the requests (so the leak check covers the trace),
+        with the credentials' schemes shown and their values redacted."""
+        err = b"".join(data for what, data in self.outputs if what.endswith("stderr"))
+        assert b"dist: debug: > GET " in err and b"dist: debug: < 200 " in err, err[-2000:]
+        for w in words:
+            assert w in err, (w, err[-2000:])
 
     def assert_no_leak(self, secrets: Iterable[str]) -> None:
         needles = set()
@@ -131,6 +141,7 @@ def test_token_registry_login_pull_unpack_leak_nothing(
     box.dist("--user", f"{token_env.user}:{wrong}", "fetch", ref, ok=False)
     box.dist("login", host, "-u", f"{token_env.user}:{wrong}", ok=False)
     box.dist("logout", host)
+    box.assert_traced(b"Authorization: Bearer <redacted>", b"< 401 ")
     box.assert_no_leak([*_token_secrets(token_env, issued_before), wrong])
 
 
@@ -158,7 +169,11 @@ def test_basic_auth_over_tls_leaks_nothing(
     # Loopback hosts default to plain HTTP; hosts.toml says this one is TLS.
     certs = tmp_path / "xdg-config" / "ocidist" / "certs.d" / host
     certs.mkdir(parents=True)
-    (certs / "hosts.toml").write_text(f'server = "https://{host}"\n')
+    # A configured header is a secret too (an API key): redacted in the trace.
+    api_key = "api-key-secrets-8d0c2f"
+    (certs / "hosts.toml").write_text(
+        f'server = "https://{host}"\n[header]\nX-Api-Key = "{api_key}"\n'
+    )
     box.dist("--insecure", "login", host, "-u", tls_env.user, "--password-stdin",
              input=tls_env.password.encode() + b"\n")  # fmt: skip
     box.dist("--insecure", "fetch", ref)
@@ -168,6 +183,7 @@ def test_basic_auth_over_tls_leaks_nothing(
     box.dist("--insecure", "--user", f"{tls_env.user}:{wrong}", "fetch-object", ref,
              tls_image.digest, ok=False)  # fmt: skip
     basic = base64.b64encode(tls_env.creds.encode()).decode()
-    box.assert_no_leak([tls_env.password, basic, wrong])
+    box.assert_traced(b"Authorization: Basic <redacted>", b"X-Api-Key: <redacted>")
+    box.assert_no_leak([tls_env.password, basic, wrong, api_key])
     # The store itself holds them (that is its job), so the grep would find a leak there.
     assert basic.encode() in (box.docker_config / "config.json").read_bytes()

@@ -283,6 +283,15 @@ class HostileRegistry(HostileServer):
         return answer(404, body, {"Content-Type": "application/json"}, head=head)
 
     def _serve(self, peer: Peer) -> None:
+        if self.tls is None:
+            try:
+                first = peer.sock.recv(1, socket.MSG_PEEK)
+            except OSError:
+                return
+            if first == b"\x16":
+                # A TLS hello to a plain-HTTP registry: Go's server answers 400.
+                peer.send(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                return
         while (req := peer.request()) is not None:
             for method, pat, action in self.rules:
                 if (method is None or method == req.method) and pat.search(req.path):

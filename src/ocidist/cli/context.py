@@ -221,7 +221,7 @@ def add_global_options(
         "--debug",
         action="store_true",
         default=d(False),
-        help=h("--debug", "tracebacks and detail on errors"),
+        help=h("--debug", "trace registry requests on stderr (secrets redacted); tracebacks"),
     )
     g.add_argument(
         "--quiet",
@@ -296,6 +296,10 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.debug: bool = bool(getattr(args, "debug", False))
+        if self.debug:
+            from ocidist import logs
+
+            logs.enable(sys.stderr)  # the request trace (remotes/docker/trace.py)
         self.json: bool = bool(getattr(args, "json", False))
         self.quiet: bool = bool(getattr(args, "quiet", False))
         timeout = getattr(args, "timeout", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
+from ocidist import logs
 from ocidist.content.parallel import Tuning
 from ocidist.errors import DistError, NotFound, RegistryError, Unavailable, reworded
 from ocidist.remotes.docker.origin import Origin, origin_of
@@ -18,6 +19,7 @@ from ocidist.remotes.docker.transport import TLSConfig
 from ocidist.value import Value
 
 T = TypeVar("T")
+_LOGGER = "ocidist.remotes"
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_REGISTRY = "registry-1.docker.io"
@@ -117,9 +119,14 @@ def first_success(
     failures: list[tuple[RegistryHost, DistError]] = []
     for host in hosts:
         try:
-            return attempt(host)
+            result = attempt(host)
         except DistError as e:
             if len(hosts) == 1 or not skip(e):
                 raise
+            logs.debug(_LOGGER, "%s: host %s failed (%s); trying the next", what, host.host, str(e))
             failures.append((host, e))
+            continue
+        if len(hosts) > 1:
+            logs.debug(_LOGGER, "%s: answered by %s", what, host.host)
+        return result
     raise every_host_failed(what, failures)

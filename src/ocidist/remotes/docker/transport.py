@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from ocidist import logs
 from ocidist.errors import DistError, InvalidContent, RegistryError, TimedOut, Unavailable
-from ocidist.remotes.docker import httpconn
+from ocidist.remotes.docker import httpconn, trace
 from ocidist.remotes.docker.httpconn import Body, Connection, Headers, Protocol, Timer
 from ocidist.remotes.docker.origin import (
     REDIRECT_STATUS,
@@ -198,16 +198,48 @@ def _is_tls_error(e: BaseException) -> bool:
     return ssl_error is not None and isinstance(e, ssl_error)
 
 
+# OpenSSL's reasons for a handshake whose answer was not TLS at all: the
+# server spoke plain HTTP (or something else) back.
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+     "HTTP_REQUEST", "UNKNOWN_PROTOCOL"}
+)  # fmt: skip
+
+
+def _tls_error(e: BaseException, what: str) -> Unavailable:
+    """A TLS failure in words; one that trying again cannot change fails at once."""
+    reason = str(getattr(e, "reason", "") or "")
+    if reason in _NOT_TLS:
+        return Unavailable(
+            f"{what}: TLS handshake failed: the registry speaks plain HTTP? use "
+            '--plain-http or hosts.toml (server = "http://HOST")',
+            attempts=1,
+        )
+    verify = getattr(e, "verify_message", None)
+    if verify is not None:
+        return Unavailable(
+            f"{what}: TLS certificate verification failed ({verify}); give the CA in "
+            "hosts.toml (ca = ...) or use --insecure",
+            attempts=1,
+        )
+    return Unavailable(f"{what}: TLS error: {reason or e}")
+
+
 def _connect_error(e: OSError, what: str) -> Exception:
     if isinstance(e, TimeoutError):
         return _timed_out(e, what)
     if isinstance(e, ConnectionRefusedError):
         return Unavailable(f"{what}: connection refused")
     if _is_tls_error(e):
-        return Unavailable(f"{what}: TLS error: {e}")
+        return _tls_error(e, what)
+    import socket
+
+    if isinstance(e, socket.gaierror) and e.errno in (socket.EAI_NONAME, socket.EAI_NODATA):
+        # The name does not exist: one more try (a resolver can flap), then stop.
+        return Unavailable(f"{what}: unknown host", attempts=2)
     msg = str(e).lower()
     if "name or service not known" in msg or "nodename nor servname" in msg:
-        return Unavailable(f"{what}: unknown host")
+        return Unavailable(f"{what}: unknown host", attempts=2)
     return Unavailable(f"{what}: cannot connect: {e.strerror or e}")
 
 
@@ -215,7 +247,7 @@ def _exchange_error(e: BaseException, what: str) -> Exception:
     if isinstance(e, TimeoutError):
         return _timed_out(e, what)
     if _is_tls_error(e):
-        return Unavailable(f"{what}: TLS error: {e}")
+        return _tls_error(e, what)
     if isinstance(e, OSError):
         return Unavailable(f"{what}: connection broken")
     # A status line or header block that is not HTTP (or too long).
@@ -491,21 +523,12 @@ class Transport:
             )
             proxy = self._proxies.for_target(scheme, host, port) if self._proxies else None
             key = (scheme, host, port, tls if scheme == "https" else _PLAIN, proxy)
+            trace.request(method, url, hdrs, secret, str(proxy) if proxy else "")
             conn, status, headers_in, body_in = self._exchange(
                 key, method, path, hdrs, body, deadline, what
             )
             resp = Response(conn, status, headers_in, body_in, self._release(key), url, what)
-            # The path without its query: signed redirect URLs carry secrets there.
-            logs.debug(
-                _LOGGER,
-                "%s %s://%s:%d%s: %d",
-                method,
-                scheme,
-                host,
-                port,
-                path.split("?", 1)[0],
-                status,
-            )
+            trace.answer(status, url, headers_in)
             if follow_redirects and status in REDIRECT_STATUS:
                 loc = resp.header("Location")
                 resp.drain(DRAIN_MAX)
@@ -516,7 +539,16 @@ class Transport:
                     url, method, body = redirect(status, method, body, url, loc)
                 except Refused as e:
                     # The server's answer, not a passing fault: no retry.
+                    trace.note("redirect %d refused: %s", status, str(e))
                     raise RegistryError(f"{what}: {e}", status=status) from None
+                if secret:
+                    kept = bound_for(self._origin(url, what), owner, self.https)
+                    trace.note(
+                        "redirect %d to %s: credentials %s",
+                        status,
+                        trace.url(url),
+                        "kept (same origin)" if kept else f"dropped (not {owner})",
+                    )
                 continue
             return resp
         # A loop is the server's configuration, not a passing fault: no retry
