@@ -7,9 +7,7 @@ in the metadata store always points at a complete image.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable
 
 from ocidist import reference
 from ocidist.content import Store
@@ -82,7 +80,7 @@ class PullResult:
 def fetch_image(
     resolver: Resolver,
     store: Store,
-    metadata: Metadata | Callable[[], Metadata] | None,
+    metadata: Metadata | None,
     ref: str,
     *,
     matcher: MatchComparer | None = None,
@@ -94,60 +92,25 @@ def fetch_image(
 
     ``limit`` keeps at most that many platform manifests per index (the best
     matches; 0 keeps every match — for several platforms or all of them).
-    ``metadata`` may be a function that opens the store: it then runs in a
-    thread while the transfers go on (creating a new SQLite store, with its
-    fsyncs, is ~6 ms a small image need not wait for).
+    ``metadata`` None records no name (a caller may hand one that is still
+    opening: ``metadata.OpeningInBackground``).
     """
-    opened = _Opening(metadata) if callable(metadata) else None
-    try:
-        started = time.monotonic()
-        if not concurrency:
-            warm_up(resolver, ref)
-        # GET, not HEAD: the walk starts by fetching this manifest anyway.
-        name, desc, fetcher = resolve_to_fetch(resolver, ref)
-        if not concurrency:
-            concurrency = link_concurrency(time.monotonic() - started)
-        r = reference.parse(name)
-        handler = FetchHandler(
-            store,
-            fetcher,
-            platform_children(matcher or default_matcher(), limit),
-            progress=progress,
-            source=(r.domain, r.path),
-        )
-        walk(handler, [desc], concurrency=concurrency or default_concurrency())
-    except BaseException:
-        if opened is not None:
-            opened.wait()  # not left running behind the caller; the fetch's error is the news
-        raise
-    store_md = opened.result() if opened is not None else metadata
-    if store_md is not None and not callable(store_md):
-        store_md.put_image(name, desc)
+    started = time.monotonic()
+    if not concurrency:
+        warm_up(resolver, ref)
+    # GET, not HEAD: the walk starts by fetching this manifest anyway.
+    name, desc, fetcher = resolve_to_fetch(resolver, ref)
+    if not concurrency:
+        concurrency = link_concurrency(time.monotonic() - started)
+    r = reference.parse(name)
+    handler = FetchHandler(
+        store,
+        fetcher,
+        platform_children(matcher or default_matcher(), limit),
+        progress=progress,
+        source=(r.domain, r.path),
+    )
+    walk(handler, [desc], concurrency=concurrency or default_concurrency())
+    if metadata is not None:
+        metadata.put_image(name, desc)
     return PullResult(name, desc, handler.fetched, handler.skipped)
-
-
-class _Opening:
-    """``open_store()`` running in a thread; ``result`` waits and re-raises."""
-
-    def __init__(self, open_store: Callable[[], Metadata]) -> None:
-        self._open = open_store
-        self._store: Metadata | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="open-metadata", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._store = self._open()
-        except BaseException as e:  # re-raised in the caller's thread
-            self._error = e
-
-    def wait(self) -> None:
-        self._thread.join()
-
-    def result(self) -> Metadata:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._store is not None
-        return self._store

@@ -336,13 +336,20 @@ class Context:
             self._store = daemon.store() if daemon else LocalStore(self.root)
         return self._store
 
-    def metadata(self) -> Metadata:
+    def metadata(self, *, background: bool = False) -> Metadata:
+        """This command's metadata store; with ``background`` a local one is
+        opened in a thread while the caller goes on (a pull's transfers)."""
         if self._metadata is None:
-            from ocidist.metadata import MetadataStore
+            from ocidist.metadata import MetadataStore, OpeningInBackground
 
             daemon = self.daemon()
             path = os.path.join(self.root, "metadata.db")
-            self._metadata = daemon.metadata() if daemon else MetadataStore(path)
+            if daemon:
+                self._metadata = daemon.metadata()
+            elif background:
+                self._metadata = OpeningInBackground(lambda: MetadataStore(path))
+            else:
+                self._metadata = MetadataStore(path)
         return self._metadata
 
     def resolver(self) -> DockerResolver:

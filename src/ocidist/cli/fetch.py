@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         result = fetch_image(
             ctx.resolver(),
             ctx.store(),
-            ctx.metadata,  # opened in a thread while the transfers run
+            ctx.metadata(background=True),  # opened while the transfers run
             args.ref,
             matcher=matcher,
             limit=limit,
