@@ -259,8 +259,10 @@ def run_label(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         ctx.emit("labeled", {"digest": str(info.digest), "labels": dict(info.labels)})
     elif not ctx.quiet:
+        from ocidist.text import escape  # other clients (the daemon's) label too
+
         for k, v in sorted(info.labels.items()):
-            print(f"{k}={v}")
+            print(escape(f"{k}={v}"))
     return 0
 
 
