@@ -23,6 +23,7 @@ at one boundary per backend, so callers and the CLI see only ``DistError``::
     ├── Cancelled                  work stopped because what it served failed
     ├── NoSpace                    disk full
     ├── CredentialError            a credentials file or helper failed
+    ├── AddressInUse               another process serves on the address
     └── RegistryError              any non-success registry answer (status, codes, body)
         ├── Unauthorized           401 (and 403 as Denied)
         │   └── Denied
@@ -206,3 +207,7 @@ def reworded(e: DistError, message: str) -> DistError:
 
 class CredentialError(DistError):
     """A config file or credential helper failed (never carries the secret)."""
+
+
+class AddressInUse(DistError):
+    """Another process serves on the address (``dist serve``)."""

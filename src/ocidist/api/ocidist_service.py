@@ -21,7 +21,7 @@ from ocidist.api.gen import ocidist_pb2 as pb
 from ocidist.api.unpack_roots import UnpackRoots
 from ocidist.content.local import LocalStore
 from ocidist.descriptor import Descriptor
-from ocidist.errors import DistError, InvalidArgument, Unavailable, reworded
+from ocidist.errors import Cancelled, DistError, InvalidArgument, reworded
 from ocidist.images.platforms import selection
 from ocidist.metadata import MetadataStore
 from ocidist.progress import Progress
@@ -31,10 +31,6 @@ SERVICE = "ocidist.v1.Distribution"
 UPDATE_INTERVAL = 0.25  # seconds between progress events for one object
 
 _END = object()
-
-
-class _Cancelled(Unavailable):
-    pass
 
 
 class QueueProgress:
@@ -48,7 +44,7 @@ class QueueProgress:
 
     def _put(self, event: pb.ProgressEvent) -> None:
         if not self._context.is_active():
-            raise _Cancelled("pull: the client went away")
+            raise Cancelled("the client went away")
         self.events.put(event)
 
     def start(self, desc: Descriptor, offset: int) -> None:

@@ -29,7 +29,7 @@ from ocidist.api.leases_service import LeasesService, NamespacesService
 from ocidist.api.ocidist_service import DistributionService
 from ocidist.api.unpack_roots import UnpackRoots
 from ocidist.content.local import LocalStore
-from ocidist.errors import DistError, InvalidArgument
+from ocidist.errors import AddressInUse, DistError, InvalidArgument
 from ocidist.leases import LeaseStore
 from ocidist.metadata import MetadataStore
 from ocidist.remotes.docker.resolver import DockerResolver
@@ -38,10 +38,6 @@ from ocidist.remotes.docker.resolver import DockerResolver
 # write at once before further calls queue.
 MAX_WORKERS = 64
 GRACE_SECONDS = 5.0
-
-
-class AddressInUse(DistError):
-    """Another process serves on the address."""
 
 
 @dataclass(frozen=True)
