@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -260,13 +261,14 @@ def test_no_space(tmp_path: Path) -> None:
         subprocess.run(["umount", str(mnt)], check=False)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root")
 def test_writer_on_full_disk_leaves_no_half_made_ingest(tmp_path: Path) -> None:
     """An ingest whose metadata could not be written (disk full as it was
     made) is invisible to list_statuses and so to `content prune --ingests`;
     it must not be left behind."""
-    from tests.harness.tmpfs import fill, tmpfs
+    from tests.harness.tmpfs import can_mount, fill, tmpfs
 
+    if not can_mount():
+        pytest.skip("mounting a tmpfs needs root (and leave to mount)")
     with tmpfs(tmp_path / "small", 64) as mnt:
         store = LocalStore(str(mnt / "root"))
         (mnt / "root" / "ingest").mkdir(parents=True)
@@ -275,3 +277,24 @@ def test_writer_on_full_disk_leaves_no_half_made_ingest(tmp_path: Path) -> None:
             store.writer("k", total=10).close()
         assert store.list_statuses() == []
         assert list((mnt / "root" / "ingest").iterdir()) == []
+
+
+def test_ingest_left_by_a_kill_after_publish_goes_with_the_next_writer(tmp_path: Path) -> None:
+    """A writer killed between publishing its blob and removing its ingest
+    directory leaves the directory; the next writer of that key finds the
+    content there (AlreadyExists) and must not leave it behind."""
+    store = LocalStore(str(tmp_path))
+    data = b"published, then killed"
+    dgst = Digest.from_bytes(data)
+    w = store.writer("k", total=len(data), expected=dgst)
+    w.write(data)
+    ingest = tmp_path / "ingest"
+    (kept,) = [p for p in ingest.iterdir() if p.is_dir()]
+    shutil.copytree(kept, tmp_path / "saved")
+    w.commit(len(data), dgst)
+    shutil.copytree(tmp_path / "saved", kept)  # as the kill left it
+    assert [s.key for s in store.list_statuses()] == ["k"]
+    with pytest.raises(AlreadyExists):
+        store.writer("k", total=len(data), expected=dgst)
+    assert store.list_statuses() == []
+    assert store.exists(dgst)

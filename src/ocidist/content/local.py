@@ -104,7 +104,16 @@ class LocalStore:
                 raise AlreadyExists(f"content {expected} already exists")
 
         with os_errors(f"ingest {key}"):
-            lock = acquire(directory, wait=wait, what=f"ingest {key}", prepare=refuse_existing)
+            try:
+                lock = acquire(directory, wait=wait, what=f"ingest {key}", prepare=refuse_existing)
+            except AlreadyExists:
+                # A writer killed between publishing and removing its
+                # directory left this key's ingest behind; nothing will
+                # resume it now that the content is here.
+                if os.path.isdir(directory):
+                    with contextlib.suppress(DistError):
+                        self.abort(key)
+                raise
         try:
             return LocalWriter(
                 key=key,
