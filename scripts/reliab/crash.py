@@ -252,7 +252,7 @@ def disk_full(env: Env, rng: random.Random, i: int) -> Trial:
     completes."""
     kind = "disk full (tmpfs)"
     if not can_mount():
-        return Trial(kind, "skipped", note="needs root to mount a tmpfs")
+        return Trial(kind, "skipped", note="needs root, allowed to mount a tmpfs")
     img = env.images["big"]
     total = sum(o.size for o in img.objects())
     choice = DISK_SIZES[i % len(DISK_SIZES)]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +24,18 @@ class MountError(RuntimeError):
     pass
 
 
+@functools.cache
 def can_mount() -> bool:
-    return os.geteuid() == 0
+    """Whether this process may mount a tmpfs: root, and (in a container)
+    allowed to mount; tried once with a throw-away mount."""
+    if os.geteuid() != 0:
+        return False
+    with tempfile.TemporaryDirectory(prefix="ocidist-tmpfs-probe-") as d:
+        try:
+            with tmpfs(Path(d), 4):
+                return True
+        except MountError:
+            return False
 
 
 @contextlib.contextmanager
