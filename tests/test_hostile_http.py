@@ -365,3 +365,45 @@ def test_certificate_verification_failure_fails_at_once(tmp_path: Path, pki: CA)
         hosts2 = _https_hosts(tmp_path / "2", tls_reg.host, f'ca = "{pki.cert_path}"\n')
         r = dist(tmp_path / "2", "--hosts-dir", hosts2, "resolve", tls_reg.ref())
         assert "certificate" not in r.proc.stderr.decode()
+
+
+# -- more hostility: answers that are not HTTP/1.1 at all ----------------------------------
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "invalid HTTP response"),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "invalid HTTP response"),
+        (b"\x15\x03\x03\x00\x02\x02\x46", "invalid HTTP response"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 30 + b"\r\n",
+         "invalid HTTP response"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: evil\r\n\r\nanything", "invalid HTTP"),
+        (b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", "invalid HTTP response"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Bad\x00Name: v\r\n\r\nhello",
+         "invalid HTTP response"),
+    ],
+    ids=["ssh-banner", "http2-preface", "tls-alert", "huge-chunk-size", "switching-protocols",
+         "four-digit-status", "nul-in-field"],
+)  # fmt: skip
+def test_answers_that_are_not_http(
+    tmp_path: Path, reg: HostileRegistry, img: Image, reply: bytes, words: str
+) -> None:
+    reg.on(None, "/manifests/v1$", raw(reply, keep=False))
+    fails(dist(tmp_path, "fetch", reg.ref()), words, within=30)
+
+
+def test_http10_close_delimited_answers_are_read_whole(
+    tmp_path: Path, reg: HostileRegistry, img: Image
+) -> None:
+    """An HTTP/1.0 server framing every body by closing the connection."""
+
+    def http10(peer: Peer, req: Request) -> bool:
+        assert isinstance(peer.server, HostileRegistry)
+        head, _, body = peer.server.proper(req).partition(b"\r\n\r\n")
+        lines = [ln for ln in head.split(b"\r\n")[1:] if not ln.startswith(b"Content-Length")]
+        out = b"\r\n".join([b"HTTP/1.0 " + head.split(b" ", 1)[1].split(b"\r\n")[0], *lines])
+        peer.send(out + b"\r\n\r\n" + (b"" if req.method == "HEAD" else body))
+        return False
+
+    reg.on(None, "", http10)
+    out = succeeds(dist(tmp_path, "fetch", reg.ref()), within=30)
+    assert img.digest in out

@@ -258,6 +258,7 @@ class Connection:
         self._h: h11.Connection | None = None
         self._eof = False
         self._received = 0  # bytes of the current answer so far
+        self._start = b""  # its first bytes (up to 5)
         self.closed = False
 
     def close(self) -> None:
@@ -292,6 +293,7 @@ class Connection:
         h = self._h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self._eof = False
         self._received = 0
+        self._start = b""
         fields = [("Host", self._host)]
         if self._proxy_auth:
             fields.append(("Proxy-Authorization", self._proxy_auth))
@@ -396,6 +398,13 @@ class Connection:
                 raise timer.reason(e) from None
             if not data:
                 self._eof = True
+            elif self._received < 5 and h.their_state is h11.SEND_RESPONSE:
+                # Every answer starts "HTTP/": anything else (an SSH banner, an
+                # HTTP/2 preface) is refused now, not when a line never ends.
+                start = (self._start + data)[:5]
+                self._start = start
+                if not b"HTTP/".startswith(start[: len(start)]):
+                    raise Protocol(f"the answer is not HTTP/1.x (it starts {start!r})")
             self._received += len(data)
             h.receive_data(data)
 
