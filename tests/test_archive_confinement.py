@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 from ocidist.archive import ApplyOptions, apply_layer
 from ocidist.errors import ArchiveError
-from tests.archive_helpers import Entry, dir_, hard, layer, reg, snapshot, sym
+from tests.archive_helpers import Entry, chrdev, dir_, fifo, hard, layer, reg, snapshot, sym
 
 
 class Jail:
@@ -156,3 +157,32 @@ def test_invalid_whiteout_names(jail: Jail) -> None:
         jail.apply([reg("a/.wh...")])
     jail.apply([reg("a/keep"), reg("a/.wh..wh.plnk")])  # aufs bookkeeping: ignored
     assert [p.name for p in (jail.root / "a").iterdir()] == ["keep"]
+
+
+@pytest.mark.parametrize(
+    ("make", "entry"),
+    [("mkfifo", fifo("node", mode=0o666)), ("mknod", chrdev("node", 1, 3, mode=0o666))],
+)
+def test_a_special_file_swapped_for_a_symlink_is_not_chmod_outside(
+    jail: Jail, monkeypatch: pytest.MonkeyPatch, make: str, entry: Entry
+) -> None:
+    """Someone who can write in the tree (an image's 1777 /tmp, say) swaps a
+    FIFO or device node for a symlink between its creation and its chmod:
+    the chmod must not follow the link to a file outside the root."""
+    if make == "mknod" and os.geteuid() != 0:
+        pytest.skip("device nodes need root")
+    victim = jail.sentinel / "victim"
+    mode = stat.S_IMODE(victim.stat().st_mode)  # 0644, not the node's 0666
+    real = getattr(os, make)
+
+    def racing(name: str, *args: object, dir_fd: int | None = None) -> None:
+        real(name, *args, dir_fd=dir_fd)
+        # The race, won: what the layer made is now a link to the victim.
+        os.unlink(name, dir_fd=dir_fd)
+        os.symlink(str(victim), name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, make, racing)
+    with pytest.raises(ArchiveError, match="replaced while"):
+        jail.apply([entry])
+    monkeypatch.undo()
+    assert stat.S_IMODE(victim.stat().st_mode) == mode  # (and the jail compares all)

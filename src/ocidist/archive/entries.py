@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from ocidist.archive.compression import CHUNK_SIZE
 from ocidist.archive.rootpath import Parts
-from ocidist.errors import Truncated
+from ocidist.errors import ArchiveError, Truncated
 from ocidist.stream import write_all
 from ocidist.value import Value
 
@@ -190,12 +190,30 @@ def make_special(policy: Policy, info: tarfile.TarInfo, parent_fd: int, name: st
             policy.warn(f"{info.name}: device node skipped: not permitted")
             return False
     chown(policy, info, parent_fd, name)
-    # The node was created just now by us and is not a symlink, so following is
-    # safe (Linux has no lchmod).
-    os.chmod(name, mode_bits(info, policy), dir_fd=parent_fd)
+    _chmod_node(info, parent_fd, name, mode_bits(info, policy))
     set_xattrs(policy, info, _fd_path(parent_fd, name))
     os.utime(name, ns=times_ns(info), dir_fd=parent_fd, follow_symlinks=False)
     return True
+
+
+def _chmod_node(info: tarfile.TarInfo, parent_fd: int, name: str, mode: int) -> None:
+    """chmod the node just made, never what a symlink put in its place names.
+
+    Linux has no lchmod, and a node cannot be opened for fchmod without
+    side effects (a FIFO blocks, a device opens). Someone who can write in
+    the directory (an image's 1777 /tmp) could swap the node for a link to
+    /etc/shadow between mknod and a chmod by name. An O_PATH descriptor
+    opened without following, checked to be the node, is chmod-ed through
+    its /proc link, which names that inode and nothing else.
+    """
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    try:
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind not in (stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK):
+            raise ArchiveError(f"{info.name}: replaced while being created")
+        os.chmod(f"/proc/self/fd/{fd}", mode)
+    finally:
+        os.close(fd)
 
 
 def finish_dirs(dirs: DeferredDirs, open_dir: Callable[[Parts], int | None]) -> None:
