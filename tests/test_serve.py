@@ -107,7 +107,7 @@ def sockdir() -> Iterator[str]:
 @pytest.fixture
 def served(tmp_path: Path, sockdir: str) -> Iterator[Served]:
     # Unpack may write below tmp_path/unpack only (test_serve_safety.py).
-    (tmp_path / "unpack").mkdir()
+    (tmp_path / "unpack").mkdir(mode=0o700)
     s = start_serve(
         tmp_path / "root",
         os.path.join(sockdir, "dist.sock"),

@@ -51,9 +51,7 @@ def tree(path: Path) -> list[str]:
 def confined(tmp_path: Path, sockdir: str) -> Iterator[tuple[Served, Path, Path]]:
     """A daemon whose only unpack root is tmp/allowed; tmp/outside is a
     directory it must never write to."""
-    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
-    allowed.mkdir()
-    outside.mkdir()
+    allowed, outside = private_dir(tmp_path / "allowed"), private_dir(tmp_path / "outside")
     s = start_serve(
         tmp_path / "root", os.path.join(sockdir, "d.sock"), "--unpack-root", str(allowed)
     )
@@ -135,9 +133,7 @@ def test_a_daemon_without_unpack_roots_refuses_every_unpack(
 
 
 def test_a_path_swapped_for_a_symlink_after_the_check_changes_nothing(tmp_path: Path) -> None:
-    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
-    allowed.mkdir()
-    outside.mkdir()
+    allowed, outside = private_dir(tmp_path / "allowed"), private_dir(tmp_path / "outside")
     roots = UnpackRoots([str(allowed)])
     with roots.open(str(allowed / "victim")) as dest:
         # The attacker moves the checked directory away and puts a link to
@@ -149,13 +145,87 @@ def test_a_path_swapped_for_a_symlink_after_the_check_changes_nothing(tmp_path: 
     assert (allowed / "moved" / "written").read_text() == "by the unpack"
 
 
+def open_dest(roots: UnpackRoots, path: str) -> None:
+    with roots.open(path):
+        pass
+
+
+def private_dir(path: Path) -> Path:
+    """An unpack root as the daemon requires it: its user's, mode 0700."""
+    path.mkdir(parents=True)
+    path.chmod(0o700)
+    return path
+
+
+def test_an_unpack_root_swapped_after_start_is_refused(tmp_path: Path) -> None:
+    """Whoever can write in a root's parent could replace the root with a
+    symlink to /etc after the daemon checked it at start-up: the root's path
+    is walked again for every unpack, following no link."""
+    allowed, outside = private_dir(tmp_path / "top" / "allowed"), private_dir(tmp_path / "outside")
+    roots = UnpackRoots([str(allowed)])
+    allowed.rename(tmp_path / "top" / "kept")
+    allowed.symlink_to(outside)  # the root itself
+    with pytest.raises(PermissionDenied, match="symlink"):
+        open_dest(roots, str(allowed / "x"))
+    allowed.unlink()
+    (tmp_path / "top" / "kept").rename(allowed)
+    (tmp_path / "top").rename(tmp_path / "moved")
+    (tmp_path / "top").symlink_to(tmp_path / "moved")  # a parent: even to the same place
+    with pytest.raises(PermissionDenied, match="symlink"):
+        open_dest(roots, str(allowed / "x"))
+    assert tree(outside) == []
+    assert tree(tmp_path / "moved" / "allowed") == []
+
+
+def test_unpack_roots_must_be_private_to_the_daemons_user(tmp_path: Path, sockdir: str) -> None:
+    """Anyone who can write in a root could plant the directories an unpack
+    then fills; as root, anyone who can enter one could run the setuid files
+    and open the device nodes an image unpacks there."""
+    root = private_dir(tmp_path / "r")
+    UnpackRoots([str(root)])  # 0700, ours: fine
+    root.chmod(0o777)
+    with pytest.raises(InvalidArgument, match="writable by other users"):
+        UnpackRoots([str(root)])
+    if os.geteuid() == 0:
+        root.chmod(0o755)
+        with pytest.raises(InvalidArgument, match=r"reachable by other users .*chmod 700"):
+            UnpackRoots([str(root)])
+        root.chmod(0o700)
+        os.chown(root, 65534, 65534)
+        with pytest.raises(InvalidArgument, match="owned by uid 65534"):
+            UnpackRoots([str(root)])
+        os.chown(root, 0, 0)
+        root.chmod(0o755)
+    proc = run_dist("--root", str(tmp_path / "store"), "serve", "--unpack-root", str(root))
+    assert proc.returncode == 2
+    assert f"unpack root {root}:" in one_error_line(proc)
+
+
+def test_a_directory_below_a_root_someone_else_can_write_is_refused(tmp_path: Path) -> None:
+    """An earlier unpack's /tmp (1777), or a directory another user owns:
+    whoever can write there could swap what the unpack makes."""
+    allowed = private_dir(tmp_path / "allowed")
+    roots = UnpackRoots([str(allowed)])
+    (allowed / "shared").mkdir()
+    (allowed / "shared").chmod(0o1777)
+    for path in (allowed / "shared" / "x", allowed / "shared"):
+        with pytest.raises(PermissionDenied, match="writable by other users"):
+            open_dest(roots, str(path))
+    if os.geteuid() == 0:
+        (allowed / "theirs").mkdir()
+        os.chown(allowed / "theirs", 65534, 65534)
+        for path in (allowed / "theirs" / "x", allowed / "theirs"):
+            with pytest.raises(PermissionDenied, match="owned by uid 65534"):
+                open_dest(roots, str(path))
+    assert tree(allowed / "shared") == []
+
+
 def test_unpack_roots_from_a_config_file(
     tmp_path: Path, sockdir: str, registry: Registry, repo_name: str
 ) -> None:
     img = simple_image(tag=repo_name)
     push_image(registry, repo_name, "v1", img)
-    allowed = tmp_path / "from-config"
-    allowed.mkdir()
+    allowed = private_dir(tmp_path / "from-config")
     config = tmp_path / "serve.toml"
     config.write_text(f"unpack_roots = [{json.dumps(str(allowed))}]\n")
     s = start_serve(tmp_path / "root", os.path.join(sockdir, "d.sock"), "--config", str(config))
@@ -319,8 +389,8 @@ def test_the_socket_is_private_from_the_first_instant(tmp_path: Path, sockdir: s
 
         wait_connectable(sock, daemon)
         assert stat.S_IMODE(os.lstat(sock).st_mode) == 0o600
-        # Nothing else the daemon made under umask 0 is writable by others
-        # (the store's own files follow the process umask, as before).
+        # (Only the socket: the store's own files follow the process umask,
+        # as every dist command's do.)
     finally:
         stop.set()
         watcher.join()

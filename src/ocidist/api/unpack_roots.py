@@ -10,6 +10,14 @@ descriptor with ``O_NOFOLLOW``: a symlink below a root is refused, ``..`` is
 refused before anything is looked up, and a component swapped for a symlink
 after the check changes nothing, because the unpack writes through the
 descriptor it got (``/proc/self/fd/N/.``), not through the path.
+
+Nobody else may write where the daemon unpacks: a root, and every directory
+on the way below it, belongs to the daemon's user and is writable by it
+alone (else another user could plant or swap what an unpack makes), and the
+root's own path is walked again for each unpack without following a link (a
+parent's owner could otherwise swap the root for a link to ``/etc``). As
+root, a root must also be closed to other users (mode 0700): the setuid
+files and device nodes an image unpacks below it are root's.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -27,13 +36,32 @@ _STEP_FLAGS = _DIR_FLAGS | os.O_NOFOLLOW
 # Mode of the directories an unpack makes below a root (the image's root
 # directory gets its own mode from the image where it says one).
 DIR_MODE = 0o755
+_OTHERS_WRITE = 0o022
+_OTHERS_ANY = 0o077
+
+
+def _not_private(st: os.stat_result, *, top: bool) -> str | None:
+    """Why a directory (``top``: an unpack root itself) is not the daemon's
+    alone, or None when it is."""
+    me = os.geteuid()
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != me:
+        return f"owned by uid {st.st_uid}, not by the daemon's user (uid {me})"
+    if mode & _OTHERS_WRITE:
+        return f"writable by other users (mode {mode:o})"
+    if top and me == 0 and mode & _OTHERS_ANY:
+        return (
+            f"reachable by other users (mode {mode:o}); as root an unpack makes the "
+            "image's setuid files and device nodes, which they could use (chmod 700 it)"
+        )
+    return None
 
 
 @dataclass(frozen=True)
 class _Root:
     given: tuple[str, ...]  # components as the operator wrote it (made absolute)
     real: tuple[str, ...]  # and with its symlinks resolved at start-up
-    path: str  # the real path, opened for each unpack
+    path: str  # the real path, walked again (no link followed) for each unpack
 
 
 def _components(path: str) -> tuple[str, ...]:
@@ -65,7 +93,8 @@ class Destination:
 
 
 class UnpackRoots:
-    """The operator's unpack roots; each must be an existing directory."""
+    """The operator's unpack roots; each must be an existing directory that
+    is the daemon's user's alone (0700 when that user is root)."""
 
     def __init__(self, roots: Sequence[str]) -> None:
         self._roots: list[_Root] = []
@@ -78,6 +107,9 @@ class UnpackRoots:
                 raise InvalidArgument(f"unpack root {text}: not an existing directory")
             if real == "/":
                 raise InvalidArgument(f"unpack root {text}: the whole filesystem is no confinement")
+            why = _not_private(os.stat(real), top=True)
+            if why is not None:
+                raise InvalidArgument(f"unpack root {text}: {why}")
             self._roots.append(_Root(_components(given), _components(real), real))
 
     def __bool__(self) -> bool:
@@ -112,18 +144,54 @@ class UnpackRoots:
         if found is None:
             raise PermissionDenied(f"{what}: not below an unpack root of this daemon ({self})")
         root, rest = found
-        dest = _open_below(root.path, rest, what, path)
+        dest = _open_below(root, rest, what, path)
         try:
             yield dest
         finally:
             dest.close()
 
 
-def _open_below(root: str, rest: tuple[str, ...], what: str, shown: str) -> Destination:
+def _open_root(root: _Root, what: str) -> int:
+    """The root, reached from ``/`` without following a link and still the
+    daemon's alone (both as checked at start-up)."""
+    what = f"{what}: unpack root {root.path}"
+    fd = os.open("/", _DIR_FLAGS)
     try:
-        fd = os.open(root, _DIR_FLAGS)
+        for name in root.real:
+            child = _open_dir(fd, name, what, "(it changed since the daemon started)")
+            os.close(fd)
+            fd = child
+        _check_private(fd, what, top=True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_dir(parent: int, name: str, what: str, why_link: str) -> int:
+    """``name`` in ``parent``, a directory reached without following a link
+    (PermissionDenied otherwise, saying ``why_link``); FileNotFoundError
+    when absent."""
+    try:
+        return os.open(name, _STEP_FLAGS, dir_fd=parent)
+    except FileNotFoundError:
+        raise
     except OSError as e:
-        raise DistError(f"{what}: unpack root {root}: {os.strerror(e.errno or errno.EIO)}") from e
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise PermissionDenied(
+                f"{what}: {name!r} is a symlink or not a directory {why_link}"
+            ) from None
+        raise DistError(f"{what}: {name}: {os.strerror(e.errno or errno.EIO).lower()}") from e
+
+
+def _check_private(fd: int, what: str, *, top: bool = False) -> None:
+    why = _not_private(os.fstat(fd), top=top)
+    if why is not None:
+        raise PermissionDenied(f"{what}: {why}")
+
+
+def _open_below(root: _Root, rest: tuple[str, ...], what: str, shown: str) -> Destination:
+    fd = _open_root(root, what)
     try:
         for name in rest[:-1]:
             child = _step(fd, name, what, create=True)
@@ -159,19 +227,20 @@ def _mkdir(parent: int, name: str, what: str) -> bool:
 
 
 def _step(parent: int, name: str, what: str, *, create: bool) -> int:
-    """Open the directory ``name`` in ``parent`` without following a link."""
+    """Open the directory ``name`` in ``parent`` without following a link;
+    it must be the daemon's alone."""
     for _ in range(2):
         try:
-            return os.open(name, _STEP_FLAGS, dir_fd=parent)
+            fd = _open_dir(parent, name, what, "(no link is followed below an unpack root)")
         except FileNotFoundError:
             if not create:
                 break
             _mkdir(parent, name, what)  # then open what is there now
-        except OSError as e:
-            if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise PermissionDenied(
-                    f"{what}: {name!r} is a symlink or not a directory "
-                    "(no link is followed below an unpack root)"
-                ) from None
-            raise DistError(f"{what}: {name}: {os.strerror(e.errno or errno.EIO).lower()}") from e
+            continue
+        try:
+            _check_private(fd, f"{what}: {name!r}")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
     raise DistError(f"{what}: {name}: removed while being opened")

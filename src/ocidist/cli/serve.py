@@ -66,7 +66,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="DIR",
         action="append",
         default=[],
-        help="Unpack may write below DIR (repeatable; none: Unpack is refused); "
+        help="Unpack may write below DIR (repeatable; none: Unpack is refused); DIR "
+        "must be the daemon user's and writable by it alone (as root: mode 0700); "
         "symlinks and '..' below it are refused",
     )
     g.add_argument(
