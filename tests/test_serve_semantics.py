@@ -17,10 +17,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 
 from ocidist.api import content_service
 from ocidist.api.client import Daemon
 from ocidist.api.gen import content_pb2 as cpb
+from ocidist.api.gen import descriptor_pb2 as dpb
+from ocidist.api.gen import images_pb2 as ipb
 from ocidist.digest import Digest
 from ocidist.errors import DigestMismatch
 from ocidist.leases import LeaseStore, Resource
@@ -30,6 +33,7 @@ __all__ = ["sockdir"]
 
 WRITE = f"/{content_service.SERVICE}/Write"
 READ = f"/{content_service.SERVICE}/Read"
+IMAGES = "images.v1.Images"
 NS = (("containerd-namespace", "default"),)
 
 
@@ -87,6 +91,89 @@ def test_a_wrong_commit_is_failed_precondition_and_keeps_the_ingest(daemon_proc:
         assert store.list_statuses() == []
     finally:
         d.close()
+
+
+def _code(call: object) -> grpc.StatusCode:
+    """The status a raw call ends with (OK when it does not fail)."""
+    try:
+        answer = call() if callable(call) else call
+        if not isinstance(answer, Message):
+            list(answer)  # type: ignore[call-overload]
+    except grpc.RpcError as e:
+        return e.code()  # type: ignore[attr-defined, no-any-return]
+    return grpc.StatusCode.OK
+
+
+def test_error_codes_are_containerds_own(daemon_proc: Served) -> None:
+    """The code containerd's own server answers for each refusal (its
+    contentserver and metadata stores), so a client that checks codes, not
+    just errdefs classes, sees the same: a read past the end or a write at
+    the wrong offset is OUT_OF_RANGE; an image label over 4096 bytes or an
+    image target of size 0 is INVALID_ARGUMENT."""
+    data = b"twelve bytes"
+    dgst = sha256(data)
+    big = {"k": "v" * 4096}
+    target = dpb.Descriptor(media_type="application/vnd.oci.image.manifest.v1+json", digest=dgst)
+    with grpc.insecure_channel(f"unix://{daemon_proc.sock}") as ch:
+
+        def unary(service: str, method: str, req: Message, resp: type[Message]) -> object:
+            return lambda: ch.unary_unary(
+                f"/containerd.services.{service}/{method}",
+                request_serializer=type(req).SerializeToString,
+                response_deserializer=resp.FromString,
+            )(req, metadata=NS)
+
+        def write(*reqs: cpb.WriteContentRequest) -> object:
+            return lambda: _write_call(ch)(iter(reqs), metadata=NS)
+
+        def image(method: str, name: str, size: int, labels: dict[str, str]) -> object:
+            t = dpb.Descriptor()
+            t.CopyFrom(target)
+            t.size = size
+            img = ipb.Image(name=name, target=t, labels=labels)
+            if method == "Create":
+                return unary(
+                    IMAGES, method, ipb.CreateImageRequest(image=img), ipb.CreateImageResponse
+                )
+            return unary(IMAGES, method, ipb.UpdateImageRequest(image=img), ipb.UpdateImageResponse)
+
+        commit = cpb.WriteContentRequest(
+            action=cpb.COMMIT, ref="x", data=data, total=len(data), expected=dgst
+        )
+        assert _code(write(commit)) == grpc.StatusCode.OK
+        read = ch.unary_stream(
+            READ,
+            request_serializer=cpb.ReadContentRequest.SerializeToString,
+            response_deserializer=cpb.ReadContentResponse.FromString,
+        )
+        past_end = cpb.ReadContentRequest(digest=dgst, offset=100)
+        stat = cpb.WriteContentRequest(action=cpb.STAT, ref="y")
+        wrong_offset = cpb.WriteContentRequest(action=cpb.WRITE, offset=7, data=b"x")
+        invalid, ok = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OK
+        cases = {
+            "read past the end": (
+                lambda: read(past_end, metadata=NS),
+                grpc.StatusCode.OUT_OF_RANGE,
+            ),
+            "write at the wrong offset": (write(stat, wrong_offset), grpc.StatusCode.OUT_OF_RANGE),
+            "image with a big label": (image("Create", "a", 12, big), invalid),
+            "image of size 0": (image("Create", "b", 0, {}), invalid),
+            "image created": (image("Create", "c", 12, {}), ok),
+            "image given a big label": (image("Update", "c", 13, big), invalid),
+            "image given size 0": (image("Update", "c", 0, {}), invalid),
+        }
+        got = {what: _code(call) for what, (call, _) in cases.items()}
+        assert got == {what: code for what, (_, code) in cases.items()}
+        # A refused update changed nothing (not the target before the labels).
+        get = ch.unary_unary(
+            f"/containerd.services.{IMAGES}/Get",
+            request_serializer=ipb.GetImageRequest.SerializeToString,
+            response_deserializer=ipb.GetImageResponse.FromString,
+        )
+        assert get(ipb.GetImageRequest(name="c"), metadata=NS).image.target.size == 12
+    # None of it is a bug of the daemon's.
+    log = _stderr_after_stop(daemon_proc)
+    assert "Traceback" not in log and "internal error" not in log, log
 
 
 def test_a_held_ref_is_unavailable_after_a_short_wait(daemon_proc: Served) -> None:

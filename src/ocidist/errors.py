@@ -5,7 +5,8 @@ at one boundary per backend, so callers and the CLI see only ``DistError``::
 
     DistError
     ├── InvalidArgument            bad input from the user (exit 2)
-    │   └── InvalidReference
+    │   ├── InvalidReference
+    │   └── OutOfRange             an offset past the end (a daemon read or write)
     ├── NotFound
     ├── AlreadyExists
     │   └── Mounted                a push found a blob mountable from another repository
@@ -53,6 +54,11 @@ class InvalidArgument(DistError):
 
 class InvalidReference(InvalidArgument):
     """An image reference could not be parsed."""
+
+
+class OutOfRange(InvalidArgument):
+    """An offset past the end of the data, or not where the data ends (a
+    daemon's Read and Write: containerd answers OUT_OF_RANGE for these)."""
 
 
 class NotFound(DistError):

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ocidist.content.labels import merge
+from ocidist.content.labels import merge, validate
 from ocidist.descriptor import Descriptor
 from ocidist.errors import InvalidArgument, NotFound
 from ocidist.sqlitedb import SQLiteFile
@@ -181,6 +181,8 @@ class MetadataStore(SQLiteFile):
     ) -> Image:
         """Create or update ``name``; keeps created_at, and the labels unless given."""
         _check_name(name)
+        if labels:
+            validate(labels)  # containerd's size limit, as on blobs' labels
         now = time.time()
         with self._errors(f"image {name}"), self._tx() as db:
             row = db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()
@@ -235,6 +237,7 @@ class MetadataStore(SQLiteFile):
         self, name: str, labels: Mapping[str, str], *, replace: bool = False
     ) -> Image:
         """Set labels; an empty value deletes one; ``replace`` drops the others."""
+        validate(labels)
         now = time.time()
         with self._errors(f"image {name}"), self._tx() as db:
             row = db.execute("SELECT * FROM images WHERE name = ?", (name,)).fetchone()

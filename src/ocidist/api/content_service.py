@@ -29,6 +29,7 @@ from ocidist.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     Unavailable,
 )
 from ocidist.leases import CONTENT, LeaseStore, Resource
@@ -141,7 +142,7 @@ class ContentService:
         with self.store.reader(dgst) as f:
             size = f.seek(0, 2)
             if offset > size:
-                raise InvalidArgument(f"content {dgst}: offset {offset} beyond size {size}")
+                raise OutOfRange(f"content {dgst}: offset {offset} beyond size {size}")
             end = size if req.size <= 0 else min(size, offset + req.size)
             f.seek(offset)
             while offset < end and context.is_active():
@@ -285,7 +286,7 @@ class _WriteSession:
         if req.action not in (pb.WRITE, pb.COMMIT):
             raise InvalidArgument(f"write: unknown action {req.action}")
         if req.offset > 0 and req.offset != st.offset:
-            raise InvalidArgument(f"write @{req.offset} must occur at current offset {st.offset}")
+            raise OutOfRange(f"write @{req.offset} must occur at current offset {st.offset}")
         if req.offset == 0 and st.offset > 0:
             writer.truncate(0)
             resp.offset = 0

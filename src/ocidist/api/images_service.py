@@ -11,7 +11,10 @@ from google.protobuf.empty_pb2 import Empty
 
 from ocidist.api import convert, rpc
 from ocidist.api.filters import Fields, compile_filters
+from ocidist.api.gen import descriptor_pb2
 from ocidist.api.gen import images_pb2 as pb
+from ocidist.content.labels import validate as validate_labels
+from ocidist.descriptor import Descriptor
 from ocidist.errors import AlreadyExists, InvalidArgument, NotFound
 from ocidist.metadata import Image, MetadataStore
 
@@ -31,6 +34,15 @@ def _fields(image: Image) -> Fields:
         return None
 
     return get
+
+
+def _target(msg: descriptor_pb2.Descriptor) -> Descriptor:
+    """An image's target, refused as containerd refuses it: a manifest is
+    never empty, so a size of 0 is a client's mistake, not an image."""
+    target = convert.descriptor_value(msg)
+    if target.size <= 0:
+        raise InvalidArgument("image target: size must be greater than zero")
+    return target
 
 
 class ImagesService:
@@ -65,7 +77,7 @@ class ImagesService:
     ) -> pb.CreateImageResponse:
         if not req.image.name:
             raise InvalidArgument("image name must not be empty")
-        target = convert.descriptor_value(req.image.target)
+        target = _target(req.image.target)
         # Check, then put: the metadata store has no create-only insert. Two
         # creates of one name racing both succeed and the later target wins,
         # which is what an Update after ALREADY_EXISTS (ctr's retry) does anyway.
@@ -87,9 +99,14 @@ class ImagesService:
         for p in paths:
             if p not in ("target", "labels", "name") and not p.startswith("labels."):
                 raise InvalidArgument(f"image {name}: cannot update field {p!r}")
-        if not paths or "target" in paths:
-            self.metadata.put_image(name, convert.descriptor_value(req.image.target))
+        # Everything checked before anything changes: a refused label must
+        # not leave a new target behind.
+        target = _target(req.image.target) if not paths or "target" in paths else None
         labels = convert.labels_by_mask(current.labels, dict(req.image.labels), paths)
+        if labels is not None:
+            validate_labels(labels)
+        if target is not None:
+            self.metadata.put_image(name, target)
         if labels is not None:
             self.metadata.update_labels(name, labels, replace=True)
         image = self.metadata.get_image(name)
