@@ -263,6 +263,7 @@ def copy_ranges(
     ignored Range: the writer then holds a plain prefix to go on from."""
     tuning = tuning or Tuning()
     rf: RangeFile = writer.ranged()
+    run: _Run | None = None
     try:
         missing = rf.missing()
         left = sum(e - s for s, e in missing)
@@ -270,7 +271,10 @@ def copy_ranges(
         run = _Run(rf, source, _Plan(missing, piece))
         _drive(run, tuning, progress)
     except BaseException:
-        rf.close()
+        # Not closed under workers still writing after an interrupt (its
+        # descriptor could be reused by another file meanwhile).
+        if run is None or not run.running:
+            rf.close()
         raise
     if run.ignored:
         writer.leave_ranges(rf)
@@ -337,8 +341,10 @@ def _grow(run: _Run, progress: Progress | None, workers: int, cap: int) -> None:
     except BaseException as e:
         with run.lock:
             run.error = run.error or e
-        with run.lock:
-            while run.running:
+            # An interrupt (Ctrl-C) does not wait for the workers: one may be
+            # in a stalled read for minutes. They stop at their next read
+            # (they see run.error); copy_ranges leaves their file open.
+            while run.running and isinstance(e, Exception):
                 run.changed.wait(0.1)
         raise
     if not run.ignored:

@@ -10,7 +10,9 @@ The caller's thread is one of the workers; more threads start only while
 there is ready work and no idle worker, up to ``concurrency`` in all (a
 small image never pays for a pool). The first failure stops everything:
 nothing new starts, running jobs finish, and the failure is raised in the
-caller's thread.
+caller's thread — at once for an interrupt (Ctrl-C): the running jobs are
+not waited for (they may be transfers minutes from their end); the worker
+threads are daemons, and ``dist`` exits right after.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class Scheduler:
             self._started = True
             self._grow()
         self._work()
+        if self._failure is not None and not isinstance(self._failure, Exception):
+            raise self._failure  # KeyboardInterrupt in a job of this thread: now
         for t in list(self._threads):
             t.join()
         if self._failure is not None:
