@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ocidist.descriptor import Descriptor
@@ -52,7 +53,10 @@ class ProgressEvent:
     ``progress`` (``offset``: bytes held now), or what became of the object:
     ``fetched``, ``exists``, ``pushed``, ``mounted``, ``applied``. ``kind`` is
     ``index``, ``manifest``, ``config``, ``layer`` or ``blob``. The same
-    events as `dist --json` prints (docs/JSON.md)."""
+    events as `dist --json` prints (docs/JSON.md): ``progress`` at most every
+    0.5 s per object. The callback is never called from two threads at once
+    (transfers wait while it runs: keep it quick), and an object's
+    ``progress`` never follows its outcome."""
 
     __slots__ = ("descriptor", "event", "kind", "offset")
 
@@ -72,30 +76,14 @@ class ProgressEvent:
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
-class _CallbackProgress:
-    """The Progress protocol, calling ``callback`` for each step. It may be
-    called from several transfer threads at once."""
+def _callback_progress(callback: ProgressCallback) -> Progress:
+    """The events `dist --json` prints, as `ProgressEvent`s to ``callback``."""
+    from ocidist.progress import EventProgress
 
-    def __init__(self, callback: ProgressCallback) -> None:
-        from ocidist.progress import object_kind
+    def sink(event: str, desc: Descriptor, kind: str, offset: int) -> None:
+        callback(ProgressEvent(event, desc, kind, offset))
 
-        self._callback = callback
-        self._kind = object_kind
-
-    def _call(self, event: str, desc: Descriptor, offset: int) -> None:
-        self._callback(ProgressEvent(event, desc, self._kind(desc.media_type), offset))
-
-    def start(self, desc: Descriptor, offset: int) -> None:
-        self._call("start", desc, offset)
-
-    def update(self, desc: Descriptor, held: int) -> None:
-        self._call("progress", desc, held)
-
-    def done(self, desc: Descriptor, status: str) -> None:
-        self._call(status, desc, desc.size)
-
-    def close(self) -> None:
-        pass
+    return EventProgress(sink)
 
 
 class Client:
@@ -203,9 +191,18 @@ class Client:
             return given
         return creds.chain(creds.from_docker_config(), from_auth_files())
 
-    def _progress_for(self, callback: ProgressCallback | None) -> Progress | None:
+    @contextmanager
+    def _progress_for(self, callback: ProgressCallback | None) -> Iterator[Progress | None]:
+        """The operation's progress, closed when it ends (its sender thread stops)."""
         chosen = callback or self._progress
-        return _CallbackProgress(chosen) if chosen is not None else None
+        if chosen is None:
+            yield None
+            return
+        progress = _callback_progress(chosen)
+        try:
+            yield progress
+        finally:
+            progress.close()
 
     # Operations ----------------------------------------------------------------
 
@@ -239,16 +236,17 @@ class Client:
 
         wanted = [platform] if isinstance(platform, str) else list(platform or [])
         matcher, limit = selection(wanted, all_platforms)
-        return fetch_image(
-            self.resolver,
-            self.store,
-            self.metadata,
-            ref,
-            matcher=matcher,
-            limit=limit,
-            concurrency=self.concurrency,
-            progress=self._progress_for(progress),
-        )
+        with self._progress_for(progress) as prog:
+            return fetch_image(
+                self.resolver,
+                self.store,
+                self.metadata,
+                ref,
+                matcher=matcher,
+                limit=limit,
+                concurrency=self.concurrency,
+                progress=prog,
+            )
 
     def push(
         self,
@@ -265,16 +263,17 @@ class Client:
         """
         from ocidist.push import push_image
 
-        return push_image(
-            self.resolver,
-            self.store,
-            self.metadata,
-            name,
-            ref,
-            concurrency=self.concurrency,
-            progress=self._progress_for(progress),
-            platforms=_matcher(platform),
-        )
+        with self._progress_for(progress) as prog:
+            return push_image(
+                self.resolver,
+                self.store,
+                self.metadata,
+                name,
+                ref,
+                concurrency=self.concurrency,
+                progress=prog,
+                platforms=_matcher(platform),
+            )
 
     def copy(
         self,
@@ -291,14 +290,15 @@ class Client:
         """
         from ocidist.copy import copy_image
 
-        return copy_image(
-            self.resolver,
-            src,
-            dst,
-            matcher=_matcher(platform),
-            concurrency=self.concurrency,
-            progress=self._progress_for(progress),
-        )
+        with self._progress_for(progress) as prog:
+            return copy_image(
+                self.resolver,
+                src,
+                dst,
+                matcher=_matcher(platform),
+                concurrency=self.concurrency,
+                progress=prog,
+            )
 
     def unpack(
         self,
@@ -319,17 +319,18 @@ class Client:
         from ocidist.images.platforms import default_matcher
         from ocidist.unpack import unpack_image
 
-        return unpack_image(
-            self.resolver,
-            self.store,
-            self.metadata,
-            ref,
-            os.fspath(dest),
-            matcher=_matcher(platform) or default_matcher(),
-            concurrency=self.concurrency,
-            progress=self._progress_for(progress),
-            force=force,
-        )
+        with self._progress_for(progress) as prog:
+            return unpack_image(
+                self.resolver,
+                self.store,
+                self.metadata,
+                ref,
+                os.fspath(dest),
+                matcher=_matcher(platform) or default_matcher(),
+                concurrency=self.concurrency,
+                progress=prog,
+                force=force,
+            )
 
     def fetch_object(
         self, ref: str, obj: str | None = None, *, media_type: str = "", size: int = -1
@@ -394,16 +395,17 @@ class Client:
 
         pairs = [(f, None) if isinstance(f, str) else (f[0], f[1]) for f in files]
         subject_desc = self.resolver.resolve(subject)[1] if subject else None
-        return push_artifact(
-            self.resolver,
-            ref,
-            pairs,
-            artifact_type=artifact_type,
-            annotations=annotations,
-            subject=subject_desc,
-            progress=self._progress_for(progress),
-            concurrency=self.concurrency,
-        )
+        with self._progress_for(progress) as prog:
+            return push_artifact(
+                self.resolver,
+                ref,
+                pairs,
+                artifact_type=artifact_type,
+                annotations=annotations,
+                subject=subject_desc,
+                progress=prog,
+                concurrency=self.concurrency,
+            )
 
     def pull_artifact(
         self,
@@ -421,13 +423,14 @@ class Client:
         """
         from ocidist.artifact import pull_artifact
 
-        _, _, pulled = pull_artifact(
-            self.resolver,
-            ref,
-            os.fspath(dest),
-            media_types=media_types,
-            progress=self._progress_for(progress),
-        )
+        with self._progress_for(progress) as prog:
+            _, _, pulled = pull_artifact(
+                self.resolver,
+                ref,
+                os.fspath(dest),
+                media_types=media_types,
+                progress=prog,
+            )
         return pulled
 
     def images(self) -> list[Image]:

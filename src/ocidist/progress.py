@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol, TextIO
 
 from ocidist.descriptor import Descriptor
@@ -88,66 +89,86 @@ def object_kind(media_type: str) -> str:
     return "blob"
 
 
-class JSONProgress:
-    """`--json`: one event object per line, for programs (docs/JSON.md).
+Sink = Callable[[str, Descriptor, str, int], None]
+"""Where ``EventProgress`` sends each event: ``(event, descriptor, kind, offset)``."""
 
-    ``start`` when an object's transfer begins, ``progress`` with the bytes
-    held so far at most every ``interval`` seconds per object (and never
-    from the hot loop: update only records the count), then the object's
-    outcome (``fetched``, ``exists``, ``pushed``, ``mounted``, ``applied``)."""
 
-    def __init__(self, out: TextIO | None = None, interval: float = 0.5) -> None:
-        self._out = out or sys.stdout
+class _Moving:
+    __slots__ = ("desc", "kind", "held", "sent")
+
+    def __init__(self, desc: Descriptor, kind: str, offset: int) -> None:
+        self.desc, self.kind, self.held, self.sent = desc, kind, offset, offset
+
+
+class EventProgress:
+    """Transfer progress as events, for programs (``--json``, the library's
+    callbacks; docs/JSON.md).
+
+    ``start`` when an object's transfer begins (``offset``: bytes already
+    held), ``progress`` with the bytes held so far at most every
+    ``interval`` seconds per object, only when they moved, then the object's
+    outcome (``fetched``, ``exists``, ``pushed``, ``mounted``, ``applied``;
+    ``offset`` its size). The hot loop's ``update`` only records the count;
+    a thread of its own sends ``progress``, so bytes that arrived before a
+    pause are reported during it. One lock around every call of ``sink``:
+    it is never called from two threads at once, and no ``progress`` of an
+    object follows its outcome."""
+
+    def __init__(self, sink: Sink, interval: float = 0.5) -> None:
+        self._sink = sink
         self._lock = threading.Lock()
         self._interval = interval
-        self._held: dict[str, tuple[Descriptor, int, int]] = {}  # digest -> desc, held, sent
+        self._moving: dict[str, _Moving] = {}  # by digest: started, no outcome yet
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _emit(self, event: dict[str, object]) -> None:
-        with self._lock:
-            self._out.write(json.dumps(event, separators=(",", ":")) + "\n")
-            self._out.flush()
-
-    @staticmethod
-    def _doc(event: str, desc: Descriptor) -> dict[str, object]:
-        return {"event": event, "kind": object_kind(desc.media_type), **desc.to_json()}
-
     def start(self, desc: Descriptor, offset: int) -> None:
-        self._emit(self._doc("start", desc) | {"offset": offset})
+        kind = object_kind(desc.media_type)
         with self._lock:
-            self._held[str(desc.digest)] = (desc, offset, offset)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._sink("start", desc, kind, offset)
+            self._moving[str(desc.digest)] = _Moving(desc, kind, offset)
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
                 self._thread.start()
 
     def update(self, desc: Descriptor, held: int) -> None:
-        key = str(desc.digest)
-        entry = self._held.get(key)
-        if entry is not None:
-            self._held[key] = (entry[0], held, entry[2])
+        m = self._moving.get(str(desc.digest))
+        if m is not None:
+            m.held = held  # one store, no lock: the hot loop's whole cost
 
     def done(self, desc: Descriptor, status: str) -> None:
         with self._lock:
-            self._held.pop(str(desc.digest), None)
-        self._emit(self._doc(status, desc))
+            self._moving.pop(str(desc.digest), None)
+            self._sink(status, desc, object_kind(desc.media_type), desc.size)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
-            self._tick()
-
-    def _tick(self) -> None:
-        with self._lock:
-            moved = [(k, d, h) for k, (d, h, sent) in self._held.items() if h != sent]
-            for key, desc, held in moved:
-                self._held[key] = (desc, held, held)
-        for _, desc, held in moved:
-            self._emit(self._doc("progress", desc) | {"offset": held})
+            with self._lock:
+                for m in self._moving.values():
+                    held = m.held
+                    if held != m.sent:
+                        m.sent = held
+                        self._sink("progress", m.desc, m.kind, held)
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+
+class JSONProgress(EventProgress):
+    """``--json``: each event one compact JSON object per line (docs/JSON.md)."""
+
+    def __init__(self, out: TextIO | None = None, interval: float = 0.5) -> None:
+        self._out = out or sys.stdout
+        super().__init__(self._write, interval)
+
+    def _write(self, event: str, desc: Descriptor, kind: str, offset: int) -> None:
+        doc: dict[str, object] = {"event": event, "kind": kind, **desc.to_json()}
+        if event in ("start", "progress"):
+            doc["offset"] = offset
+        self._out.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        self._out.flush()
 
 
 class _Row:

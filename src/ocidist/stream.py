@@ -8,6 +8,7 @@ fill one reused 1 MiB buffer instead of allocating per chunk.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 from ocidist.errors import Unavailable
@@ -38,9 +39,10 @@ def copy_stream(src: Readable, dst: Writable, bufsize: int = BUF) -> int:
         total += n
 
 
-def read_exactly(src: Readable, size: int) -> bytes:
+def read_exactly(src: Readable, size: int, progress: Callable[[int], None] | None = None) -> bytes:
     """All ``size`` bytes of ``src`` into one buffer (an object small enough to
-    hold); ``Unavailable`` when the stream ends before."""
+    hold); ``Unavailable`` when the stream ends before. ``progress`` gets the
+    bytes held after each read (a small blob on a slow link takes seconds too)."""
     buf = bytearray(size)
     view = memoryview(buf)
     held = 0
@@ -49,6 +51,8 @@ def read_exactly(src: Readable, size: int) -> bytes:
         if not n:
             raise Unavailable(f"stream ended after {held} of {size} bytes")
         held += n
+        if progress is not None:
+            progress(held)
     return bytes(buf)
 
 

@@ -97,13 +97,11 @@ class FetchHandler:
             return b""  # nothing to ask for (the empty blob's digest is checked by put)
         src = self.fetcher.fetch(desc, 0, verify=False)
         try:
-            data = read_exactly(src, desc.size)
+            return read_exactly(src, desc.size, lambda held: self.progress.update(desc, held))
         except Unavailable as e:
             raise Unavailable(f"{desc.digest}: {e}") from e
         finally:
             src.close()
-        self.progress.update(desc, desc.size)
-        return data
 
     def _ingest(self, desc: Descriptor) -> None:
         started = False

@@ -51,6 +51,8 @@ MAX_FIELDS = 100
 # "100 Continue" and friends before the final answer.
 MAX_INFORMATIONAL = 10
 _RECV = 64 * 1024
+# A body read returns what it holds after this long (see LengthBody.readinto).
+FILL_FOR = 0.1
 # Sends go out in pieces of at most this, each under the clock: one sendall
 # of a 4 MiB chunk would otherwise be one timeout for the whole chunk.
 _SEND_PIECE = 1 << 20
@@ -530,13 +532,27 @@ class LengthBody(Body):
             buf[:n] = self._pending[:n]
             self._pending = self._pending[n:]
         # Fill the buffer (as a buffered file would): fewer, larger pieces for
-        # the hashing and writing above; each read is under the clock.
+        # the hashing and writing above; each read is under the clock. But
+        # once bytes are in hand, not for longer than FILL_FOR: on a slow or
+        # pausing link the caller then reports (and can stop on) what arrived
+        # every fraction of a second, not once per MiB.
         sock, timer = self._sock, self._timer
+        until = time.monotonic() + FILL_FOR
         while n < want:
-            sock.settimeout(timer.timeout())
+            limit = timer.timeout()
+            filling = False  # whether the fill's bound, not the clock's, is the limit
+            if n:
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                filling = left < limit
+                limit = min(limit, left)
+            sock.settimeout(limit)
             try:
                 got = sock.recv_into(buf[n:want])
             except TimeoutError as e:
+                if filling:
+                    break
                 raise timer.reason(e) from None
             if not got:
                 if n:
