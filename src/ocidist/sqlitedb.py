@@ -62,6 +62,21 @@ _tmp_counter = itertools.count()
 T = TypeVar("T")
 
 
+# Bytes a file: URI path may hold as they are (RFC 3986 unreserved, and "/").
+_URI_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/")
+
+
+def file_uri(path: str) -> str:
+    """``path`` as an SQLite ``file:`` URI: every other byte of the file
+    system's name as ``%XX`` (so ``%``, ``?`` and ``#`` stay the name's, and
+    non-UTF-8 names round-trip). Not ``Path.as_uri``: pathlib brings
+    urllib.parse and ipaddress, ~4 ms of every `dist images ls`."""
+    raw = os.fsencode(os.path.abspath(path))
+    # "file://" and an absolute path: no authority, even for a path
+    # beginning "//" (POSIX may keep that), which "file:" + path would make one.
+    return "file://" + "".join(chr(b) if b in _URI_SAFE else f"%{b:02X}" for b in raw)
+
+
 class SQLiteFile:
     def __init__(
         self,
@@ -128,9 +143,7 @@ class SQLiteFile:
     def _uri(self) -> str:
         # mode=rw: never create the file here (creating is _create's job,
         # whole or not at all), even if it was removed since we looked.
-        from pathlib import Path
-
-        return Path(os.path.abspath(self.path)).as_uri() + "?mode=rw"
+        return file_uri(self.path) + "?mode=rw"
 
     def _create(self) -> None:
         """Build the schema in a temporary file and link it to ``path``; if
