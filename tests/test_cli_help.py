@@ -8,6 +8,7 @@ import argparse
 import gettext
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -162,6 +163,25 @@ def test_bash_completion_completes_commands_options_and_subcommands() -> None:
     assert _bash_complete(script, "--ro") == ["--root"]
     assert "--all-platforms" in _bash_complete(script, "pull", "--a")
     assert _bash_complete(script, "completion", "z") == ["zsh"]
+
+
+def test_bash_completion_of_global_options_after_the_command_and_of_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dist pull --js<TAB>`: the global options work after a command, so
+    they complete there too (while each command's --help leaves them out);
+    an argument that names a directory or a file completes from the disk."""
+    script = _script("bash")
+    assert _bash_complete(script, "pull", "--js") == ["--json"]
+    assert _bash_complete(script, "images", "ls", "--ro") == ["--root"]
+    assert not [ln for ln in _help("pull").splitlines() if ln.strip().startswith("--json")]
+    (tmp_path / "store-dir").mkdir()
+    (tmp_path / "layer.tar").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert _bash_complete(script, "--root", "sto") == ["store-dir"]
+    assert _bash_complete(script, "pull", "--root", "sto") == ["store-dir"]
+    assert _bash_complete(script, "apply", "store-dir", "lay") == ["layer.tar"]
+    assert _bash_complete(script, "login", "r.example", "--authfile", "lay") == ["layer.tar"]
 
 
 @pytest.mark.parametrize(("shell", "check"), [("zsh", ["zsh", "-n"]), ("fish", ["fish", "-n"])])

@@ -31,6 +31,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=run)
 
 
+# Arguments that name something on disk, by metavar: completed from it.
+_DIRECTORIES = frozenset({"DIR"})
+_FILES = frozenset({"FILE", "FILE[:MEDIATYPE]", "DIR|FILE", "DIR|FILE.tar", "LAYER"})
+
+
 def script(shell: str) -> str:
     """The completion script of the whole `dist` parser for ``shell``."""
     import shtab
@@ -38,7 +43,30 @@ def script(shell: str) -> str:
     from ocidist.cli.main import build_parser
 
     parser = build_parser()
+    _for_completion(parser, shtab.DIRECTORY, shtab.FILE)
     return str(shtab.complete(parser, shell=shell))
+
+
+def _for_completion(parser: argparse.ArgumentParser, directory: Any, file: Any) -> None:
+    """Tell shtab what help leaves unsaid. The global options are accepted
+    after a command but hidden from its help (``help=SUPPRESS``, which shtab
+    skips too): they get their `dist --help` text back here, in this process
+    only. Arguments naming a directory or a file complete from the disk."""
+    shown = {a.dest: a.help for a in parser._actions if a.option_strings}
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+                continue
+            if action.help == argparse.SUPPRESS and action.option_strings:
+                action.help = shown.get(action.dest, argparse.SUPPRESS)
+            metavar = str(action.metavar)
+            if metavar in _DIRECTORIES:
+                action.complete = directory  # type: ignore[attr-defined]
+            elif metavar in _FILES:
+                action.complete = file  # type: ignore[attr-defined]
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
