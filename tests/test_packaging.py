@@ -107,5 +107,6 @@ def test_without_the_serve_extra_the_error_names_it(
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(what), lines
-    assert "needs the 'serve' extra" in lines[0]
+    # Named as pip knows them (not "google", protobuf's module).
+    assert "needs the 'serve' extra (grpcio and protobuf are not installed)" in lines[0]
     assert lines[0].endswith("pip install 'ocidist[serve]'")
