@@ -25,6 +25,7 @@ import tarfile
 import tempfile
 from typing import BinaryIO
 
+from ocidist.archive.tarstream import BoundedTarInfo
 from ocidist.errors import InvalidArgument, InvalidContent, NotFound
 from ocidist.stream import BUF
 from ocidist.text import quote
@@ -183,7 +184,7 @@ class TarIndex:
 
     def _scan(self) -> None:
         try:
-            tf = tarfile.open(fileobj=self._file, mode="r:")  # noqa: SIM115
+            tf = tarfile.open(fileobj=self._file, mode="r:", tarinfo=BoundedTarInfo)  # noqa: SIM115
         except tarfile.TarError as e:
             raise InvalidContent(f"{self.what}: not a readable tar: {e}") from None
         count = 0

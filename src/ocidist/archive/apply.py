@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, cast
 from ocidist.archive import entries
 from ocidist.archive.compression import Compression, decompressed_chunks
 from ocidist.archive.rootpath import Parts, Root, clean, lstat_at, remove_at
-from ocidist.archive.tarstream import TAR_BUFSIZE, HashingReader, members
+from ocidist.archive.tarstream import TAR_BUFSIZE, BoundedTarInfo, HashingReader, members
 from ocidist.archive.whiteout import (
     OPAQUE_MARKER,
     WHITEOUT_META_PREFIX,
@@ -170,7 +170,9 @@ class _Applier:
         try:
             # Closed by "with tf" below; tarfile.open already reads the first header.
             # cast: typeshed wants a seekable file; stream mode only reads.
-            tf = tarfile.open(fileobj=cast(Any, reader), mode="r|", bufsize=TAR_BUFSIZE)  # noqa: SIM115
+            tf = tarfile.open(  # noqa: SIM115
+                fileobj=cast(Any, reader), mode="r|", bufsize=TAR_BUFSIZE, tarinfo=BoundedTarInfo
+            )
         except tarfile.ReadError as e:
             if reader.size == 0:
                 return 0  # an empty stream is an empty layer (as in Go's archive/tar)

@@ -9,6 +9,7 @@ archive/tar accepts too) ends the archive.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tarfile
 from collections.abc import Iterator
@@ -23,6 +24,83 @@ TAR_BUFSIZE = 1 << 16
 
 # The header error subclasses are real tarfile names but missing from typeshed.
 _tar: Any = tarfile
+
+# tarfile reads a PAX header or a GNU long name whole into memory, whatever
+# size its header claims: a 9 MB gzip'd tar whose PAX header claims 2 GiB
+# took 4.9 GB of memory here. Go's archive/tar refuses such headers over
+# 1 MiB (maxSpecialFileSize); so do we.
+MAX_SPECIAL_SIZE = 1 << 20
+_SPECIAL_TYPES = frozenset(
+    {
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+    }
+)
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """A ``TarInfo`` that refuses a PAX header or GNU long name over
+    ``MAX_SPECIAL_SIZE`` before tarfile reads it; pass it as
+    ``tarfile.open(..., tarinfo=BoundedTarInfo)``."""
+
+    def _proc_member(self, tf: Any) -> Any:
+        if self.type in _SPECIAL_TYPES and self.size > MAX_SPECIAL_SIZE:
+            # SubsequentHeaderError: tarfile turns it into ReadError wherever it
+            # reads, never into a silent end of the archive.
+            raise _tar.SubsequentHeaderError(
+                f"extended header of {self.size} bytes (at most {MAX_SPECIAL_SIZE})"
+            )
+        return _tar.TarInfo._proc_member(self, tf)
+
+    # A GNU sparse map is read block after block for as long as the header
+    # says there is more, each block adding entries: unbounded memory from a
+    # small compressed stream. Its reads get the same kind of budget, and the
+    # malformed maps tarfile fails on with IndexError or ValueError (an
+    # extension block cut short) become header errors.
+    def _proc_sparse(self, tf: Any) -> Any:
+        with _read_budget(tf, MAX_SPARSE_MAP):
+            return _tar.TarInfo._proc_sparse(self, tf)
+
+    def _proc_gnusparse_10(self, next: Any, pax_headers: Any, tf: Any) -> Any:
+        with _read_budget(tf, MAX_SPARSE_MAP):
+            return _tar.TarInfo._proc_gnusparse_10(self, next, pax_headers, tf)
+
+
+# A sparse map of 8 MiB holds ~350,000 segments in the old GNU format.
+MAX_SPARSE_MAP = 8 << 20
+
+
+class _Budgeted:
+    """``fileobj`` whose reads raise once more than ``budget`` bytes were read."""
+
+    def __init__(self, inner: Any, budget: int) -> None:
+        self._inner = inner
+        self._left = budget
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._inner.read(n)
+        self._left -= len(data)
+        if self._left < 0:
+            raise _tar.SubsequentHeaderError("sparse map larger than the limit")
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@contextlib.contextmanager
+def _read_budget(tf: Any, budget: int) -> Iterator[None]:
+    inner = tf.fileobj
+    tf.fileobj = _Budgeted(inner, budget)
+    try:
+        yield
+    except (IndexError, ValueError):
+        raise _tar.SubsequentHeaderError("malformed GNU sparse map") from None
+    finally:
+        tf.fileobj = inner
 
 
 class HashingReader:

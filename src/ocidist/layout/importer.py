@@ -9,6 +9,7 @@ import tarfile
 from typing import Any, BinaryIO
 
 from ocidist import jsondata, manifest, reference
+from ocidist.archive.tarstream import BoundedTarInfo
 from ocidist.content import Store, Writer
 from ocidist.descriptor import (
     MAX_MANIFEST_SIZE,
@@ -240,7 +241,7 @@ class _LayoutReader:
 
     def _tar(self, f: BinaryIO) -> None:
         saw_layout = False
-        with tarfile.open(fileobj=f, mode="r|*", bufsize=BUFSIZE) as tf:
+        with tarfile.open(fileobj=f, mode="r|*", bufsize=BUFSIZE, tarinfo=BoundedTarInfo) as tf:
             for info in tf:
                 name = info.name.lstrip("/")
                 while name.startswith("./"):
