@@ -13,7 +13,12 @@ a dropped chunk resumed from the registry's offset); pulling writes each
 titled layer under DIR by its title, verified before it takes its name
 (``.dist-partial-<hex>`` until then, and a later pull resumes from it).
 Titles are data from the registry: absolute paths, ``..``, control
-characters and anything reached through a symlink are refused.
+characters and anything reached through a symlink are refused. A layer
+annotated for unpacking is extracted by ``archive.files``: literally (it is
+files, not a container layer) and confined to its titled directory, as
+oras-go's file store does; any other layer is saved as it is (oras-py marks
+directories by media type alone; the oras CLI, like us, saves those as the
+tar.gz they are).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from ocidist.descriptor import (
     Descriptor,
 )
 from ocidist.digest import Digest, new_hasher
-from ocidist.errors import DigestMismatch, InvalidArgument, InvalidContent
+from ocidist.errors import DigestMismatch, DistError, InvalidArgument, InvalidContent
 from ocidist.referrers import EMPTY_DESCRIPTOR, EMPTY_JSON
 from ocidist.stream import BUF
 from ocidist.text import quote
@@ -363,8 +368,10 @@ def _pull_layer(
         part_name = PARTIAL_PREFIX + layer.digest.encoded
         _download(fetcher, parent, part_name, layer, prog)
         if unpack:
-            _unpack(parent, part_name, dest, layer, title)
-            os.unlink(part_name, dir_fd=parent)
+            try:
+                _unpack(parent, part_name, layer, parts)
+            finally:
+                os.unlink(part_name, dir_fd=parent)
         else:
             final = parts[-1]
             st = _lstat(parent, final)
@@ -443,13 +450,28 @@ def _download(fetcher: Any, parent: int, partial: str, layer: Descriptor, prog: 
         raise DigestMismatch(f"layer {layer.digest}: digest mismatch: got {got} ({held} bytes)")
 
 
-def _unpack(parent: int, partial: str, dest: str, layer: Descriptor, title: str) -> None:
-    from ocidist.archive import ApplyOptions, apply_layer
+def _unpack(parent: int, partial: str, layer: Descriptor, parts: tuple[str, ...]) -> None:
+    """Extract the directory layer (downloaded and verified in ``partial``)
+    under ``parent`` literally: files, not a container layer (no whiteouts,
+    devices or setuid bits), every entry inside the titled directory."""
+    from ocidist.archive.files import extract_files
 
     expected = layer.annotations.get(CONTENT_DIGEST)
-    want = Digest.parse(expected) if expected else None
-    fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-    with os.fdopen(fd, "rb") as f:
-        apply_layer(
-            dest, f, options=ApplyOptions(expected_diff_id=want, layer_name=title, same_owner=False)
-        )
+    try:
+        want = Digest.parse(expected) if expected else None
+    except DistError:
+        raise InvalidContent(
+            f"layer {layer.digest}: {CONTENT_DIGEST} is not a digest: {quote(expected or '', 100)}"
+        ) from None
+
+    def open_stream() -> BinaryIO:
+        fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        return os.fdopen(fd, "rb")
+
+    extract_files(parent, parts, open_stream, expected=want, warn=_warn)
+
+
+def _warn(message: str) -> None:
+    import logging
+
+    logging.getLogger(__name__).warning("%s", message)
