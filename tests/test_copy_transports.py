@@ -184,3 +184,54 @@ def test_copy_and_pull_carry_referrers_recursively(
     assert {sbom, sig} <= store_digests(store)
     ok(dist(store, "content", "prune", "--force"))
     assert {sbom, sig, image.digest} <= store_digests(store)
+
+
+def _blob(registry: Registry, repo: str, digest: str) -> bytes:
+    import urllib.request
+
+    url = f"http://{registry.host}/v2/{repo}/blobs/{digest}"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return bytes(resp.read())
+
+
+def test_docker_archive_layers_are_gzipped_for_a_registry_as_skopeo_does(
+    tmp_path: Path, registry: Registry, repo_name: str, skopeo: str
+) -> None:
+    import gzip
+    import hashlib
+
+    push_image(registry, repo_name, "v1", multiplatform_index(tag=repo_name))
+    src = f"{registry.host}/{repo_name}:v1"
+    sk = tmp_path / "sk.tar"
+    run_skopeo("copy", "--src-tls-verify=false", "--override-arch", "arm64",
+               f"docker://{src}", f"docker-archive:{sk}:ex.io/b:1")  # fmt: skip
+    # What skopeo does with this archive: gzip for a registry, plain for a layout.
+    run_skopeo("copy", "--dest-tls-verify=false", f"docker-archive:{sk}",
+               f"docker://{registry.host}/{repo_name}:by-skopeo")  # fmt: skip
+    theirs = json.loads(inspect_raw(registry, f"{repo_name}:by-skopeo"))
+    assert all(layer["mediaType"].endswith(".gzip") for layer in theirs["layers"])
+    root = tmp_path / "root"
+    doc = done(dist(root, "--json", "copy", f"docker-archive:{sk}", f"{src}-dist"))
+    raw = inspect_raw(registry, f"{repo_name}:v1-dist")
+    assert doc["digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
+    ours = json.loads(raw)
+    config = json.loads(_blob(registry, repo_name, ours["config"]["digest"]))
+    assert ours["config"]["digest"] == theirs["config"]["digest"]
+    assert len(ours["layers"]) == len(config["rootfs"]["diff_ids"])
+    for layer, diff_id in zip(ours["layers"], config["rootfs"]["diff_ids"], strict=True):
+        assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+        blob = _blob(registry, repo_name, layer["digest"])
+        assert len(blob) == layer["size"]
+        assert "sha256:" + hashlib.sha256(gzip.decompress(blob)).hexdigest() == diff_id
+    # The image unpacks to what skopeo's copy unpacks to.
+    ok(dist(root, "unpack", f"{src}-dist", str(tmp_path / "a")))
+    ok(dist(root, "unpack", f"{registry.host}/{repo_name}:by-skopeo", str(tmp_path / "b")))
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    # A layout keeps the archive's plain layers, as skopeo's oci: does.
+    ok(dist(root, "copy", f"docker-archive:{sk}", f"oci:{tmp_path / 'lay'}:t"))
+    index = json.loads((tmp_path / "lay" / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":")[1]
+    kept = json.loads((tmp_path / "lay" / "blobs" / "sha256" / digest).read_text())
+    assert [x["mediaType"] for x in kept["layers"]] == [
+        "application/vnd.oci.image.layer.v1.tar"
+    ] * len(kept["layers"])

@@ -298,7 +298,9 @@ def _docker_archive(path: str, ref: str) -> Source:
         if not is_docker_archive(tar):
             # Docker 25 also writes an OCI layout, with the image's own manifest.
             if tar.has("oci-layout"):
-                return _layout(LayoutTar(tar), _layout_tag(ref))
+                source = _layout(LayoutTar(tar), _layout_tag(ref))
+                source.transport = "docker-archive"  # what the user named
+                return source
             raise InvalidContent(f"{path}: not a docker-archive: no manifest.json")
         reader = DockerArchiveReader(tar)
         image = reader.find(ref or None)

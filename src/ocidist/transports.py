@@ -10,6 +10,9 @@ them. The content store is the user's when one side is ``store:``;
 otherwise a temporary one (the caller's ``staging``), removed afterwards,
 next to a file destination.
 
+A docker-archive copied to a registry has its plain layers gzip'd first
+(``images.compress``), as skopeo does; other destinations keep them plain.
+
 As for registries, ``--platform`` makes the best-matching platform
 manifest of an index the copied image; without it, every platform is
 copied (an index keeps its digest where the destination format can hold
@@ -147,11 +150,17 @@ def _via(
 
     handler = FetchHandler(store, source.fetcher, progress=progress)
     walk(handler, [root], concurrency=concurrency or default_concurrency())
+    kind = split_transport(dst)[0]
+    if kind == "docker" and source.transport == "docker-archive":
+        # skopeo compresses a docker-archive's plain layers for a registry
+        # (and keeps them plain for a layout or an archive): so do we.
+        from ocidist.images.compress import compressed
+
+        root = compressed(store, root, concurrency=concurrency or default_concurrency())
     staged = _staged_name(source, root)
     metadata.put_image(staged, root)
     copied = _write(store, metadata, staged, root, dst, services, concurrency, progress)
     copied.source = source.name
-    kind = split_transport(dst)[0]
     if kind == "store":
         copied.written, copied.existing = handler.fetched, handler.skipped
     elif kind != "docker":  # a file or directory gets every object

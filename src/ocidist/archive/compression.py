@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ocidist.errors import (
     CompressionError,
@@ -44,6 +44,17 @@ def _zlib_module() -> ModuleType:
         import zlib
 
         return zlib
+
+
+def gzip_compressor() -> Any:
+    """A compressobj writing one gzip member (header with mtime 0 and no
+    name, so the same input gives the same bytes on the same machine). Fast
+    levels: ISA-L's default (~300 MB/s here, output the size of zlib's
+    level 1) when installed, else zlib level 1 (~33 MB/s; level 6, Go's and
+    skopeo's default, ran at 13 MB/s for a 12 % smaller result)."""
+    zmod = _zlib_module()
+    level = 2 if zmod.__name__.endswith("isal_zlib") else 1
+    return zmod.compressobj(level, zmod.DEFLATED, 31)
 
 
 class Compression(enum.Enum):
