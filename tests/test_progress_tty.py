@@ -184,3 +184,18 @@ def test_lines_fit_every_size(columns: int, lines: int) -> None:
     assert 1 <= len(shown) <= max(lines - 1, 1)
     assert all(len(ln) < columns for ln in shown), shown
     assert shown[-1].startswith("total")
+
+
+def test_summary_counts_each_kind_in_plain_words() -> None:
+    """A multi-level index pulled in a short pane: "2 indexes", "1 config"."""
+    display = TTYProgress(out=io.StringIO(), size=(120, 4), interval=60)
+    kinds = ["application/vnd.oci.image.index.v1+json"] * 2 + [
+        "application/vnd.oci.image.config.v1+json"
+    ]
+    for i, media_type in enumerate(kinds):
+        display.done(_desc(i, 100, media_type), "fetched")
+    for i in range(3, 8):
+        display.start(_desc(i, 1000, "application/vnd.oci.image.layer.v1.tar+gzip"), 0)
+    summary = display.lines()[0]
+    display.close()
+    assert summary.startswith("done: 2 indexes, 1 config;"), summary

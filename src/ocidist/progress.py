@@ -198,6 +198,10 @@ def _fit(parts: list[tuple[int, str]], width: int) -> str:
     return line[:width]
 
 
+def _plural(kind: str) -> str:
+    return "indexes" if kind == "index" else kind + "s"
+
+
 def _eta(seconds: float) -> str:
     if seconds < 0 or seconds != seconds or seconds > 99 * 3600:
         return "--"
@@ -334,7 +338,7 @@ class TTYProgress:
             if r.status != "active":
                 kinds[r.kind] = kinds.get(r.kind, 0) + 1
         active = sum(1 for r in hidden if r.status == "active")
-        bits = [f"{n} {k}{'s' if n > 1 and k != 'index' else ''}" for k, n in kinds.items()]
+        bits = [f"{n} {_plural(k) if n > 1 else k}" for k, n in kinds.items()]
         text = ("done: " + ", ".join(bits)) if bits else "done: none"
         if active:
             text += f"; {active} more in progress"
