@@ -4,8 +4,10 @@ warnings and errors. A completeness check keeps new commands honest."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -191,6 +193,37 @@ def test_errors_are_one_event_on_stderr(world: tuple[Dist, str, Path]) -> None:
     assert "did you mean 'resolve'" in err["message"]
     (err,) = dist("images", "inspect", "nosuch/name:1", ok=False)
     assert err["error"] == "NotFound"
+
+
+def test_error_kinds_are_a_closed_documented_set(tmp_path: Path) -> None:
+    """``error`` is one of the schema's kinds: the public classes of
+    ocidist.errors (an error raised as a subclass defined elsewhere, or a
+    private one, reports its nearest public ancestor), UsageError, OSError,
+    Interrupted. A new error class must be added to the schema."""
+    import inspect
+
+    from ocidist import errors
+
+    public = {
+        name
+        for name, cls in vars(errors).items()
+        if inspect.isclass(cls) and issubclass(cls, errors.DistError) and not name.startswith("_")
+    }
+    kinds = SCHEMA["$defs"]["error"]["properties"]["error"]["enum"]
+    assert sorted(kinds) == sorted(public | {"UsageError", "OSError", "Interrupted"})
+
+    # A layer that ends inside an entry: raised inside the applier as a
+    # private subclass of ArchiveError.
+    info = tarfile.TarInfo("a")
+    info.size = 5000
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.addfile(info, io.BytesIO(b"x" * 5000))
+    (tmp_path / "cut.tar").write_bytes(buf.getvalue()[:2048])
+    (tmp_path / "dir").mkdir()
+    proc = run_dist("--json", "apply", str(tmp_path / "dir"), str(tmp_path / "cut.tar"))
+    (err,) = events(proc, "stderr")
+    assert err["error"] == "ArchiveError" and "truncated" in err["message"], err
 
 
 def test_every_command_is_checked() -> None:

@@ -262,6 +262,23 @@ def describe_error(e: BaseException) -> tuple[str, int]:
     return str(e), 1
 
 
+def error_kind(e: BaseException | None) -> str:
+    """The ``error`` of an ``error`` event: one of a closed set (the schema's
+    enum), so programs can rely on it. A class of ``ocidist.errors``; an
+    error raised as a subclass defined elsewhere (``InvalidDigest``) or a
+    private one (an applier's entry error) reports its nearest such ancestor."""
+    if e is None:
+        return "UsageError"
+    if isinstance(e, OSError):
+        return "OSError"
+    if isinstance(e, KeyboardInterrupt):
+        return "Interrupted"
+    for cls in type(e).__mro__:
+        if cls.__module__ == "ocidist.errors" and not cls.__name__.startswith("_"):
+            return cls.__name__
+    return "DistError"
+
+
 def report_error(
     message: str, code: int, e: BaseException | None = None, *, as_json: bool = False
 ) -> None:
@@ -270,15 +287,7 @@ def report_error(
     from ocidist.text import escape
 
     if as_json:
-        kind = (
-            "UsageError"
-            if e is None
-            else "OSError"
-            if isinstance(e, OSError)
-            else "Interrupted"
-            if isinstance(e, KeyboardInterrupt)
-            else type(e).__name__
-        )
+        kind = error_kind(e)
         # json.dumps escapes what needs it; the length is bounded all the same.
         text = message if len(message) <= MAX_ERROR_LINE else escape(message, MAX_ERROR_LINE)
         doc = {"event": "error", "message": text, "error": kind, "exitCode": code}
