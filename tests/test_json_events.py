@@ -226,6 +226,27 @@ def test_error_kinds_are_a_closed_documented_set(tmp_path: Path) -> None:
     assert err["error"] == "ArchiveError" and "truncated" in err["message"], err
 
 
+def test_warnings_are_events_under_json(tmp_path: Path) -> None:
+    """`dist --json apply` of a layer whose xattr cannot be set: the warning
+    is a ``warning`` event on stderr, its entry name JSON-escaped once."""
+    name = "f\x1b[31m"
+    info = tarfile.TarInfo(name)
+    info.size = 1
+    info.pax_headers = {"SCHILY.xattr.bogus.x": "v"}  # no such namespace: EOPNOTSUPP
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(b"x"))
+    (tmp_path / "x.tar").write_bytes(buf.getvalue())
+    (tmp_path / "dir").mkdir()
+    proc = run_dist("--json", "apply", str(tmp_path / "dir"), str(tmp_path / "x.tar"))
+    assert proc.returncode == 0, proc.stderr
+    assert kinds(events(proc)) == ["applied"]
+    (warning,) = events(proc, "stderr")
+    assert warning["event"] == "warning", warning
+    assert warning["message"].startswith(f"{name}: xattr bogus.x: "), warning
+    assert b"\\u001b" in proc.stderr  # escaped by JSON, and only by it
+
+
 def test_every_command_is_checked() -> None:
     """Runs last in this module (pytest keeps file order): every command the
     parser has either printed JSON above or is listed as not JSON."""

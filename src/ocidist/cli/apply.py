@@ -79,13 +79,9 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     expected = Digest.parse(args.expected_diff_id) if args.expected_diff_id else None
     name = "<stdin>" if args.layer == "-" else args.layer
 
-    def warn(message: str) -> None:
-        from ocidist.text import escape  # entry names come from the layer
-
-        if not ctx.quiet:
-            print(f"dist: warning: {escape(message)}", file=sys.stderr)
-
-    opts = limit_options(args).replace(expected_diff_id=expected, layer_name=name, warn=warn)
+    # ctx.warn: escaped on a terminal (entry names come from the layer), an
+    # event under --json.
+    opts = limit_options(args).replace(expected_diff_id=expected, layer_name=name, warn=ctx.warn)
     if args.layer == "-":
         result = apply_layer(args.dir, sys.stdin.buffer, options=opts)
     else:
