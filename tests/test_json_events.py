@@ -247,6 +247,20 @@ def test_warnings_are_events_under_json(tmp_path: Path) -> None:
     assert b"\\u001b" in proc.stderr  # escaped by JSON, and only by it
 
 
+def test_login_password_warning_is_an_event(
+    world: tuple[Dist, str, Path], registry: Registry
+) -> None:
+    dist, _, _ = world
+    proc = run_dist(
+        "--json", "--root", str(dist.root), "login", registry.host, "-u", "u", "--password", "p",
+        env=dist.env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert kinds(events(proc)) == ["login"]
+    (warning,) = events(proc, "stderr")
+    assert warning["event"] == "warning" and "--password-stdin" in warning["message"]
+
+
 def test_every_command_is_checked() -> None:
     """Runs last in this module (pytest keeps file order): every command the
     parser has either printed JSON above or is listed as not JSON."""

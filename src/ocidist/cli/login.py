@@ -8,7 +8,6 @@ read what we write. The credentials are checked against the registry (a
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ocidist.cli.context import Context
@@ -73,8 +72,8 @@ def run_login(args: argparse.Namespace, ctx: Context) -> int:
             raise InvalidArgument("--password and --password-stdin exclude each other")
         if not getattr(args, "user", None):
             raise InvalidArgument("--password needs --user")
-        print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
-              file=sys.stderr)  # fmt: skip
+        ctx.warn("--password on the command line is insecure (other users see it): "
+                 "use --password-stdin")  # fmt: skip
         user, _ = creds.parse_user(args.user)
         cred: Credential | None = Credential(username=user, secret=args.password)
     else:
