@@ -61,14 +61,14 @@ def parse_size(text: str) -> int:
     s = text.strip().lower().removesuffix("ib").removesuffix("b")
     unit = s[-1:] if s[-1:] in _SIZE_UNITS and s[-1:] else ""
     num = s[: len(s) - len(unit)].strip()
-    if not num.isdigit():
+    if not (num.isascii() and num.isdigit()):
         raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 1048576, 64KiB, 32MiB)")
     return int(num) * _SIZE_UNITS[unit]
 
 
 def _env_int(name: str) -> int | None:
     v = os.environ.get(name)
-    return int(v) if v and v.strip().isdigit() else None
+    return int(v) if v and v.strip().isascii() and v.strip().isdigit() else None
 
 
 def _env_size(name: str) -> int | None:

@@ -183,7 +183,10 @@ def default_matcher() -> Matcher:
 def _version(variant: str) -> tuple[int, int] | None:
     """``v8`` -> (8, 0), ``v8.2`` -> (8, 2); None when not of that form."""
     major, _, minor = variant.removeprefix("v").partition(".")
-    if not major.isdigit() or (minor and not minor.isdigit()) or len(variant) > 8:
+    # ASCII digits only: "²" passes isdigit() and fails int().
+    if len(variant) > 8 or not variant.isascii():
+        return None
+    if not major.isdigit() or (minor and not minor.isdigit()):
         return None
     return int(major), int(minor or 0)
 

@@ -20,6 +20,7 @@ from ocidist.content.parallel import RangeIgnored, Tuning
 from ocidist.descriptor import Descriptor
 from ocidist.errors import DigestMismatch, DistError, RegistryError, Unavailable
 from ocidist.remotes.docker.hosts import RegistryHost, first_success
+from ocidist.remotes.docker.httpconn import decimal
 from ocidist.remotes.docker.retry import Attempts
 from ocidist.remotes.docker.transport import Response
 
@@ -96,11 +97,12 @@ class BlobRanges:
         if not ok:
             resp.close()
             raise Unavailable(f"{self._what}: asked for bytes {start}-{end - 1}, got {cr!r}")
-        if total.strip().isdigit() and int(total) != self._desc.size:
+        size = decimal(total)  # "²" is a digit to isdigit() and an error to int()
+        if size is not None and size != self._desc.size:
             # The object is not the size its descriptor says: no range can fix that.
             resp.close()
             raise DigestMismatch(
-                f"{self._desc.digest}: size mismatch: registry has {int(total)} bytes, "
+                f"{self._desc.digest}: size mismatch: registry has {size} bytes, "
                 f"expected {self._desc.size}"
             )
         return resp
