@@ -107,15 +107,15 @@ class Attempts:
             raise error
         delay = self.policy.delay(self.failures, retry_after)
         left = self.deadline.remaining() if self.deadline is not None else None
+        why = str(error).removeprefix(f"{self.what}: ")
         if left is not None and delay >= left:
-            why = str(error).removeprefix(f"{self.what}: ")
             raise TimedOut(f"{self.what}: timed out after {self.total} attempts ({why})")
         logs.debug(
             _LOGGER,
             "%s: attempt %d failed (%s); retrying in %.2fs",
             self.what,
             self.total,
-            error,
+            why,
             delay,
         )
         time.sleep(delay)
