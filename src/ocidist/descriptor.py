@@ -93,6 +93,19 @@ def is_layer(media_type: str) -> bool:
     )
 
 
+def object_kind(media_type: str) -> str:
+    """What an object is, for people: index, manifest, config, layer or blob."""
+    for kind, test in (
+        ("index", is_index),
+        ("manifest", is_manifest),
+        ("config", is_config),
+        ("layer", is_layer),
+    ):
+        if test(media_type):
+            return kind
+    return "blob"
+
+
 def _media_type_field(obj: Mapping[str, Any], key: str, dgst: Digest) -> str:
     """A descriptor's ``mediaType``/``artifactType``: absent, or a media type
     (returned without parameters and lower-cased)."""

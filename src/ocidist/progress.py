@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TextIO
 
-from ocidist.descriptor import Descriptor
+from ocidist.descriptor import Descriptor, object_kind
 
 
 class Progress(Protocol):
@@ -72,21 +72,6 @@ class LineProgress:
 
     def close(self) -> None:
         pass
-
-
-def object_kind(media_type: str) -> str:
-    """What an object is, for people: index, manifest, config, layer or blob."""
-    from ocidist.descriptor import is_config, is_index, is_layer, is_manifest
-
-    for kind, test in (
-        ("index", is_index),
-        ("manifest", is_manifest),
-        ("config", is_config),
-        ("layer", is_layer),
-    ):
-        if test(media_type):
-            return kind
-    return "blob"
 
 
 Sink = Callable[[str, Descriptor, str, int], None]

@@ -45,20 +45,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     sp.set_defaults(handler=run_inspect)
 
 
-def _kind(desc: Descriptor) -> str:
-    from ocidist.descriptor import is_config, is_index, is_layer, is_manifest
-
-    for kind, test in (
-        ("index", is_index),
-        ("manifest", is_manifest),
-        ("config", is_config),
-        ("layer", is_layer),
-    ):
-        if test(desc.media_type):
-            return kind
-    return "blob"
-
-
 def _tree(store: Store, desc: Descriptor, path: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A descriptor with ``present`` and its ``children``, as far as the store knows."""
     from ocidist.gc import children_in_store
@@ -97,9 +83,9 @@ def _plat_text(p: dict[str, Any]) -> str:
 
 
 def _kind_of(node: dict[str, Any]) -> str:
-    from ocidist.descriptor import Descriptor
+    from ocidist.descriptor import Descriptor, object_kind
 
-    return _kind(Descriptor.from_json(node))
+    return object_kind(Descriptor.from_json(node).media_type)
 
 
 def _config_platform(store: Store, digest: str) -> list[str]:
