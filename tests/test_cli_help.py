@@ -91,6 +91,18 @@ def test_version() -> None:
         (["imags", "ls"], "dist: unknown command 'imags' (did you mean 'images'"),
         (["content", "lss"], "dist: content: unknown command 'lss' (did you mean 'ls'?)"),
         (["completion", "bsh"], "dist: completion: SHELL: unknown choice 'bsh' (did you mean"),
+        # Options of the command that was typed, its own and the global ones.
+        (
+            ["pull", "--platfrom", "linux/arm64", "r"],
+            "dist: pull: unknown option '--platfrom' (did you mean '--platform'?)"
+            " (see 'dist pull --help')",
+        ),
+        (
+            ["images", "ls", "--jsn"],
+            "dist: images ls: unknown option '--jsn' (did you mean '--json'?)",
+        ),
+        (["--jsn", "images", "ls"], "dist: unknown option '--jsn' (did you mean '--json'?)"),
+        (["tags", "a/b", "c"], "dist: tags: unexpected argument 'c' (see 'dist tags --help')"),
     ],
 )
 def test_typo_suggests(words: list[str], expected: str) -> None:

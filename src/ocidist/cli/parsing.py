@@ -88,6 +88,42 @@ class Parser(argparse.ArgumentParser):
         report_error(f"{prefix}{message} (see '{self.prog} --help')", 2, as_json=Parser.json_errors)
         self.exit(2)
 
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        # argparse says "unrecognized arguments: --platfrom r (see 'dist --help')"
+        # at the top level; people want the command's word and the option they meant.
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            words = list(sys.argv[1:] if args is None else args)
+            word = extras[0]
+            parser = self._typed_in(words, word)
+            if word.startswith("-"):
+                options = [o for o in parser._option_string_actions if o.startswith("--")]
+                close = _close(word.split("=", 1)[0], options, n=1)
+                parser.error(f"unknown option {word!r}{close}")
+            parser.error(f"unexpected argument {word!r}")
+        return ns
+
+    def _typed_in(self, words: Sequence[str], word: str) -> Parser:
+        """The (sub)command parser ``word`` was given to: the commands named
+        before it on the command line."""
+        parser: Parser = self
+        it = iter(words)
+        for w in it:
+            if w == word or w == "--":
+                break
+            action = parser._option_string_actions.get(w)
+            if action is not None:
+                if action.nargs != 0:
+                    next(it, None)  # the option's value
+                continue
+            for a in parser._actions:
+                if isinstance(a, argparse._SubParsersAction) and w in a.choices:
+                    sub = a.choices[w]
+                    parser = sub if isinstance(sub, Parser) else parser
+        return parser
+
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         # argparse's message lists every choice ("invalid choice: 'resolv'
         # (choose from 'resolve', 'fetch-object', …)"); people want the one
@@ -105,9 +141,12 @@ class Parser(argparse.ArgumentParser):
 def suggestion(word: str, names: Sequence[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``names``, or the list of
     them when none is close."""
+    return _close(word, names) or " (choose from " + ", ".join(names) + ")"
+
+
+def _close(word: str, names: Sequence[str], n: int = 2) -> str:
+    """`` (did you mean 'x'?)`` for the ``n`` closest of ``names``, or nothing."""
     import difflib  # only on this error path
 
-    close = difflib.get_close_matches(word, names, n=2, cutoff=0.6)
-    if close:
-        return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
-    return " (choose from " + ", ".join(names) + ")"
+    close = difflib.get_close_matches(word, names, n=n, cutoff=0.6)
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)" if close else ""
