@@ -286,8 +286,17 @@ def test_export_refuses_a_corrupt_store_blob(
     assert proc.returncode == 1
     line = one_error_line(proc)
     assert "digest mismatch" in line and victim in line, line
-    # Nothing under the corrupt blob's name, and no tar, was left.
-    if as_tar:
-        assert not dest.exists()
-    else:
-        assert not (dest / "blobs/sha256" / victim[7:]).exists()
+    # Nothing was left: no tar, and no half-written layout directory (one the
+    # export created goes whole; a later export would refuse a non-empty
+    # directory that is not a layout).
+    assert not dest.exists()
+    LocalStore(str(root)).delete(Digest.parse(victim))
+    ok(dist(root, "pull", ref))
+    ok(dist(root, "export", ref, str(dest)))
+    # Into a directory that was there and empty: emptied again on failure.
+    if not as_tar:
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        corrupt(root / "blobs/sha256" / victim[7:])
+        assert dist(root, "export", ref, str(empty)).returncode == 1
+        assert list(empty.iterdir()) == []

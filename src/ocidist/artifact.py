@@ -88,7 +88,11 @@ def prepare(path: str, media_type: str | None, *, workdir: str | None = None) ->
     except FileNotFoundError:
         raise InvalidArgument(f"{path}: no such file or directory") from None
     if stat.S_ISDIR(st.st_mode):
-        fd, packed = tempfile.mkstemp(prefix="ocidist-dir-", suffix=".tar.gz", dir=workdir)
+        from ocidist.paths import big_temp_dir
+
+        fd, packed = tempfile.mkstemp(
+            prefix="ocidist-dir-", suffix=".tar.gz", dir=workdir or big_temp_dir()
+        )
         try:
             with os.fdopen(fd, "wb") as out:
                 tar_digest = pack_directory(path, title, out)

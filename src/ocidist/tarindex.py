@@ -164,8 +164,11 @@ class TarIndex:
         """The uncompressed archive in an unlinked temporary file."""
         from ocidist.archive.compression import decompressed_chunks
         from ocidist.errors import CompressionError
+        from ocidist.paths import big_temp_dir
 
-        out = tempfile.TemporaryFile(prefix="ocidist-archive-")  # noqa: SIM115
+        # Never a name on disk (O_TMPFILE, or unlinked at once): nothing is
+        # left behind however the process ends.
+        out = tempfile.TemporaryFile(prefix="ocidist-archive-", dir=big_temp_dir())  # noqa: SIM115
         try:
             _, chunks = decompressed_chunks(src, threaded=True)  # type: ignore[arg-type]
             try:

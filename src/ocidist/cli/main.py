@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
@@ -136,6 +137,9 @@ def main(argv: Sequence[str] | None = None, *, _fast_parse: bool = False) -> int
         return int(handler(args, ctx))
     except DistError as e:
         return ctx.fail(e)
+    except Terminated:
+        report_error("terminated", 143, KeyboardInterrupt(), as_json=ctx.json)
+        return 143
     except KeyboardInterrupt:
         report_error("interrupted", 130, KeyboardInterrupt(), as_json=ctx.json)
         return 130
@@ -147,6 +151,14 @@ def main(argv: Sequence[str] | None = None, *, _fast_parse: bool = False) -> int
         return ctx.fail(e)
     finally:
         ctx.close()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def run() -> NoReturn:
@@ -161,6 +173,10 @@ def run() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    # SIGTERM (systemd, docker stop, timeout(1)) ends a command as Ctrl-C
+    # does: the finally blocks run, so a copy's staging store, a half-written
+    # archive's temporary file and the like are removed, not left behind.
+    signal.signal(signal.SIGTERM, _terminate)
     code = main(_fast_parse=True)
     try:
         sys.stdout.flush()

@@ -349,8 +349,9 @@ def staging(near: str | None) -> Iterator[tuple[Any, Any]]:
 
     from ocidist.content.local import LocalStore
     from ocidist.metadata import MetadataStore
+    from ocidist.paths import big_temp_dir
 
-    tmp = tempfile.mkdtemp(prefix=".ocidist-copy-", dir=near)
+    tmp = tempfile.mkdtemp(prefix=".ocidist-copy-", dir=near or big_temp_dir())
     metadata = None
     try:
         metadata = MetadataStore(os.path.join(tmp, "metadata.db"))

@@ -74,7 +74,9 @@ def chain_ids(diff_ids: Sequence[Digest]) -> list[str]:
 def write_docker_archive(store: Provider, images: Sequence[SavedImage], dest: str) -> int:
     """Write ``images`` to ``dest`` (a path, or ``-`` for stdout); returns the archive's size."""
     if dest == "-":
-        with tempfile.TemporaryFile(prefix="ocidist-save-") as tmp:
+        from ocidist.paths import big_temp_dir
+
+        with tempfile.TemporaryFile(prefix="ocidist-save-", dir=big_temp_dir()) as tmp:
             size = _write(store, images, tmp)
             tmp.seek(0)
             copy_stream(tmp, sys.stdout.buffer)

@@ -146,7 +146,40 @@ def _verified(f: BinaryIO, desc: Descriptor) -> VerifyingReader:
 
 
 def _write_dir(store: Store, blobs: list[Descriptor], entry: dict[str, Any], dest: str) -> None:
+    absent = not os.path.exists(dest)
+    fresh = absent or (os.path.isdir(dest) and not os.listdir(dest))
     index = _existing_index(dest)
+    try:
+        _fill_dir(store, blobs, entry, dest, index)
+    except BaseException:
+        # A layout this export began is removed, not left half-written (a
+        # later export would refuse the non-empty directory that is not a
+        # layout). In an existing layout, blobs already written stay: they
+        # are unreferenced, which a layout allows, and the next export
+        # reuses them; index.json is only ever replaced whole.
+        if fresh:
+            _empty(dest)
+            if absent:
+                with contextlib.suppress(OSError):
+                    os.rmdir(dest)
+        raise
+
+
+def _empty(dest: str) -> None:
+    import shutil
+
+    with contextlib.suppress(OSError):
+        for name in os.listdir(dest):
+            path = os.path.join(dest, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+
+
+def _fill_dir(
+    store: Store, blobs: list[Descriptor], entry: dict[str, Any], dest: str, index: dict[str, Any]
+) -> None:
     for desc in blobs:
         directory = os.path.join(dest, "blobs", desc.digest.algorithm)
         path = os.path.join(directory, desc.digest.encoded)
