@@ -108,7 +108,8 @@ def test_modes_are_kept_without_setuid_and_devices_are_skipped(
         ("assets/null", CHR, "", 0o666),
     ])  # fmt: skip
     ref = push_dir(tmp_path, registry, repo_name, tar)
-    ok(dist(tmp_path / "root", "artifact", "pull", ref, str(dest)))
+    proc = ok(dist(tmp_path / "root", "artifact", "pull", ref, str(dest)))
+    assert "dist: warning: assets/null: device node skipped" in proc.stderr.decode()
     assert stat.S_IMODE((dest / "assets" / "run.sh").stat().st_mode) == 0o755
     assert stat.S_IMODE((dest / "assets" / "ro.txt").stat().st_mode) == 0o444
     assert not (dest / "assets" / "null").exists()  # even as root: files, not devices

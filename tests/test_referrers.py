@@ -166,3 +166,69 @@ def test_attach_leaves_the_tag_alone_when_the_registry_confirms_the_subject(
     # Without the header (Distribution 2.8 itself), the tag is written.
     done = attach(tmp_path, registry.host, f"{repo_name}:v1", SBOM)
     assert done["referrersTag"] == f"sha256-{image.digest[7:]}"
+
+
+def test_a_listed_manifest_that_does_not_refer_to_the_subject_is_not_carried(
+    tmp_path: Path, registry: Registry, repo_name: str
+) -> None:
+    """The referrers list is the registry's word (or whoever could push the
+    tag); what `copy --referrers` and `pull --referrers` carry is checked
+    against each manifest's own subject: an unrelated image listed there is
+    skipped with a warning, never copied nor recorded at the destination as
+    attached to the image."""
+    image = simple_image(tag=repo_name)
+    push_image(registry, repo_name, "v1", image)
+    other = simple_image(tag="unrelated")
+    push_image(registry, repo_name, "other", other)
+    root = tmp_path / "root"
+    sig = attach(root, registry.host, f"{repo_name}:v1", SIG)
+    tag = f"sha256-{image.digest[7:]}"
+    index = json.loads(inspect_raw(registry, f"{repo_name}:{tag}"))
+    index["manifests"].append(
+        {
+            "mediaType": other.media_type,
+            "digest": other.digest,
+            "size": other.size,
+            "artifactType": SIG,
+        }
+    )
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(index))
+    ok(dist(root, "push-object", f"{registry.host}/{repo_name}:{tag}", str(forged),
+            "--media-type", "application/vnd.oci.image.index.v1+json"))  # fmt: skip
+    src = f"{registry.host}/{repo_name}:v1"
+    dst = f"{registry.host}/{repo_name}/copy:v1"
+    proc = ok(dist(root, "--json", "copy", "--referrers", src, dst))
+    doc = json.loads(proc.stdout.decode().splitlines()[-1])
+    assert [r["digest"] for r in doc["referrers"]] == [sig["digest"]]
+    warnings = [json.loads(line) for line in proc.stderr.decode().splitlines()]
+    assert any(other.digest in w["message"] for w in warnings if w["event"] == "warning")
+    listed = referrers(root, dst)
+    assert [r["digest"] for r in listed["referrers"]] == [sig["digest"]]  # type: ignore[union-attr]
+    proc = dist(
+        tmp_path / "copy-check", "inspect", f"{registry.host}/{repo_name}/copy@{other.digest}"
+    )
+    assert proc.returncode == 1  # never copied
+    store = tmp_path / "store"
+    proc = ok(dist(store, "--json", "pull", "--referrers", src))
+    pulled = json.loads(proc.stdout.decode().splitlines()[-1])
+    assert [r["digest"] for r in pulled["referrers"]] == [sig["digest"]]
+    assert not (store / "blobs" / "sha256" / other.digest[7:]).exists()
+
+
+def test_a_referrers_listing_is_bounded_however_many_pages(
+    tmp_path: Path, registry: Registry, fault_proxy: FaultProxy, repo_name: str
+) -> None:
+    image = simple_image(tag=repo_name)
+    push_image(registry, repo_name, "v1", image)
+    path = f"/v2/{repo_name}/referrers/{image.digest}"
+    ct = ("Content-Type", "application/vnd.oci.image.index.v1+json")
+    # Every page holds 6,000 entries and links to the next.
+    for page in range(3):
+        body = _canned_index(*(_entry(page * 6000 + i, SIG) for i in range(6000)))
+        link = ("Link", f'<{path}?page={page + 1}>; rel="next"')
+        # Rules match the path without its query, each once, in order.
+        fault_proxy.add(Respond(200, body, (ct, link)), method="GET", path=f"^{path}$")
+    proc = dist(tmp_path, "referrers", f"{fault_proxy.host}/{repo_name}:v1")
+    assert proc.returncode == 1
+    assert "more than 10000 referrers" in one_error_line(proc)

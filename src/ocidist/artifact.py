@@ -31,7 +31,7 @@ import os
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
@@ -328,18 +328,20 @@ def pull_artifact(
     *,
     media_types: Sequence[str] = (),
     progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[str, Descriptor, list[Pulled]]:
     """Write every titled layer of artifact ``ref`` under ``dest``."""
     from ocidist.progress import NullProgress
 
     prog = progress or NullProgress()
-    from ocidist.images.walk import fetch_manifest
+    from ocidist.images.walk import check_fan_out, fetch_manifest
     from ocidist.remotes import resolve_to_fetch
 
     name, desc, fetcher = resolve_to_fetch(resolver, ref)
     decoded = manifest.decode(fetch_manifest(fetcher, desc), desc.media_type)
     if not isinstance(decoded, manifest.Manifest):
         raise InvalidContent(f"{name}: an index, not an artifact (pull one of its manifests)")
+    check_fan_out(desc, decoded.layers)  # the walker's bound on what one manifest names
     chosen: list[tuple[Descriptor, tuple[str, ...]]] = []
     seen: set[tuple[str, ...]] = set()
     for layer in decoded.layers:
@@ -356,14 +358,20 @@ def pull_artifact(
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for layer, parts in chosen:
-            out.append(_pull_layer(fetcher, root, dest, layer, parts, prog))
+            out.append(_pull_layer(fetcher, root, dest, layer, parts, prog, warn or _warn))
     finally:
         os.close(root)
     return name, desc, out
 
 
 def _pull_layer(
-    fetcher: Any, root: int, dest: str, layer: Descriptor, parts: tuple[str, ...], prog: Progress
+    fetcher: Any,
+    root: int,
+    dest: str,
+    layer: Descriptor,
+    parts: tuple[str, ...],
+    prog: Progress,
+    warn: Callable[[str], None],
 ) -> Pulled:
     title = "/".join(parts)
     unpack = layer.annotations.get(UNPACK) == "true"
@@ -373,7 +381,7 @@ def _pull_layer(
         _download(fetcher, parent, part_name, layer, prog)
         if unpack:
             try:
-                _unpack(parent, part_name, layer, parts)
+                _unpack(parent, part_name, layer, parts, warn)
             finally:
                 os.unlink(part_name, dir_fd=parent)
         else:
@@ -454,7 +462,13 @@ def _download(fetcher: Any, parent: int, partial: str, layer: Descriptor, prog: 
         raise DigestMismatch(f"layer {layer.digest}: digest mismatch: got {got} ({held} bytes)")
 
 
-def _unpack(parent: int, partial: str, layer: Descriptor, parts: tuple[str, ...]) -> None:
+def _unpack(
+    parent: int,
+    partial: str,
+    layer: Descriptor,
+    parts: tuple[str, ...],
+    warn: Callable[[str], None],
+) -> None:
     """Extract the directory layer (downloaded and verified in ``partial``)
     under ``parent`` literally: files, not a container layer (no whiteouts,
     devices or setuid bits), every entry inside the titled directory."""
@@ -472,10 +486,12 @@ def _unpack(parent: int, partial: str, layer: Descriptor, parts: tuple[str, ...]
         fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
         return os.fdopen(fd, "rb")
 
-    extract_files(parent, parts, open_stream, expected=want, warn=_warn)
+    extract_files(parent, parts, open_stream, expected=want, warn=warn)
 
 
 def _warn(message: str) -> None:
     import logging
 
-    logging.getLogger(__name__).warning("%s", message)
+    from ocidist.text import escape
+
+    logging.getLogger(__name__).warning("%s", escape(message))

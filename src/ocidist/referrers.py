@@ -12,7 +12,10 @@ empty), add the new referrer's descriptor once, put it back under the tag.
 The tag is a shared read-modify-write and Distribution 2.8 has no
 conditional PUT, so two writers at once could drop each other's entry;
 ``record`` reads the tag again after writing and, while its entry is
-missing, does the update again (a bounded number of times).
+missing, does the update again (a bounded number of times). If-Match would
+not help: the distribution-spec defines no conditional manifest PUT, and
+Distribution 2.8 answers an ``ETag`` but accepted a PUT whose ``If-Match``
+named another digest (tested 2026-12).
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ocidist import manifest, reference
-from ocidist.descriptor import OCI_INDEX, Descriptor
+from ocidist.descriptor import OCI_INDEX, Descriptor, is_manifest_or_index
 from ocidist.digest import Digest
 from ocidist.errors import InvalidContent, NotFound, RegistryError
-from ocidist.images.walk import fetch_manifest
+from ocidist.images.walk import MAX_CHILDREN, fetch_manifest
 from ocidist.remotes import resolve_to_fetch
 
 if TYPE_CHECKING:
+    from ocidist.remotes import Fetcher
     from ocidist.remotes.docker.pusher import DockerPusher
     from ocidist.remotes.docker.resolver import DockerResolver
 
@@ -74,8 +78,9 @@ def list_referrers(
         raise NotFound(f"{r.repository}: no host configured to pull from {r.domain}")
     try:
         found, filtered = fetch_referrers(
-            resolver.session, upstream_host(hosts), r.path, subject, artifact_type
-        )
+            resolver.session, upstream_host(hosts), r.path, subject, artifact_type,
+            limit=MAX_CHILDREN,
+        )  # fmt: skip
         via = "api"
     except NotFound:
         found, filtered = _from_tag(resolver, r.repository, subject), False
@@ -117,8 +122,6 @@ def record(
         entries = list(current.manifests) if current is not None else []
         if any(e.digest == entry.digest for e in entries):
             return tag
-        from ocidist.images.walk import MAX_CHILDREN
-
         if len(entries) >= MAX_CHILDREN:
             raise InvalidContent(f"{ref}: {len(entries)} referrers already; refusing to grow it")
         doc = {
@@ -143,20 +146,31 @@ def has_api(resolver: DockerResolver, repository: str, subject: Digest) -> bool:
     r = reference.parse(repository, default_tag="")
     hosts = [h for h in resolver.hosts(r.domain) if PULL in h.capabilities]
     try:
-        fetch_referrers(resolver.session, upstream_host(hosts), r.path, subject)
+        fetch_referrers(resolver.session, upstream_host(hosts), r.path, subject, limit=MAX_CHILDREN)
     except NotFound:
         return False
     return True
 
 
 def closure(
-    resolver: DockerResolver, repository: str, subject: Digest
+    resolver: DockerResolver,
+    repository: str,
+    subject: Digest,
+    *,
+    warn: Callable[[str], None] | None = None,
 ) -> list[tuple[Digest, Descriptor]]:
     """Every referrer of ``subject``, and of those referrers, recursively
     (bounded like an image graph): (what it refers to, its descriptor),
-    each subject before its referrers."""
-    from ocidist.images.walk import MAX_CHILDREN, MAX_INDEX_DEPTH
+    each subject before its referrers.
 
+    A listing is the registry's word (or that of whoever could push the
+    referrers tag): each listed manifest is read, and one that does not
+    name the subject as its own ``subject`` is skipped with a warning, so
+    an unrelated image is never carried as attached to this one."""
+    from ocidist.images.walk import MAX_INDEX_DEPTH
+
+    fetcher = resolver.fetcher(repository)
+    say = warn or _log_warning
     out: list[tuple[Digest, Descriptor]] = []
     seen = {subject}
     level = [subject]
@@ -168,6 +182,11 @@ def closure(
                 if desc.digest in seen:
                     continue
                 seen.add(desc.digest)
+                why = _not_referring(fetcher, desc, parent)
+                if why:
+                    listed = f"{repository}: {desc.digest}, listed as a referrer of {parent}"
+                    say(f"{listed}, {why}: skipped")
+                    continue
                 out.append((parent, desc))
                 following.append(desc.digest)
                 if len(out) > MAX_CHILDREN:
@@ -180,6 +199,27 @@ def closure(
     raise InvalidContent(f"{repository}@{subject}: referrers nested deeper than {MAX_INDEX_DEPTH}")
 
 
+def _not_referring(fetcher: Fetcher, desc: Descriptor, subject: Digest) -> str:
+    """Why ``desc`` does not refer to ``subject`` ('' when it does)."""
+    if not is_manifest_or_index(desc.media_type):
+        return "is not a manifest"
+    try:
+        decoded = manifest.decode(fetch_manifest(fetcher, desc), desc.media_type)
+    except InvalidContent as e:
+        return f"cannot be read ({e})"
+    if decoded.subject is None or decoded.subject.digest != subject:
+        return "does not name it as its subject"
+    return ""
+
+
+def _log_warning(message: str) -> None:
+    import logging
+
+    from ocidist.text import escape
+
+    logging.getLogger(__name__).warning("%s", escape(message))
+
+
 def copy_referrers(
     resolver: DockerResolver,
     src: str,
@@ -187,11 +227,13 @@ def copy_referrers(
     subject: Digest,
     copy: Callable[[str, str], Descriptor],
     pusher: DockerPusher,
+    *,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Descriptor]:
     """Copy what refers to ``subject`` (recursively) from repository ``src``
     to ``dst`` with ``copy(src_ref, dst_ref)`` (an image copy, by digest),
     keeping ``dst``'s referrers tag up to date where it has no API."""
-    found = closure(resolver, src, subject)
+    found = closure(resolver, src, subject, warn=warn)
     api = has_api(resolver, dst, subject) if found else True
     for parent, desc in found:
         copied = copy(f"{src}@{desc.digest}", f"{dst}@{desc.digest}")

@@ -228,7 +228,12 @@ def run_pull(args: argparse.Namespace, ctx: Context) -> int:
     progress = progress_for(ctx, args)
     try:
         name, desc, pulled = pull_artifact(
-            ctx.resolver(), args.ref, args.dest, media_types=args.media_type, progress=progress
+            ctx.resolver(),
+            args.ref,
+            args.dest,
+            media_types=args.media_type,
+            progress=progress,
+            warn=ctx.warn,
         )
     finally:
         progress.close()

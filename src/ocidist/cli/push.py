@@ -336,6 +336,7 @@ def _copy_registries(args: argparse.Namespace, ctx: Context, matcher: Any, progr
             result.target.digest,
             lambda s, d: copy(s, d, None).target,
             pusher,
+            warn=ctx.warn,
         )
         result.referrers = found
     return result

@@ -16,7 +16,7 @@ from urllib.parse import quote, urljoin
 from ocidist import manifest
 from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
 from ocidist.digest import Digest
-from ocidist.errors import InvalidContent, RegistryError
+from ocidist.errors import GraphLimit, InvalidContent, NotFound, RegistryError
 from ocidist.remotes.docker.auth import pull_scope
 from ocidist.remotes.docker.hosts import RegistryHost
 from ocidist.remotes.docker.listing import next_link
@@ -32,9 +32,12 @@ def fetch_referrers(
     path: str,
     subject: Digest,
     artifact_type: str = "",
+    *,
+    limit: int,
 ) -> tuple[list[Descriptor], bool]:
-    """Every referrer the API lists (following pages), and whether the
-    registry applied the artifactType filter. NotFound: no API here."""
+    """Every referrer the API lists (following pages, at most ``limit`` in
+    all), and whether the registry applied the artifactType filter.
+    NotFound: no API here (only the first page can say so)."""
     what = f"{path}@{subject}: referrers"
     url = f"{host.base}/{path}/referrers/{subject}"
     if artifact_type:
@@ -42,15 +45,20 @@ def fetch_referrers(
     out: list[Descriptor] = []
     filtered = True
     seen: set[str] = set()
-    for _ in range(MAX_PAGES):
-        resp = session.request(
-            host,
-            "GET",
-            url,
-            scopes=(pull_scope(path),),
-            headers={"Accept": OCI_INDEX},
-            what=what,
-        )
+    for page in range(MAX_PAGES):
+        try:
+            resp = session.request(
+                host,
+                "GET",
+                url,
+                scopes=(pull_scope(path),),
+                headers={"Accept": OCI_INDEX},
+                what=what,
+            )
+        except NotFound:
+            if page == 0:
+                raise
+            raise RegistryError(f"{what}: a next page the registry linked is not found") from None
         body = resp.read_capped(MAX_MANIFEST_SIZE)
         applied = (resp.header(FILTERS_HEADER) or "").replace(" ", "").split(",")
         filtered = filtered and "artifactType" in applied
@@ -58,6 +66,9 @@ def fetch_referrers(
         if not isinstance(decoded, manifest.Index):
             raise InvalidContent(f"{what}: the answer is not an image index")
         out.extend(decoded.manifests)
+        if len(out) > limit:
+            # Pages are capped one by one; their number times their size is not.
+            raise GraphLimit(f"{what}: more than {limit} referrers")
         link = next_link(resp.header_all("Link"))
         if not link:
             return out, filtered and bool(artifact_type)
