@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -119,3 +120,28 @@ def test_parse_user() -> None:
     assert creds.parse_user("a") == ("a", None)
     assert creds.parse_user("a:b:c") == ("a", "b:c")
     assert creds.parse_user("a:") == ("a", "")
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # past the interpreter's recursion limit
+
+
+def test_deeply_nested_config_is_one_clear_error(docker_config: Path) -> None:
+    """json raised RecursionError (a traceback in dist) for a nested file."""
+    (docker_config / "config.json").write_text(DEEP)
+    with pytest.raises(CredentialError, match="cannot read Docker config"):
+        creds.lookup("r.example")
+
+
+def test_deeply_nested_helper_answer_is_one_clear_error(
+    docker_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-deep"
+    (bindir / "deep.json").write_text(DEEP)
+    helper.write_text(f"#!/bin/sh\ncat {bindir / 'deep.json'}\n")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    write_config(docker_config, {"credHelpers": {"r.example": "deep"}})
+    with pytest.raises(CredentialError, match="bad answer"):
+        creds.lookup("r.example")

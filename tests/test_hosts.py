@@ -114,6 +114,8 @@ def test_legacy_certs_d_files(tmp_path: Path) -> None:
         ('[host."m"]\ncapabilities = ["pull", "fly"]', "unknown capabilities"),
         ('[host."m"]\nskip_verify = "yes"', "true or false"),
         ('[host."m"]\nclient = [1]', "'client'"),
+        # tomllib recursed past the interpreter's stack: a traceback.
+        ("a = " + "[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
 )
 def test_bad_files_are_named_with_the_reason(tmp_path: Path, text: str, words: str) -> None:

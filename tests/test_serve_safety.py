@@ -240,6 +240,7 @@ def test_unpack_roots_from_a_config_file(
         ("unpack_root = ['/x']\n", "unknown key 'unpack_root'"),
         ("unpack_roots = '/x'\n", "must be a list of directory paths"),
         ("unpack_roots = [\n", "not TOML"),
+        ("a = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
         (f"unpack_roots = [{json.dumps(str(tmp_path / 'absent'))}]\n", "not an existing"),
     ):
         config.write_text(text)

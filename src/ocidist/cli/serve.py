@@ -183,6 +183,8 @@ def _read_config(path: str) -> dict[str, Any]:
         raise InvalidArgument(f"{what}: {os.strerror(e.errno or 0).lower()}") from None
     except tomllib.TOMLDecodeError as e:
         raise InvalidArgument(f"{what}: not TOML: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise InvalidArgument(f"{what}: not TOML: nested too deeply") from None
     for key, value in config.items():
         kind = CONFIG_KEYS.get(key)
         if kind is None:

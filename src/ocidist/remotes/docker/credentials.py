@@ -59,8 +59,9 @@ def load_config(path: str | None = None, what: str = "Docker config") -> dict[st
             obj = json.load(f)
     except (FileNotFoundError, NotADirectoryError):
         return {}
-    except (OSError, ValueError) as e:
-        # A JSON error message quotes the offending text, which may be a secret.
+    except (OSError, ValueError, RecursionError) as e:
+        # A JSON error message quotes the offending text, which may be a secret;
+        # RecursionError: nesting deeper than the interpreter's stack.
         raise CredentialError(f"{path}: cannot read {what} ({type(e).__name__})") from None
     if not isinstance(obj, dict):
         raise CredentialError(f"{path}: {what} is not a JSON object")
@@ -168,7 +169,7 @@ def helper_get(name: str, registry: str) -> Credential | None:
     try:
         obj = json.loads(out)
         user, secret = obj.get("Username", ""), obj.get("Secret", "")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # nested too deeply: RecursionError
         raise CredentialError(f"credential helper docker-credential-{name}: bad answer") from None
     if not isinstance(user, str) or not isinstance(secret, str) or not secret:
         return None

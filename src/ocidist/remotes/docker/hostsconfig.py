@@ -97,6 +97,8 @@ def load_hosts_file(path: str, domain: str, *, plain_http: bool = False) -> list
             doc = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise HostsConfigError(f"{path}: invalid TOML: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise HostsConfigError(f"{path}: invalid TOML: nested too deeply") from None
     except OSError as e:
         raise HostsConfigError(f"{path}: {e.strerror or e}") from None
     base = os.path.dirname(path)
