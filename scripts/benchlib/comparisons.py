@@ -128,10 +128,10 @@ def fetch(ctx: Context, w: Workload) -> Row:
             argv += ["-o", "/dev/null", url]
         return run(argv)
 
-    o, p, c = _interleave(
-        ctx,
-        [ours, skopeo if ctx.has("skopeo") else None, curl if ctx.has("curl") else None],
-    )
+    # One connection is a floor on loopback, not on a link that caps each
+    # connection: there the row's floor is the link's (``ours/link``).
+    floor = curl if ctx.has("curl") and ctx.profile is None else None
+    o, p, c = _interleave(ctx, [ours, skopeo if ctx.has("skopeo") else None, floor])
     note = "" if ctx.has("skopeo") else "skopeo not installed"
     return Row("fetch", w.name, "skopeo", median_sample(o), _med(p), _med(c), note=note)
 
