@@ -10,6 +10,7 @@ from ocidist.remotes.docker.origin import (
     Origin,
     Redirect,
     Refused,
+    answered_by,
     bound_for,
     may_carry_secret,
     origin_of,
@@ -125,6 +126,22 @@ def test_credential_names_are_bound_whoever_passes_them() -> None:
 )
 def test_may_carry_secret(secret_origin: Origin, url: str, ok: bool) -> None:
     assert may_carry_secret(secret_origin, url) is ok
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://r.example/v2/a/blobs/sha256:1", True),
+        ("https://R.example:443/elsewhere?x=1", True),
+        ("https://cdn.example/blob", False),
+        ("http://r.example/v2/", False),
+        ("https://r.example:5000/v2/", False),
+        ("not a url", False),
+    ],
+)
+def test_answered_by(url: str, ok: bool) -> None:
+    """Rule 5: a 401's challenge counts only from the origin it is for."""
+    assert answered_by(url, REG) is ok
 
 
 HERE = "https://r.example/v2/a/blobs/uploads/1"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.dist_cli import one_error_line, run_dist
@@ -116,3 +117,46 @@ def test_upload_body_is_never_redirected_to_another_origin(tmp_path: Path) -> No
         assert "another origin" in one_error_line(out)
         assert all(BLOB not in r.body for r in other.requests())
         assert not [r for r in other.requests() if r.method in ("POST", "PUT", "PATCH")]
+
+
+def _evil_challenger(holder: list[RecordingServer]) -> Callable[[Recorded], Reply]:
+    """A redirect target (a CDN, an object store) that answers 401 with a
+    challenge naming its own token realm."""
+
+    def answer(req: Recorded) -> Reply:
+        if req.path.startswith("/token"):
+            return Reply(200, {"Content-Type": "application/json"}, b'{"token":"evil"}')
+        realm = f"http://{holder[0].host}/token"
+        return Reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="evil"'})
+
+    return answer
+
+
+def test_a_redirect_targets_challenge_gets_no_credentials(tmp_path: Path) -> None:
+    """A blob GET redirected to another origin that answers 401 with its own
+    Bearer realm: the registry's password was POSTed to that realm (the
+    challenge was taken as the registry's, remembered for its origin, and
+    answered with the registry's credentials)."""
+    holder: list[RecordingServer] = []
+    with RecordingServer("127.0.0.2", responder=_evil_challenger(holder)) as other:
+        holder.append(other)
+
+        def registry(req: Recorded) -> Reply:
+            if req.header("Authorization") != BASIC:
+                return Reply(401, {"WWW-Authenticate": 'Basic realm="r"'})
+            if "/blobs/" in req.path:
+                return Reply(307, {"Location": f"http://{other.host}/cdn/{DIGEST}?sig=1"})
+            return Reply(200, {"Content-Type": "application/json"}, b"{}")
+
+        with RecordingServer(responder=registry) as srv:
+            out = run_dist("-u", f"{USER}:{PASSWORD}", "--timeout", "30s", "fetch-object",
+                           f"{srv.host}/a:v1", DIGEST)  # fmt: skip
+            # The challenge was not answered with the registry's credentials.
+            assert other.requests(), "the redirect was not followed"
+            assert all(not _secrets_in(r) for r in other.requests())
+            assert not [r for r in other.requests() if r.path.startswith("/token")]
+            line = one_error_line(out)
+            assert out.returncode == 1
+            assert "unauthorized" in line and str(other.host) in line, line
+            # Nor did it become the registry's challenge for later requests.
+            assert all(r.header("Authorization") in (None, BASIC) for r in srv.requests())

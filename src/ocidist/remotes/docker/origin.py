@@ -25,6 +25,11 @@ first request and for every redirect hop, what may go where:
    in flight) is refused. A 303 becomes a body-less GET, anywhere.
 4. Only ``http`` and ``https`` URLs are followed; 10 hops at most
    (``transport.MAX_REDIRECTS``).
+5. **A challenge counts only from the origin it is for.** A 401 that a
+   redirect target (another origin: a CDN, an object store) answered is
+   that host's word, not the registry's: its ``WWW-Authenticate`` never
+   decides where the registry's credentials go (``answered_by``). Taken as
+   the registry's, a target's Bearer realm got the registry's password.
 
 ``redirect`` and ``bound_for`` are pure functions, tested table by table in
 tests/test_origin.py; tests/test_origin_leaks.py replays each leak of issue 15
@@ -139,6 +144,15 @@ def may_carry_secret(secret_origin: Origin, url: str) -> bool:
     except ValueError:
         return False
     return not (secret_origin.scheme == "https" and target.scheme == "http")
+
+
+def answered_by(url: str, origin: Origin) -> bool:
+    """Whether the answer from ``url`` (a response's final URL) is
+    ``origin``'s own (rule 5): not a redirect target's elsewhere."""
+    try:
+        return origin_of(url) == origin
+    except ValueError:
+        return False
 
 
 class Redirect(NamedTuple):

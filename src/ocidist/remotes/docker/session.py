@@ -25,6 +25,7 @@ from ocidist.errors import (
 )
 from ocidist.remotes.docker.auth import Authorizer
 from ocidist.remotes.docker.hosts import RegistryHost
+from ocidist.remotes.docker.origin import answered_by, origin_of
 from ocidist.remotes.docker.retry import (
     RETRYABLE_STATUS,
     Attempts,
@@ -115,6 +116,8 @@ class Session:
             if resp.status in ok_set:
                 return resp
             if resp.status == 401:
+                if not answered_by(resp.url, host.origin):
+                    raise _not_ours(resp, host, what)
                 challenges = resp.header_all("WWW-Authenticate")
                 err = error_for(resp, what)
                 if auth.unauthorized(challenges):
@@ -126,6 +129,17 @@ class Session:
                 tries.failed(err, retry_after=ra)
                 continue
             raise err
+
+
+def _not_ours(resp: Response, host: RegistryHost, what: str) -> Unauthorized:
+    """A redirect target's 401 (origin.py, rule 5): its challenge is not
+    answered, and it is not remembered as the registry's."""
+    resp.close()
+    return Unauthorized(
+        f"{what}: unauthorized by {quote(str(origin_of(resp.url)))}, where {host.origin} "
+        "redirected; the registry's credentials go to the registry only",
+        status=401,
+    )
 
 
 def _error_details(body: bytes) -> tuple[list[str], list[str]]:
