@@ -207,3 +207,22 @@ def test_only_http_urls_are_followed(location: str) -> None:
 
 def test_redirect_is_a_value() -> None:
     assert redirect(307, "GET", None, HERE, "/x") == Redirect("https://r.example/x", "GET", None)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize(
+    ("method", "body"), [("POST", FORM), ("GET", None)]
+)  # fmt: skip
+@pytest.mark.parametrize(
+    "location",
+    ["https://other.example/token", "http://r.example/token", "https://r.example:8443/t"],
+)
+def test_a_confined_request_stays_at_its_origin(
+    status: int, method: str, body: bytes | None, location: str
+) -> None:
+    """Rule 5 (the token request): refused even where rules 1-3 would follow
+    the redirect without its credentials (a 303, a GET with Basic)."""
+    with pytest.raises(Refused, match="another origin"):
+        redirect(status, method, body, HERE, location, confined=REG)
+    moved = redirect(status, method, body, HERE, "/token-moved", confined=REG)
+    assert moved.url == "https://r.example/token-moved"

@@ -25,16 +25,22 @@ first request and for every redirect hop, what may go where:
    in flight) is refused. A 303 becomes a body-less GET, anywhere.
 4. Only ``http`` and ``https`` URLs are followed; 10 hops at most
    (``transport.MAX_REDIRECTS``).
-5. **A challenge counts only from the origin it is for.** A 401 that a
+5. **A secret that is the request itself stays at its origin.** A request
+   made ``confined`` (the token request: the password in its form or its
+   Basic header) follows redirects within its bound origin only; anywhere
+   else is refused, even a 303 or a redirect that would drop the header: a
+   token endpoint that sends a login elsewhere is not one to trust.
+6. **A challenge counts only from the origin it is for.** A 401 that a
    redirect target (another origin: a CDN, an object store) answered is
    that host's word, not the registry's: its ``WWW-Authenticate`` never
    decides where the registry's credentials go (``answered_by``). Taken as
    the registry's, a target's Bearer realm got the registry's password.
 
-``redirect`` and ``bound_for`` are pure functions, tested table by table in
-tests/test_origin.py; tests/test_origin_leaks.py replays each leak of issue 15
-against real sockets. The token source (auth, owned separately) asks
-``may_carry_secret`` before it sends a password to a realm.
+``redirect``, ``bound_for`` and ``answered_by`` are pure functions, tested
+table by table in tests/test_origin.py; tests/test_origin_leaks.py and
+tests/test_token_redirect.py replay each leak of issue 15 against real
+sockets. The auth state machine asks ``may_carry_secret`` before it lets a
+password go to a token realm; the token request itself is sent confined.
 """
 
 from __future__ import annotations
@@ -148,7 +154,7 @@ def may_carry_secret(secret_origin: Origin, url: str) -> bool:
 
 def answered_by(url: str, origin: Origin) -> bool:
     """Whether the answer from ``url`` (a response's final URL) is
-    ``origin``'s own (rule 5): not a redirect target's elsewhere."""
+    ``origin``'s own (rule 6): not a redirect target's elsewhere."""
     try:
         return origin_of(url) == origin
     except ValueError:
@@ -161,10 +167,18 @@ class Redirect(NamedTuple):
     body: Any  # None when the redirect drops it
 
 
-def redirect(status: int, method: str, body: Any, current: str, location: str) -> Redirect:
-    """How to follow one redirect from ``current`` (rules 3 and 4); raises
-    ``Refused`` saying why not. Bound headers are decided per hop by
-    ``bound_for``, not here."""
+def redirect(
+    status: int,
+    method: str,
+    body: Any,
+    current: str,
+    location: str,
+    *,
+    confined: Origin | None = None,
+) -> Redirect:
+    """How to follow one redirect from ``current`` (rules 3, 4 and, for a
+    request ``confined`` to an origin, 5); raises ``Refused`` saying why
+    not. Bound headers are decided per hop by ``bound_for``, not here."""
     from urllib.parse import urljoin
 
     try:
@@ -172,6 +186,11 @@ def redirect(status: int, method: str, body: Any, current: str, location: str) -
         target = origin_of(url)
     except ValueError as e:
         raise Refused(f"redirect to an invalid URL ({e})") from None
+    if confined is not None and target != confined:
+        raise Refused(
+            f"redirected ({status}) to another origin ({target}); its credentials "
+            f"go only to {confined}"
+        )
     if status == 303 or body is None:
         return Redirect(url, "GET" if status == 303 and method != "HEAD" else method, None)
     if target != origin_of(current):

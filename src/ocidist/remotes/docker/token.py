@@ -5,11 +5,12 @@ With credentials we POST the OAuth2 form first (``grant_type=password`` or
 server answers 400/401/404/405 — some servers only implement GET. Anonymous
 requests use GET. Error text never includes the credential or the token.
 
-A token request that carries credentials (the form, or Basic) follows
-redirects within the realm's own origin (scheme, host, port) only: anything
-else is refused in words, so neither the password nor the form ever reaches
-another host or crosses plain HTTP. An anonymous GET carries no secret and
-follows redirects like any other request.
+A token request that carries credentials (the form, or Basic) is sent
+through the transport's one redirect policy *confined* to the realm's origin
+(origin.py, rule 5): a redirect within it (scheme, host, port) is followed,
+anything else is refused in words, so neither the password nor the form ever
+reaches another host or crosses plain HTTP. An anonymous GET carries no
+secret and follows redirects like any other request.
 """
 
 from __future__ import annotations
@@ -21,14 +22,8 @@ from ocidist import jsondata
 from ocidist.errors import Denied, InvalidContent, RegistryError, Unauthorized
 from ocidist.remotes.docker.auth import DEFAULT_TOKEN_TTL, Credential, Token, basic_header
 from ocidist.remotes.docker.challenge import Challenge
-from ocidist.remotes.docker.origin import REDIRECT_STATUS, Origin, Refused, origin_of, redirect
-from ocidist.remotes.docker.transport import (
-    MAX_REDIRECTS,
-    Deadline,
-    Response,
-    TLSConfig,
-    Transport,
-)
+from ocidist.remotes.docker.origin import origin_of
+from ocidist.remotes.docker.transport import Deadline, Response, TLSConfig, Transport
 from ocidist.text import quote
 
 CLIENT_ID = "ocidist"
@@ -77,10 +72,10 @@ class HTTPTokenSource:
         resp = self._with_secret(
             "POST",
             ch.realm,
-            {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
             _urlencode(form).encode(),
             tls,
             _what(ch),
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
         )
         body = resp.read_capped(MAX_TOKEN_RESPONSE)
         if resp.status in (400, 401, 404, 405) and not cred.identity_token:
@@ -94,17 +89,16 @@ class HTTPTokenSource:
         if ch.service:
             query.append(("service", ch.service))
         query.extend(("scope", s) for s in scopes)
-        headers: dict[str, str] = {}
-        if cred is not None and cred.username and cred.secret:
-            headers["Authorization"] = basic_header(cred)
         sep = "&" if "?" in ch.realm else "?"
         url = ch.realm + (sep + _urlencode(query) if query else "")
         self.requests += 1
-        if headers:
-            resp = self._with_secret("GET", url, headers, None, tls, _what(ch))
+        if cred is not None and cred.username and cred.secret:
+            basic = {"Authorization": basic_header(cred)}
+            resp = self._with_secret("GET", url, None, tls, _what(ch), bound=basic)
         else:
+            # Anonymous: no secret to keep, redirects followed like any other.
             resp = self._transport.request(
-                "GET", url, headers=headers, tls=tls, deadline=self._deadline, what=_what(ch)
+                "GET", url, headers={}, tls=tls, deadline=self._deadline, what=_what(ch)
             )
         return self._decode(resp.status, resp.read_capped(MAX_TOKEN_RESPONSE), ch)
 
@@ -112,52 +106,33 @@ class HTTPTokenSource:
         self,
         method: str,
         url: str,
-        headers: Mapping[str, str],
         body: bytes | None,
         tls: TLSConfig,
         what: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        bound: Mapping[str, str] | None = None,
     ) -> Response:
-        """A request carrying credentials, following redirects by hand: the
-        origin policy's rules (origin.redirect: no body to another origin),
-        and stricter, none of its hops leaves the realm's origin at all — a
-        token endpoint that sends a login elsewhere is not one to trust."""
-        realm = self._origin(url, what)
-        for _ in range(MAX_REDIRECTS + 1):
-            resp = self._transport.request(
-                method,
-                url,
-                headers=headers,
-                body=body,
-                tls=tls,
-                deadline=self._deadline,
-                what=what,
-                follow_redirects=False,
-            )
-            if resp.status not in REDIRECT_STATUS:
-                return resp
-            loc = resp.header("Location")
-            resp.close()
-            if not loc:
-                raise RegistryError(f"{what}: redirect without Location", status=resp.status)
-            try:
-                url, method, body = redirect(resp.status, method, body, url, loc)
-            except Refused as e:
-                raise Unauthorized(f"{what}: token endpoint {e}", status=resp.status) from None
-            there = self._origin(url, what)
-            if there != realm:
-                raise Unauthorized(
-                    f"{what}: token endpoint redirected ({resp.status}) to another origin "
-                    f"({quote(str(there))}); credentials go only to the realm's origin",
-                    status=resp.status,
-                )
-        raise RegistryError(f"{what}: too many redirects (more than {MAX_REDIRECTS})")
-
-    @staticmethod
-    def _origin(url: str, what: str) -> Origin:
+        """A request carrying credentials (the form in ``body``, Basic in
+        ``bound``), sent confined to the realm's origin (origin.py, rule 5):
+        a redirect anywhere else is refused in words, never followed with or
+        without the secret."""
         try:
-            return origin_of(url)
+            realm = origin_of(url)
         except ValueError:
             raise InvalidContent(f"{what}: invalid URL") from None
+        return self._transport.request(
+            method,
+            url,
+            headers=headers or {},
+            body=body,
+            tls=tls,
+            deadline=self._deadline,
+            what=what,
+            bound=bound,
+            bound_origin=realm,
+            confined=True,
+        )
 
     def _decode(self, status: int, body: bytes, ch: Challenge) -> Token:
         what = _what(ch)

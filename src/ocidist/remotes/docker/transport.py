@@ -499,14 +499,15 @@ class Transport:
         tls: TLSConfig | None = None,
         deadline: Deadline | None = None,
         what: str = "",
-        follow_redirects: bool = True,
         bound: Mapping[str, str] | None = None,
         bound_origin: Origin | None = None,
+        confined: bool = False,
     ) -> Response:
         """One request, following redirects by hand under the origin policy
         (origin.py). ``bound`` headers (and any Authorization, Cookie or
         Proxy-Authorization in ``headers``) belong to ``bound_origin``
-        (default: ``url``'s) and go to no other."""
+        (default: ``url``'s) and go to no other; ``confined``: the request
+        follows no redirect away from that origin (rule 5)."""
         what = what or f"{method} {url}"
         tls = tls or TLSConfig()
         public, secret = split_bound(headers, bound)
@@ -529,14 +530,16 @@ class Transport:
             )
             resp = Response(conn, status, headers_in, body_in, self._release(key), url, what)
             trace.answer(status, url, headers_in)
-            if follow_redirects and status in REDIRECT_STATUS:
+            if status in REDIRECT_STATUS:
                 loc = resp.header("Location")
                 resp.drain(DRAIN_MAX)
                 resp.close()
                 if not loc:
                     raise Unavailable(f"{what}: redirect without Location")
                 try:
-                    url, method, body = redirect(status, method, body, url, loc)
+                    url, method, body = redirect(
+                        status, method, body, url, loc, confined=owner if confined else None
+                    )
                 except Refused as e:
                     # The server's answer, not a passing fault: no retry.
                     trace.note("redirect %d refused: %s", status, str(e))
