@@ -34,6 +34,10 @@ from ocidist.text import quote
 # archive built to exhaust memory with headers.
 MAX_MEMBERS = 200_000
 MAX_LINK_HOPS = 16
+# Nothing these formats look up has a long name (manifest.json, <hex>.json,
+# <id>/layer.tar, blobs/sha256/<hex>); a PAX name can be 1 MiB, and an index
+# of 200,000 of them would hold 200 GB. Longer names are not indexed.
+MAX_NAME = 4096
 
 
 def clean_name(name: str) -> str:
@@ -199,12 +203,16 @@ class TarIndex:
                     raise InvalidContent(f"{self.what}: not a readable tar: {e}") from None
                 if info is None:
                     break
+                # tarfile keeps every header it reads; the index has what it needs.
+                tf.members = []  # type: ignore[attr-defined]
                 count += 1
                 if count > MAX_MEMBERS:
                     raise InvalidContent(f"{self.what}: more than {MAX_MEMBERS} members")
                 name = clean_name(info.name)
-                if not name or ".." in name.split("/"):
+                if not name or len(name) > MAX_NAME or ".." in name.split("/"):
                     continue  # nothing a reader of these formats looks up
+                if len(info.linkname) > MAX_NAME:
+                    continue
                 if info.isreg():
                     self.members[name] = Member(name, info.offset_data, info.size)
                 elif info.issym():
@@ -214,8 +222,6 @@ class TarIndex:
                     self._links[name] = clean_name(info.linkname)
                 elif info.isdir():
                     self._dirs.add(name)
-                # tarfile keeps every header it reads; the index has what it needs.
-                tf.members = []  # type: ignore[attr-defined]
         finally:
             # Closes nothing of ours: the file object was passed in.
             with contextlib.suppress(Exception):

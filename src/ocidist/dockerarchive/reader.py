@@ -48,6 +48,9 @@ MAX_MANIFEST_JSON = 16 * 1024 * 1024
 MAX_CONFIG_SIZE = 8 * 1024 * 1024
 MAX_IMAGES = 10_000
 MAX_LAYERS = 1_000
+# Of all images together: each layer costs a descriptor and a line of its
+# image's manifest, kept while the archive is open.
+MAX_TOTAL_LAYERS = 20_000
 
 
 class ArchiveImage(Value):
@@ -87,8 +90,11 @@ class DockerArchiveReader:
     def __init__(self, tar: TarIndex) -> None:
         self.tar = tar
         self.what = tar.what
-        self._memory: dict[Digest, bytes] = {}  # synthesised manifests, configs
+        self._memory: dict[Digest, bytes] = {}  # synthesised manifests
+        # Configs and layers, read from the archive when wanted: configs are
+        # up to 8 MiB each, and an archive may list thousands.
         self._members: dict[Digest, Member] = {}
+        self._layer_count = 0
         self.images: list[ArchiveImage] = self._read()
 
     # -- Fetcher --
@@ -168,6 +174,11 @@ class DockerArchiveReader:
             raise InvalidContent(f"{where}: Layers is not a list of paths")
         if len(layer_paths) > MAX_LAYERS:
             raise InvalidContent(f"{where}: {len(layer_paths)} layers")
+        self._layer_count += len(layer_paths)
+        if self._layer_count > MAX_TOTAL_LAYERS:
+            raise InvalidContent(
+                f"{self.what}: {MANIFEST_FILE}: more than {MAX_TOTAL_LAYERS} layers in all"
+            )
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise InvalidContent(f"{where}: RepoTags is not a list of names")
         try:
@@ -194,6 +205,7 @@ class DockerArchiveReader:
         return ArchiveImage(index, repo_tags, desc, data, config, layers, platform)
 
     def _config(self, path: str) -> tuple[Descriptor, list[Digest], Platform | None]:
+        member = self.tar.find(path)
         data = self.tar.read(path, MAX_CONFIG_SIZE)
         dgst = Digest.from_bytes(data)
         named = _named_digest(path)
@@ -214,7 +226,8 @@ class DockerArchiveReader:
                 platform = Platform.from_json(obj)
             except InvalidContent as e:
                 raise InvalidContent(f"{self.what}: {quote(path)}: {e}") from None
-        self._memory[dgst] = data
+        assert member is not None  # read() found it
+        self._members[dgst] = member
         return Descriptor(OCI_CONFIG, dgst, len(data)), diff_ids, platform
 
     def _layer(self, path: str, diff_id: Digest) -> Descriptor:
