@@ -81,11 +81,12 @@ def wait_connectable(sock: str, proc: subprocess.Popen[bytes], timeout: float = 
     raise AssertionError(f"dist serve did not listen on {sock}")
 
 
-def start_serve(root: Path, sock: str, *extra: str) -> Served:
+def start_serve(root: Path, sock: str, *extra: str, env: dict[str, str] | None = None) -> Served:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ocidist", "--root", str(root), "serve", "--address", sock, *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     try:
         wait_connectable(sock, proc)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -24,7 +24,7 @@ from ocidist.api.client import Daemon
 from ocidist.api.gen import content_pb2 as cpb
 from ocidist.api.gen import leases_pb2 as lpb
 from ocidist.digest import Digest
-from ocidist.errors import AlreadyExists, FailedPrecondition, NotFound
+from ocidist.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from tests.dist_cli import json_doc, json_list, one_error_line, run_dist
 from tests.harness import Registry, push_image, simple_image
 from tests.test_serve import CTR, Served, ok, served, sha256, sockdir, start_serve
@@ -454,6 +454,54 @@ def test_daemon_pull_of_a_missing_image_is_not_found(
 ) -> None:
     with pytest.raises(NotFound):
         list(daemon.pull(f"{registry.host}/{repo_name}:absent"))
+
+
+def test_daemon_operation_failing_before_it_starts_ends_the_call(
+    tmp_path: Path, sockdir: str
+) -> None:
+    """A Pull, Push or Unpack whose resolver cannot be made (a proxy variable
+    the daemon cannot use) is that error, at once: the call waited forever on
+    the events of a worker thread that had died before it could say so."""
+    (tmp_path / "unpack").mkdir(mode=0o700)
+    bad = {"HTTPS_PROXY": "ftp://proxy.invalid", "HTTP_PROXY": "ftp://proxy.invalid"}
+    s = start_serve(
+        tmp_path / "root",
+        os.path.join(sockdir, "bad-proxy.sock"),
+        "--unpack-root",
+        str(tmp_path / "unpack"),
+        env=bad,
+    )
+    d = Daemon(s.sock)
+    calls = {
+        "pull": lambda: list(d.pull("127.0.0.1:9/x/y:v1")),
+        "push": lambda: list(d.push("127.0.0.1:9/x/y:v1", "127.0.0.1:9/x/z:v1")),
+        "unpack": lambda: list(d.unpack("127.0.0.1:9/x/y:v1", str(tmp_path / "unpack" / "r"))),
+    }
+    try:
+        for name, call in calls.items():
+            outcome: list[BaseException] = []
+
+            def run(
+                call: Callable[[], object] = call, outcome: list[BaseException] = outcome
+            ) -> None:
+                try:
+                    call()
+                except BaseException as e:
+                    outcome.append(e)
+
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            t.join(60)  # well past what the answer takes (milliseconds)
+            assert not t.is_alive(), f"{name}: the call hangs"
+            assert len(outcome) == 1 and isinstance(outcome[0], InvalidArgument), (name, outcome)
+            assert "only http:// proxies are supported" in str(outcome[0])
+    finally:
+        d.close()
+        code = s.stop()
+    assert code == 0
+    assert s.proc.stderr is not None
+    log = s.proc.stderr.read().decode()
+    assert "Traceback" not in log, log
 
 
 # -- addresses -----------------------------------------------------------------------

@@ -186,13 +186,17 @@ class DistributionService:
         outcome: list[BaseException | pb.ProgressEvent] = []
 
         def run() -> None:
-            resolver = self.resolver()
+            # Whatever fails, making the resolver included, ends the call:
+            # the loop below waits for _END and nothing else.
             try:
-                outcome.append(work(resolver, progress))
+                resolver = self.resolver()
+                try:
+                    outcome.append(work(resolver, progress))
+                finally:
+                    resolver.close()
             except BaseException as e:
                 outcome.append(e)
             finally:
-                resolver.close()
                 progress.events.put(_END)
 
         thread = threading.Thread(target=run, name=what, daemon=True)
