@@ -8,6 +8,7 @@ or object store may send, byte for byte.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -15,8 +16,12 @@ from collections.abc import Iterator
 import pytest
 
 from ocidist.errors import InvalidContent, Unavailable
-from ocidist.remotes.docker.transport import Transport
+from ocidist.remotes.docker.transport import TLSConfig, Transport
+from tests.harness.authfixtures import pki
+from tests.harness.certs import CA
 from tests.harness.hostile import HostileServer, Peer
+
+__all__ = ["pki"]
 
 
 class RawServer:
@@ -428,3 +433,41 @@ def test_what_cannot_change_is_worth_fewer_attempts() -> None:
     assert isinstance(again, Unavailable) and again.attempts is None
     refused = t._connect_error(ConnectionRefusedError(111, "refused"), "x")
     assert isinstance(refused, Unavailable) and refused.attempts is None
+
+
+def test_bytes_after_an_answer_in_the_same_tls_record(pki: CA) -> None:
+    """Over TLS, an answer and a smuggled one in one record: the body's last
+    read takes only what the length says, and OpenSSL keeps the rest in
+    its own buffer, where a poll of the socket does not see it. The
+    connection went back to the pool and the smuggled answer was read as
+    the next one ("evil" for "good")."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    issued = pki.server("smuggle-tls")
+    ctx.load_cert_chain(issued.cert_path, issued.key_path)
+    body = b"b" * 100_000
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    evil = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"
+    count = [0]
+
+    def script(peer: Peer) -> None:
+        while peer.request() is not None:
+            count[0] += 1
+            reply = (
+                first + evil
+                if count[0] == 1
+                else b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood"
+            )
+            if not peer.send(reply):
+                return
+
+    transport = Transport()
+    tls = TLSConfig(ca_files=(str(pki.cert_path),))
+    with HostileServer(script, tls=ctx) as srv:
+        try:
+            resp = transport.request("GET", f"{srv.url}/1", headers={}, tls=tls)
+            assert resp.read_capped(1 << 20) == body
+            resp = transport.request("GET", f"{srv.url}/2", headers={}, tls=tls)
+            assert resp.read_capped(1 << 20) == b"good"
+            assert srv.connections == 2
+        finally:
+            transport.close()

@@ -273,6 +273,12 @@ class Connection:
         unexpected bytes waiting: it must not carry another request."""
         if self.closed:
             return True
+        # Over TLS, bytes that came in the answer's last record sit in
+        # OpenSSL's buffer (the body's read took only its length), where a
+        # poll of the socket does not see them: a smuggled answer.
+        pending = getattr(self.sock, "pending", None)
+        if pending is not None and pending():
+            return True
         try:
             p = select.poll()
             p.register(self.sock, select.POLLIN)

@@ -109,7 +109,10 @@ class Attempts:
         left = self.deadline.remaining() if self.deadline is not None else None
         why = str(error).removeprefix(f"{self.what}: ")
         if left is not None and delay >= left:
-            raise TimedOut(f"{self.what}: timed out after {self.total} attempts ({why})")
+            if isinstance(error, TimedOut):
+                raise error  # the deadline itself: "timed out after 1 attempts (timed out …)"
+            tries = f"{self.total} attempt{'s' if self.total > 1 else ''}"
+            raise TimedOut(f"{self.what}: timed out after {tries} ({why})")
         logs.debug(
             _LOGGER,
             "%s: attempt %d failed (%s); retrying in %.2fs",
