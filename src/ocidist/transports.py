@@ -151,6 +151,10 @@ def _via(
     handler = FetchHandler(store, source.fetcher, progress=progress)
     walk(handler, [root], concurrency=concurrency or default_concurrency())
     kind = split_transport(dst)[0]
+    if kind == "store" and source.transport == "store":
+        # Nothing is fetched or written (the objects are there already), so
+        # the check every other pair gets from a writer is made here.
+        _verify(store, handler.skipped)
     if kind == "docker" and source.transport == "docker-archive":
         # skopeo compresses a docker-archive's plain layers for a registry
         # (and keeps them plain for a layout or an archive): so do we.
@@ -166,6 +170,15 @@ def _via(
     elif kind != "docker":  # a file or directory gets every object
         copied.written = [*handler.fetched, *handler.skipped]
     return copied
+
+
+def _verify(store: Store, objects: list[Descriptor]) -> None:
+    from ocidist.content import verify
+    from ocidist.errors import DigestMismatch
+
+    for desc in objects:
+        if not verify(store, desc.digest):
+            raise DigestMismatch(f"content {desc.digest}: digest mismatch in the store")
 
 
 def _write(

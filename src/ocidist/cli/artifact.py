@@ -249,7 +249,8 @@ def run_pull(args: argparse.Namespace, ctx: Context) -> int:
         print(f"{safe(p.path)}{'/' if p.unpacked else ''}")
     if not ctx.quiet:
         total = sum(p.desc.size for p in pulled)
-        print(f"pulled {len(pulled)} files ({human_size(total)}) from {name}", file=sys.stderr)
+        files = f"{len(pulled)} file{'s' if len(pulled) != 1 else ''}"
+        print(f"pulled {files} ({human_size(total)}) from {safe(name)}", file=sys.stderr)
     return 0
 
 

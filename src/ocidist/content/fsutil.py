@@ -7,12 +7,13 @@ words CLI.md asks for ("no space left on device", "permission denied").
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 from ocidist.errors import DistError, FailedPrecondition, NoSpace
 
@@ -91,3 +92,24 @@ def stamp(fd: int, when: float | None = None) -> None:
     created before the commit started."""
     ns = time.time_ns() if when is None else int(when * 1e9)
     os.utime(fd, ns=(ns, ns))
+
+
+@contextmanager
+def atomic_file(path: str) -> Iterator[IO[bytes]]:
+    """A file written under a temporary name beside ``path`` (seekable, read
+    and write), given ``path`` only once the block ends without an error and
+    the bytes are on disk (mode 0644); removed otherwise, whatever stopped it."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "w+b") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

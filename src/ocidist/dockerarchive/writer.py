@@ -24,7 +24,6 @@ IDs on load; ``manifest.json`` is what it reads.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -82,20 +81,10 @@ def write_docker_archive(store: Provider, images: Sequence[SavedImage], dest: st
             copy_stream(tmp, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         return size
-    path = os.path.abspath(dest)
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w+b") as out:
-            size = _write(store, images, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_path)
-        raise
-    return size
+    from ocidist.content.fsutil import atomic_file
+
+    with atomic_file(os.path.abspath(dest)) as out:
+        return _write(store, images, out)
 
 
 def _write(store: Provider, images: Sequence[SavedImage], out: IO[bytes]) -> int:

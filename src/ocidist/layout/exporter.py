@@ -8,12 +8,11 @@ import json
 import os
 import sys
 import tarfile
-import tempfile
-from collections.abc import Iterator
 from typing import IO, Any, BinaryIO, cast
 
 from ocidist import jsondata, reference
 from ocidist.content import Store
+from ocidist.content.fsutil import atomic_file
 from ocidist.descriptor import (
     MAX_MANIFEST_SIZE,
     OCI_INDEX,
@@ -187,14 +186,14 @@ def _fill_dir(
             if os.path.getsize(path) == desc.size:
                 continue  # content-addressed: the same name holds the same bytes
         os.makedirs(directory, exist_ok=True)
-        with _atomic(path) as out, store.reader(desc.digest) as f:
+        with atomic_file(path) as out, store.reader(desc.digest) as f:
             copy_stream(_verified(f, desc), out)
     ref = entry["annotations"].get(REF_NAME)
     keep = [m for m in index["manifests"] if ref is None or _ref_name(m) != ref]
     index["manifests"] = [*keep, entry]
-    with _atomic(os.path.join(dest, LAYOUT_FILE)) as out:
+    with atomic_file(os.path.join(dest, LAYOUT_FILE)) as out:
         out.write(json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
-    with _atomic(os.path.join(dest, INDEX_FILE)) as out:
+    with atomic_file(os.path.join(dest, INDEX_FILE)) as out:
         out.write(json.dumps(index, indent=2).encode() + b"\n")
 
 
@@ -224,22 +223,6 @@ def _existing_index(dest: str) -> dict[str, Any]:
         raise InvalidContent(f"{dest}/{INDEX_FILE}: not an image index")
     index.setdefault("manifests", [])
     return index
-
-
-@contextlib.contextmanager
-def _atomic(path: str) -> Iterator[IO[bytes]]:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _tar_info(name: str, size: int, *, directory: bool = False) -> tarfile.TarInfo:
@@ -276,5 +259,5 @@ def _write_tar(store: Store, blobs: list[Descriptor], entry: dict[str, Any], des
         write(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    with _atomic(os.path.abspath(dest)) as out:
+    with atomic_file(os.path.abspath(dest)) as out:
         write(out)
