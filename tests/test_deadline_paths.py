@@ -110,3 +110,34 @@ def test_timeout_holds_in_a_proxy_connect(
              f"{DEADLINE:g}s", "resolve", f"{name}:443/a/b:v1")  # fmt: skip
     line = fails(r, "timed out", within=DEADLINE + SLACK)
     assert "proxy" in line, line
+
+
+# -- upload resumes: attempts count per blob and need progress --------------------------
+def test_an_upload_that_gains_a_byte_per_attempt_gives_up(tmp_path: Path) -> None:
+    """Each PATCH is read and left unanswered (the connection closes); the
+    status GET then says the registry holds one byte more than last time.
+    One more byte is not progress: the push gives up after the policy's
+    attempts, not one PATCH per byte."""
+    held = [0]
+    with HostileRegistry() as reg:
+
+        def post(peer: Peer, req: Request) -> bool:
+            return peer.send(answer(202, headers={"Location": "/v2/a/blobs/uploads/u1"}))
+
+        def patch(peer: Peer, req: Request) -> bool:
+            held[0] += 1
+            return False  # close without an answer
+
+        def status(peer: Peer, req: Request) -> bool:
+            hdrs = {"Location": "/v2/a/blobs/uploads/u1", "Range": f"0-{held[0] - 1}"}
+            return peer.send(answer(204, headers=hdrs))
+
+        reg.on("HEAD", "/blobs/", lambda peer, req: peer.send(answer(404, head=True)))
+        reg.on("POST", "/blobs/uploads/$", post)
+        reg.on("PATCH", "/blobs/uploads/u1$", patch)
+        reg.on("GET", "/blobs/uploads/u1$", status)
+        blob = tmp_path / "blob"
+        blob.write_bytes(b"z" * (6 << 20))  # chunked: over the monolithic maximum
+        r = dist(tmp_path, "--timeout", "60s", "push-object", f"{reg.host}/a", str(blob))
+        line = fails(r, "gave up after 5 attempts", within=30)
+        assert len(reg.requests("PATCH")) <= 5, line

@@ -160,3 +160,41 @@ def test_a_redirect_targets_challenge_gets_no_credentials(tmp_path: Path) -> Non
             assert "unauthorized" in line and str(other.host) in line, line
             # Nor did it become the registry's challenge for later requests.
             assert all(r.header("Authorization") in (None, BASIC) for r in srv.requests())
+
+
+def test_an_upload_location_on_another_origin_gets_no_credentials(tmp_path: Path) -> None:
+    """A registry may hand out an absolute upload Location on another host
+    (a storage front end): the PATCH/PUT go there, with the blob (the
+    registry chose where its upload goes) but without the registry's
+    Authorization."""
+    blob = b"u" * (5 << 20)  # over the monolithic maximum: PATCH, then PUT
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+
+    held = [0]
+
+    def storage(req: Recorded) -> Reply:
+        held[0] += len(req.body)
+        if req.method == "PATCH":
+            return Reply(202, {"Location": req.path, "Range": f"0-{held[0] - 1}"})
+        return Reply(201, {"Docker-Content-Digest": digest})
+
+    with RecordingServer("127.0.0.2", responder=storage) as other:
+
+        def registry(req: Recorded) -> Reply:
+            if req.header("Authorization") != BASIC:
+                return Reply(401, {"WWW-Authenticate": 'Basic realm="r"'})
+            if req.method == "HEAD":
+                return Reply(404)
+            if req.method == "POST":
+                return Reply(202, {"Location": f"http://{other.host}/upload/1?_state=x"})
+            return Reply(200, {"Content-Type": "application/json"}, b"{}")
+
+        with RecordingServer(responder=registry) as srv:
+            src = tmp_path / "blob"
+            src.write_bytes(blob)
+            out = run_dist("-u", f"{USER}:{PASSWORD}", "push-object", f"{srv.host}/a", str(src))
+            assert out.returncode == 0, out.stderr.decode()
+            sent = other.requests()
+            assert {r.method for r in sent} >= {"PATCH", "PUT"}, sent
+            assert all(not _secrets_in(r) and r.header("Authorization") is None for r in sent)
+            assert any(r.header("Authorization") == BASIC for r in srv.requests())
