@@ -86,3 +86,19 @@ def test_loads_raises_only_invalid_content(data: bytes) -> None:
         jsondata.loads(data, "fuzz")
     except InvalidContent as e:
         assert str(e).isprintable()
+
+
+def test_debug_lines_escape_every_text_argument() -> None:
+    """`--debug` records stay one line: string arguments were escaped, an
+    exception passed as one (its message may quote registry text) was not."""
+    import io
+
+    from ocidist import logs
+
+    sink = io.StringIO()
+    logs.enable(sink)
+    try:
+        logs.debug("t", "%s: failed (%s) after %d", "a\nb", ValueError("c\x1b]0;t\x07"), 3)
+    finally:
+        logs._sink = None
+    assert sink.getvalue() == "dist: debug: a\\nb: failed (c\\x1b]0;t\\x07) after 3\n"

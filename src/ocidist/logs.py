@@ -28,17 +28,16 @@ def enabled() -> bool:
 
 def debug(logger: str, msg: str, *args: object) -> None:
     logging = sys.modules.get("logging")
-    if _sink is not None:
-        from ocidist.text import escape
+    if _sink is None and logging is None:
+        return
+    from ocidist.text import escape
 
-        shown = tuple(escape(a) if isinstance(a, str) else a for a in args)
+    # Arguments may be registry text (a URL, a status reason, an error whose
+    # message quotes one): escaped, so one record stays one line.
+    shown = tuple(escape(str(a)) if isinstance(a, str | BaseException) else a for a in args)
+    if _sink is not None:
         # A closed stderr must not fail the command.
         with contextlib.suppress(OSError, ValueError):
             _sink.write(f"dist: debug: {msg % shown}\n")
     if logging is not None:
-        # Arguments may be registry text (a URL, a status reason, an error):
-        # escaped, so one record stays one line.
-        from ocidist.text import escape
-
-        shown = tuple(escape(a) if isinstance(a, str) else a for a in args)
         logging.getLogger(logger).debug(msg, *shown)
