@@ -348,6 +348,45 @@ def test_tls_to_a_plain_http_registry_fails_at_once(
     assert reg.connections == 1  # one attempt: trying again cannot change it
 
 
+def _resolving_from_files_only(tmp_path: Path) -> list[str] | None:
+    """A command prefix that runs its command in a private mount namespace
+    where host names resolve from a hosts file of our own alone
+    (``hosts: files``), so an unknown name is answered "no such name" here,
+    without a query to this machine's resolver (which may be private, slow,
+    or answer "try again" instead). None where namespaces are not allowed."""
+    hosts, nss = tmp_path / "hosts", tmp_path / "nsswitch.conf"
+    hosts.write_text("127.0.0.1 localhost\n")
+    nss.write_text("hosts: files\n")
+    script = (f"mount --bind {hosts} /etc/hosts && mount --bind {nss} /etc/nsswitch.conf "
+              '&& exec "$@"')  # fmt: skip
+    prefix = ["unshare", "--mount", "--map-root-user", "sh", "-c", script, "sh"]
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if probe.returncode == 0 else None
+
+
+def test_an_unknown_host_fails_after_one_retry(tmp_path: Path) -> None:
+    """The name does not exist (RFC 6761 reserves .invalid; here no resolver
+    is even asked): "unknown host" after one more try, not the policy's 5."""
+    prefix = _resolving_from_files_only(tmp_path)
+    if prefix is None:
+        pytest.skip("unshare cannot make a mount namespace here")
+    ref = "no-such-registry.invalid/a:v1"
+    cmd = [*prefix, sys.executable, "-m", "ocidist", "--debug", "--root", str(tmp_path / "root"),
+           "--plain-http", "--timeout", "30s", "resolve", ref]  # fmt: skip
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 1, proc.stderr.decode()[-2000:]
+    err = proc.stderr.decode()
+    line = [ln for ln in err.splitlines() if ln.startswith("dist: ") and "debug" not in ln]
+    assert line == [f"dist: {ref}: unknown host; gave up after 2 attempts"], err[-2000:]
+    assert err.count("attempt 1 failed (unknown host)") == 1, err[-2000:]
+    assert "attempt 2 failed" not in err
+    assert time.monotonic() - start < 15
+
+
 def test_certificate_verification_failure_fails_at_once(tmp_path: Path, pki: CA) -> None:
     import ssl
 
