@@ -183,17 +183,33 @@ class _Run:
     def stopped(self) -> bool:
         return self.error is not None or self.ignored
 
-    def spawn(self, n: int) -> None:
+    def spawn(self, n: int) -> int:
+        """Start up to ``n`` workers; how many started. A thread the system
+        will not give (``can't start new thread``) is not counted: the
+        coordinator waits until no counted worker runs."""
+        started = 0
         for _ in range(n):
             with self.lock:
                 self.workers += 1
                 self.running += 1
-            threading.Thread(target=self._work, name="range-fetch", daemon=True).start()
+            try:
+                threading.Thread(target=self._work, name="range-fetch", daemon=True).start()
+            except RuntimeError as e:
+                with self.lock:
+                    self.workers -= 1
+                    self.running -= 1
+                    self.changed.notify_all()
+                if not started and not self.workers:
+                    raise Unavailable(f"ranged fetch: {e}") from None
+                break
+            started += 1
+        return started
 
     def _work(self) -> None:
-        buf = bytearray(BUF)
-        view = memoryview(buf)
+        # Everything inside the try: the worker counts itself out whatever fails.
         try:
+            buf = bytearray(BUF)
+            view = memoryview(buf)
             while not self.stopped():
                 p = self.plan.take()
                 if p is None:
@@ -222,6 +238,9 @@ class _Run:
                     if p.pos > p.start:
                         self.rf.complete(p.start, p.pos)
                     self.plan.release(p, requeue)
+        except BaseException as e:  # before or between ranges: the fetch's error too
+            with self.lock:
+                self.error = self.error or e
         finally:
             with self.lock:
                 self.running -= 1
@@ -296,9 +315,15 @@ def _drive(run: _Run, tuning: Tuning, progress: Progress | None) -> None:
     cap = max(1, tuning.max)
     first = _BUDGET.take(min(tuning.start, cap), cap)
     # With the budget spent by other blobs, one worker all the same (uncounted).
-    run.spawn(first or 1)
     try:
-        _grow(run, progress, first or 1, cap)
+        started = run.spawn(first or 1)
+    except BaseException:
+        _BUDGET.give(first)
+        raise
+    if first:
+        _BUDGET.give(first - started)  # the share of threads that did not start
+    try:
+        _grow(run, progress, started, cap)
     finally:
         _BUDGET.give(run.workers if first else run.workers - 1)
 
@@ -328,9 +353,11 @@ def _grow(run: _Run, progress: Progress | None, workers: int, cap: int) -> None:
                 rate = (received - mark) / (now - mark_t)
                 add = _BUDGET.take(min(workers, cap - workers), cap)
                 if add and rate > last_rate * GROWTH and not run.plan.empty():
-                    run.spawn(add)
-                    workers += add
-                    growing = workers < cap
+                    started = run.spawn(add)
+                    _BUDGET.give(add - started)
+                    workers += started
+                    # No more threads to be had: go on with those running.
+                    growing = workers < cap and started == add
                     last_rate = rate
                     # A new connection ramps up over a few round trips.
                     interval = min(0.6, interval * 1.25)

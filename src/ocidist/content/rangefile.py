@@ -218,9 +218,9 @@ class RangeFile:
         return max(end, upto)
 
     def _hash_loop(self) -> None:
-        buf = bytearray(HASH_PIECE)
-        view = memoryview(buf)
-        try:
+        try:  # all of it: finish() waits for this thread's result or its error
+            buf = bytearray(HASH_PIECE)
+            view = memoryview(buf)
             while True:
                 with self._lock:
                     while not self._closed and self._frontier() <= self._hashed:
