@@ -3,6 +3,7 @@ walker's own bounds on whatever a handler returns (images.walk)."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -69,6 +70,79 @@ def test_jobs_added_while_running_and_the_thread_bound() -> None:
     s.add("j0", lambda: job(0))
     s.run()
     assert peak <= 3 and len(threads) <= 3
+
+
+def test_an_interrupt_while_the_caller_waits_stops_the_workers() -> None:
+    """Ctrl-C lands in the caller's thread wherever it is: also while it
+    waits for the workers. The run ends at once and nothing new starts (the
+    interrupt was raised, but the workers went on with every job left: a
+    program that embeds a pull and catches the interrupt kept downloading)."""
+    s = Scheduler(2)
+    ran: list[str] = []
+    taken = threading.Event()
+    main = threading.main_thread().ident
+    assert main is not None and threading.get_ident() == main
+
+    def first() -> None:  # the caller's thread runs it
+        ran.append("first")
+        s.add("interrupting", interrupting)
+        s.add("after", lambda: ran.append("after"), ("interrupting",))
+        assert taken.wait(10)  # by the worker; the caller then waits
+
+    def interrupting() -> None:
+        assert threading.get_ident() != main
+        ran.append("interrupting")
+        taken.set()
+        deadline = time.monotonic() + 10
+        while s._idle == 0 and time.monotonic() < deadline:  # the caller waits
+            time.sleep(0.01)
+        signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.5)  # the caller has raised by now
+
+    s.add("first", first)
+    with pytest.raises(KeyboardInterrupt):
+        s.run()
+    for t in s._threads:
+        t.join(10)
+    assert ran == ["first", "interrupting"]
+
+
+def test_a_thread_that_cannot_start_leaves_the_work_to_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``can't start new thread`` (a machine short of memory) is no failure:
+    the caller's thread and those that did start do the work. It was a
+    traceback ('cannot join thread before it is started'), or the jobs its
+    worker had made ready were taken for a cycle."""
+    real = threading.Thread.start
+    starts = [0]
+
+    def start(self: threading.Thread) -> None:
+        if self.name.startswith("walk-"):
+            starts[0] += 1
+            if starts[0] > 1:
+                raise RuntimeError("can't start new thread")
+        real(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    s = Scheduler(8)
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def job(name: str) -> None:
+        time.sleep(0.01)
+        with lock:
+            done.append(name)
+
+    def fan_out() -> None:
+        for i in range(20):
+            s.add(f"leaf{i}", lambda i=i: job(f"leaf{i}"))  # type: ignore[misc]
+        s.add("top", lambda: job("top"), [f"leaf{i}" for i in range(20)])
+
+    s.add("root", fan_out)
+    s.run()
+    assert sorted(done) == sorted([f"leaf{i}" for i in range(20)] + ["top"])
+    assert done[-1] == "top" and starts[0] > 1
 
 
 def _d(mt: str, n: int) -> Descriptor:

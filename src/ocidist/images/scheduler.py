@@ -10,9 +10,11 @@ The caller's thread is one of the workers; more threads start only while
 there is ready work and no idle worker, up to ``concurrency`` in all (a
 small image never pays for a pool). The first failure stops everything:
 nothing new starts, running jobs finish, and the failure is raised in the
-caller's thread — at once for an interrupt (Ctrl-C): the running jobs are
-not waited for (they may be transfers minutes from their end); the worker
-threads are daemons, and ``dist`` exits right after.
+caller's thread — at once for an interrupt (Ctrl-C), wherever it lands in
+that thread (in a job, or while it waits for the others): the running jobs
+are not waited for (they may be transfers minutes from their end); the
+worker threads are daemons, and ``dist`` exits right after. A thread the
+system will not start is no failure: the threads there are do the work.
 """
 
 from __future__ import annotations
@@ -68,11 +70,20 @@ class Scheduler:
         with self._cond:
             self._started = True
             self._grow()
-        self._work()
-        if self._failure is not None and not isinstance(self._failure, Exception):
-            raise self._failure  # KeyboardInterrupt in a job of this thread: now
-        for t in list(self._threads):
-            t.join()
+        try:
+            self._work()
+            if self._failure is not None and not isinstance(self._failure, Exception):
+                raise self._failure  # KeyboardInterrupt in a job of this thread: now
+            for t in list(self._threads):
+                t.join()
+        except BaseException as e:
+            # Raised in this thread outside a job (Ctrl-C while it waited on
+            # the workers): it is the run's failure, so nothing new starts.
+            with self._cond:
+                if self._failure is None:
+                    self._failure = e
+                self._cond.notify_all()
+            raise
         if self._failure is not None:
             raise self._failure
 
@@ -91,8 +102,14 @@ class Scheduler:
             t = threading.Thread(
                 target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
             )
+            try:
+                t.start()
+            except RuntimeError:
+                # "can't start new thread": the threads there are (the
+                # caller's at least) do the work; no more are asked for.
+                self._limit = len(self._threads) + 1
+                return
             self._threads.append(t)
-            t.start()
             wanted -= 1
 
     def _work(self) -> None:  # not under the lock
