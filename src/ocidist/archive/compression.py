@@ -194,20 +194,25 @@ def _threaded(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
     q: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
     stop = threading.Event()
 
+    def put(item: bytes | BaseException | None) -> bool:
+        # Every put, the last included, gives up once the consumer stopped:
+        # a full queue nobody reads would hold this thread forever.
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(chunk):
                     return
-            q.put(None)
+            put(None)
         except BaseException as e:  # handed to the consumer, re-raised there
-            q.put(e)
+            put(e)
 
     t = threading.Thread(target=produce, name="layer-decompress", daemon=True)
     t.start()
