@@ -41,9 +41,38 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h11
+if TYPE_CHECKING:
+    import h11
+else:
+    h11 = None  # bound by load_h11(), before the first request is framed
+
+
+def load_h11() -> None:
+    """Import h11 (~10 ms of CPU: it creates its event classes with
+    ``dataclasses``, which imports ``inspect`` and ``ast``) and bind it here.
+    ``Connection.send`` calls this before framing a request (waiting for an
+    import in flight: the import system's module lock); ``preload`` starts
+    it in a thread as the first connection is made, so on a real network
+    the import runs while that connection waits on DNS, TCP and TLS rather
+    than before them. Started any earlier it would only share the
+    interpreter lock with the command's own set-up."""
+    global h11
+    if h11 is None:
+        import h11 as module
+
+        h11 = module
+
+
+_preloading = threading.Lock()
+
+
+def preload() -> None:
+    """Start importing h11 in the background, once (see ``load_h11``)."""
+    if h11 is None and _preloading.acquire(blocking=False):
+        threading.Thread(target=load_h11, name="import-h11", daemon=True).start()
+
 
 # The head of an answer (status line + fields) and a trailer block.
 MAX_HEAD = 64 * 1024
@@ -194,6 +223,7 @@ def connect(
     address of ``host`` is tried in turn, all within ``timer``."""
     last: OSError | None = None
     sock: socket.socket | None = None
+    preload()  # h11, while this waits on the name, the handshakes (load_h11)
     for family, kind, proto, _, addr in resolve(host, port, timer):
         sock = socket.socket(family, kind, proto)
         try:
@@ -298,6 +328,7 @@ class Connection:
     ) -> None:
         """Send the request head and body (raises ValueError for a method,
         target or header h11 refuses: one that could split the request)."""
+        load_h11()
         h = self._h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self._eof = False
         self._received = 0
