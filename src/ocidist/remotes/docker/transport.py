@@ -335,6 +335,9 @@ class Transport:
         self._lock = threading.Lock()
         # Host names configured or reached over HTTPS (origin.py, rule 2).
         self.https = HTTPSHosts()
+        # The shortest wait from a request sent to its answer's head, per
+        # (scheme, host, port): a round trip plus the server's own time.
+        self._answer_times: dict[tuple[str, str, int], float] = {}
 
     def _context(self, tls: TLSConfig, what: str) -> Any:
         """The ssl.SSLContext for ``tls`` (ssl is imported by HTTPS only)."""
@@ -473,7 +476,10 @@ class Transport:
             try:
                 conn.send(method, path, headers, body, timer)
                 sent = True
-                return (conn, *conn.receive(method, timer))
+                waited = time.monotonic()
+                answer = conn.receive(method, timer)
+                self._answered(key, time.monotonic() - waited)
+                return (conn, *answer)
             except ValueError as e:
                 # A header or target with control characters (a hostile
                 # token or Location) would split the request.
@@ -557,6 +563,24 @@ class Transport:
         # A loop is the server's configuration, not a passing fault: no retry
         # (a RegistryError without a retryable status is not replayed).
         raise RegistryError(f"{what}: too many redirects (more than {MAX_REDIRECTS})")
+
+    def _answered(self, key: _PoolKey, seconds: float) -> None:
+        origin = key[:3]
+        with self._lock:
+            best = self._answer_times.get(origin)
+            if best is None or seconds < best:
+                self._answer_times[origin] = seconds
+
+    def answer_time(self, url: str) -> float | None:
+        """The shortest time ``url``'s host took to answer a request of this
+        transport (its head, once the request was sent), or None before any
+        answer: how far the host is, as a round trip plus its own time."""
+        try:
+            scheme, host, port, _ = _target(url, url)
+        except DistError:
+            return None
+        with self._lock:
+            return self._answer_times.get((scheme, host, port))
 
     @staticmethod
     def _origin(url: str, what: str) -> Origin:
