@@ -172,6 +172,27 @@ def test_stale_keepalive_connection_is_replaced(transport: Transport) -> None:
         srv.close()
 
 
+def test_a_stale_connection_is_resent_once_on_a_new_one(transport: Transport) -> None:
+    """Two idle connections, each of which the server drops on its next
+    request (it looks alive until then): the request is sent again once, on
+    a new connection, not on every idle one in turn."""
+    seen: list[str] = []
+
+    def script(peer: Peer) -> None:
+        if (req := peer.request()) is None or not peer.send(OK2):
+            return
+        if (req := peer.request()) is not None:
+            seen.append(req.path)  # and close without an answer
+
+    with HostileServer(script) as srv:
+        first = [transport.request("GET", f"{srv.url}/warm", headers={}) for _ in range(2)]
+        for resp in first:  # two connections now, both back in the pool
+            assert resp.read_capped(100) == b"ok"
+        assert get(transport, srv.url + "/x") == b"\xc8ok"
+        assert seen == ["/x"], seen  # one stale try, then a new connection answered
+        assert srv.connections == 3
+
+
 @pytest.mark.parametrize(
     "reply",
     [

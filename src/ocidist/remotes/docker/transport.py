@@ -466,8 +466,9 @@ class Transport:
         t = self._timeouts
         at = deadline.at if deadline is not None else None
         resendable = body is None or isinstance(body, bytes | bytearray | memoryview)
+        pooled = True  # False once a reused connection turned out closed
         while True:
-            conn = self._checkout(key)
+            conn = self._checkout(key) if pooled else None
             reused = conn is not None
             if conn is None:
                 conn = self._new(key, Timer(at, t.connect), what)
@@ -492,6 +493,7 @@ class Transport:
                 # method is one a server may see twice. Once, on a fresh one.
                 stale = isinstance(e, ConnectionError)  # Closed included
                 if reused and stale and resendable and (not sent or method in IDEMPOTENT):
+                    pooled = False  # not another idle one: it may be as stale
                     continue
                 raise _exchange_error(e, what) from e
 
