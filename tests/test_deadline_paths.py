@@ -1,13 +1,21 @@
 """``--timeout`` on the paths test_hostile_http.py does not take: an upload
 the registry stops reading (the client blocked in a send) or never answers,
 a token endpoint that accepts and says nothing, a proxy that accepts the
-CONNECT and says nothing. Each must end within the deadline plus slack, in
-one line, whatever the server does.
+CONNECT and says nothing; and the waits that have no deadline of their own
+(another process's lock on an ingest, a `dist serve` that stopped
+answering), which the deadline's backstop ends. Each must end within the
+deadline plus slack, in one line, whatever the server does.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +24,9 @@ import pytest
 from tests.harness.hostile import HostileRegistry, HostileServer, Peer, Request, answer
 from tests.harness.tinyproxy import loopback_name
 from tests.test_hostile_http import dist, fails
+from tests.test_serve import sockdir, start_serve
+
+__all__ = ["sockdir"]  # the fixture, for the daemon case
 
 DEADLINE = 3.0
 SLACK = 4.0  # interpreter start-up on a loaded machine, and the pauses of the run
@@ -110,6 +121,72 @@ def test_timeout_holds_in_a_proxy_connect(
              f"{DEADLINE:g}s", "resolve", f"{name}:443/a/b:v1")  # fmt: skip
     line = fails(r, "timed out", within=DEADLINE + SLACK)
     assert "proxy" in line, line
+
+
+# -- waits with no deadline of their own: the backstop ----------------------------------
+def test_timeout_holds_behind_another_process_ingest(tmp_path: Path) -> None:
+    """A second writer of an ingest waits for the first (a second `dist
+    fetch` of the same layer does); with --timeout it waits no longer. It
+    waited until the first one ended, forever if that one never did."""
+    root = str(tmp_path / "root")
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "ocidist", "--root", root, "content", "ingest",
+         "--expected-size", "100", "k1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert holder.stdin is not None
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until the holder has the ingest (and its lock)
+            active = dist(tmp_path, "content", "active", "--json").proc.stdout
+            if b'"k1"' in active:
+                break
+            assert holder.poll() is None and time.monotonic() < deadline, holder.stderr
+            time.sleep(0.1)
+        r = dist(tmp_path, "--timeout", f"{DEADLINE:g}s", "content", "ingest",
+                 "--expected-size", "5", "k1")  # fmt: skip
+        fails(r, "timed out", within=DEADLINE + SLACK)
+        # The holder was not disturbed: it goes on and commits.
+        _, err = holder.communicate(b"x" * 100, timeout=60)
+        assert holder.returncode == 0, err
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_timeout_holds_with_a_daemon_that_does_not_answer(tmp_path: Path, sockdir: str) -> None:
+    """`dist --address`: a daemon that stopped (SIGSTOP; a hung one alike)
+    ends the command at --timeout, under --json an error event that says so.
+    gRPC gave up on its own only after ~20 s ("connection refused")."""
+    served = start_serve(tmp_path / "served", os.path.join(sockdir, "dist.sock"))
+    os.kill(served.proc.pid, signal.SIGSTOP)
+    try:
+        r = dist(tmp_path, "--address", served.sock, "--timeout", f"{DEADLINE:g}s",
+                 "--json", "images", "ls")  # fmt: skip
+    finally:
+        os.kill(served.proc.pid, signal.SIGCONT)
+        assert served.stop() == 0
+    assert r.proc.returncode == 1, r.proc.stderr
+    assert r.seconds < DEADLINE + SLACK, f"took {r.seconds:.1f}s"
+    event = json.loads(r.proc.stderr.decode().strip().splitlines()[-1])
+    assert event["event"] == "error" and event["error"] == "TimedOut", event
+    assert "timed out" in event["message"], event
+
+
+def test_a_daemon_has_no_deadline(tmp_path: Path, sockdir: str) -> None:
+    """DIST_TIMEOUT in the environment of `dist serve` bounds its clients'
+    commands, not the daemon's life."""
+    served = start_serve(
+        tmp_path / "served", os.path.join(sockdir, "dist.sock"), env={"DIST_TIMEOUT": "1s"}
+    )
+    try:
+        time.sleep(1 + 1 + 2)  # the deadline, the backstop's grace, and some
+        assert served.proc.poll() is None, served.proc.stderr
+        r = dist(tmp_path, "--address", served.sock, "images", "ls")
+        assert r.proc.returncode == 0, r.proc.stderr
+    finally:
+        assert served.stop() == 0
 
 
 # -- upload resumes: attempts count per blob and need progress --------------------------

@@ -53,7 +53,9 @@ def dist(tmp_path: Path, *args: str, timeout: float = 60) -> Run:
     cmd = [TIME, "-f", "%M", "-o", str(rss_file), sys.executable, "-m", "ocidist"]
     cmd += ["--root", str(tmp_path / "root"), *args]
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+    )
     seconds = time.monotonic() - start
     return Run(proc, int(rss_file.read_text().split()[-1]), seconds)
 

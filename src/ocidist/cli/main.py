@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from ocidist.cli.context import Context, add_global_options, report_error
 from ocidist.cli.parsing import Formatter, Parser
-from ocidist.errors import DistError
+from ocidist.errors import DistError, TimedOut
 
 __all__ = ["COMMANDS", "Formatter", "Parser", "build_parser", "main", "run"]
 
@@ -117,7 +117,9 @@ def parse(words: Sequence[str]) -> argparse.Namespace:
     return build_parser(command_module(words)).parse_args(words)
 
 
-def main(argv: Sequence[str] | None = None, *, _fast_parse: bool = False) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, _fast_parse: bool = False, _program: bool = False
+) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     Parser.json_errors = "--json" in words
     try:
@@ -133,10 +135,20 @@ def main(argv: Sequence[str] | None = None, *, _fast_parse: bool = False) -> int
         build_parser().print_help(sys.stderr)
         return 2
     ctx = Context(args)
+    # Only the `dist` program: a program that calls main keeps its signals.
+    backstop = _program and ctx.deadline is not None and getattr(args, "deadline", True)
     try:
-        return int(handler(args, ctx))
+        try:
+            if backstop:
+                _arm_backstop(ctx.deadline)
+            return int(handler(args, ctx))
+        finally:
+            if backstop:
+                signal.setitimer(signal.ITIMER_REAL, 0)
     except DistError as e:
         return ctx.fail(e)
+    except DeadlinePassed:
+        return ctx.fail(TimedOut("timed out (--timeout reached)"))
     except Terminated:
         report_error("terminated", 143, KeyboardInterrupt(), as_json=ctx.json)
         return 143
@@ -161,6 +173,32 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+# --timeout's backstop fires this long after the deadline: what waits with a
+# deadline (every request) has said which wait timed out by then.
+BACKSTOP_GRACE = 1.0
+
+
+class DeadlinePassed(KeyboardInterrupt):
+    """--timeout's backstop, raised in the main thread like Ctrl-C (and so
+    ending the command the same way, at once, its finally blocks run): for
+    what waits without a deadline of its own, such as another process's
+    lock on an ingest or a daemon that stopped answering."""
+
+
+def _deadline_passed(signum: int, frame: object) -> None:
+    raise DeadlinePassed
+
+
+def _arm_backstop(deadline: float | None) -> None:
+    import time
+
+    assert deadline is not None
+    signal.signal(signal.SIGALRM, _deadline_passed)
+    # setitimer with 0 would disarm: a deadline already passed fires at once.
+    left = max(deadline - time.monotonic(), 0.0) + BACKSTOP_GRACE
+    signal.setitimer(signal.ITIMER_REAL, left)
+
+
 def run() -> NoReturn:
     """The `dist` program: ``main``, then exit without tearing the interpreter
     down. Everything a command opens is closed by the time ``main`` returns
@@ -177,7 +215,7 @@ def run() -> NoReturn:
     # does: the finally blocks run, so a copy's staging store, a half-written
     # archive's temporary file and the like are removed, not left behind.
     signal.signal(signal.SIGTERM, _terminate)
-    code = main(_fast_parse=True)
+    code = main(_fast_parse=True, _program=True)
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -81,7 +81,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="allow a TCP address when running as root: the API has no authentication, "
         "so every local user can then act as root through it",
     )
-    p.set_defaults(handler=run)
+    # A daemon runs until stopped: DIST_TIMEOUT in its environment is no deadline.
+    p.set_defaults(handler=run, deadline=False)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
