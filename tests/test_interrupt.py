@@ -89,3 +89,48 @@ def test_ctrl_c_ends_a_pull_at_once(
     fault_proxy.clear()
     done = run_dist("--root", str(root), "-q", "pull", f"{fault_proxy.host}/{repo_name}:big")
     assert done.returncode == 0, done.stderr
+
+
+def test_ctrl_c_ends_a_fetch_of_many_objects_at_once(
+    tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    """`fetch-object --stdin`: Ctrl-C neither waits for the running fetches
+    nor starts the queued ones (its pool's shutdown did both: minutes)."""
+    img = large_image(tmp_path / "img", total_compressed=12 << 20, layers=3)
+    push_image(registry, repo_name, "big", img)
+    layers = [b for b in img.blobs().values() if b.size > 1 << 20]
+    fault_proxy.stall(STALL, "/blobs/", after_bytes=500_000, times=None)
+    lines = tmp_path / "objects"
+    lines.write_text("".join(f"{b.digest}\n" for b in layers))
+    with lines.open("rb") as stdin:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ocidist", "fetch-object", "--stdin", "--concurrency", "2",
+             "-o", str(tmp_path / "out"), f"{fault_proxy.host}/{repo_name}:big"],
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    try:
+
+        def stalled() -> int:
+            sent = fault_proxy.bytes_sent
+            return sum(sent[f"/v2/{repo_name}/blobs/{b.digest}"] >= 500_000 for b in layers)
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and stalled() < 2:
+            time.sleep(0.1)
+        assert stalled() == 2, "the fetch never reached two stalled objects"
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("Ctrl-C did not end the fetch within 10 s (it waits for the transfers)")
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err.decode()
+    assert took < 5 + 3, took
+    assert err.decode().splitlines()[-1] == "dist: interrupted", err.decode()
+    assert stalled() == 2  # the third object was never asked for

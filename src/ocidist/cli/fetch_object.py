@@ -102,8 +102,16 @@ def _multi(args: argparse.Namespace, ctx: Context) -> int:
         with out_lock:
             _report(ctx, sys.stdout, desc.to_json() | {"path": path})
 
-    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+    pool = ThreadPoolExecutor(max_workers=args.concurrency)
+    try:
         list(pool.map(one, lines))
+    except BaseException:
+        # Ctrl-C (or --timeout's backstop): what is queued never starts and
+        # what runs is not waited for (a stalled transfer may take minutes);
+        # `with` would have done both.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     if failed:
         raise DistError(f"fetch-object: {failed} of {len(lines)} objects failed")
     return 0
