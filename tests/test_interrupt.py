@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -134,3 +135,49 @@ def test_ctrl_c_ends_a_fetch_of_many_objects_at_once(
     assert took < 5 + 3, took
     assert err.decode().splitlines()[-1] == "dist: interrupted", err.decode()
     assert stalled() == 2  # the third object was never asked for
+
+
+def test_ctrl_c_ends_an_upload_the_registry_stopped_reading(tmp_path: Path) -> None:
+    """A big push (read and sent by two threads) whose registry stops reading
+    the body, so the sending thread is blocked: Ctrl-C ends it at once, not
+    when that send gives up (30 s)."""
+    from tests.harness.hostile import HostileServer, Peer
+    from tests.test_deadline_paths import _upload_then
+
+    stalled = threading.Event()
+    upload = _upload_then(stall_reading=True)
+
+    def script(peer: Peer) -> None:
+        real_hold = peer.hold
+
+        def hold() -> None:
+            stalled.set()
+            real_hold()
+
+        peer.hold = hold  # type: ignore[method-assign]
+        upload(peer)  # type: ignore[operator]
+
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"\x5a" * (80 << 20))  # pipelined (64 MiB on), past any socket buffer
+    with HostileServer(script) as srv:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ocidist", "push-object", f"{srv.host}/a", str(blob)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert stalled.wait(60), "the push never reached its body"
+            time.sleep(2)  # the send is blocked by now, the buffers full
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            try:
+                _, err = proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                pytest.fail("Ctrl-C did not end the push within 20 s (it waits for the send)")
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 130, err.decode()
+    assert took < 5 + 3, took
+    assert err.decode().splitlines()[-1] == "dist: interrupted", err.decode()

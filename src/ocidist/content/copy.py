@@ -25,6 +25,8 @@ BUFSIZE = 1 << 20  # PROTOCOL-NOTES: 8 KiB chunks cost ~40 % on big blobs
 # Objects from this size on are received and written by two threads.
 PIPELINE_MIN = 64 << 20
 PIPELINE_BUFFERS = 8
+# After Ctrl-C, seconds to wait for a pipelined copy's writing thread.
+INTERRUPT_GRACE = 1.0
 
 if TYPE_CHECKING:
     from ocidist.content.parallel import RangedWriter, RangeSource, Tuning
@@ -154,6 +156,7 @@ def _pump_pipelined(
 
     writing = threading.Thread(target=sink, name="pump-write", daemon=True)
     writing.start()
+    grace: float | None = None  # how long to wait for the writing thread
     try:
         while offset < size and not failed:
             buf = free.get()
@@ -162,9 +165,18 @@ def _pump_pipelined(
                 raise Unavailable(f"stream ended after {offset} of {size} bytes")
             full.put((buf, n))
             offset += n
+    except BaseException as e:
+        if not isinstance(e, Exception):
+            # Ctrl-C: the writing thread writes nothing more, and is waited
+            # for only briefly: a send the registry stopped reading would
+            # hold the interrupt until its stall timeout (30 s). A local
+            # write is done well within the grace.
+            failed.append(e)
+            grace = INTERRUPT_GRACE
+        raise
     finally:
         full.put(None)
-        writing.join()
+        writing.join(grace)
     if failed:
         raise failed[0]
     return held[0]
