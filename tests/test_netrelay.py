@@ -83,3 +83,31 @@ def test_relay_total_cap_is_shared_by_connections(server: str) -> None:
                 s.close()
     # 4 MB through a 4 MB/s link (a small burst allowance aside).
     assert 0.9 <= took < 30
+
+
+def test_shared_link_queues_at_most_a_round_trip_each_way(server: str) -> None:
+    """A busy download on one connection delays another connection's small
+    exchange by the link's buffer (one round trip of queue), not by all the
+    data the relay could read ahead, and the request going up does not wait
+    behind data coming down (the link is full duplex). Otherwise every new
+    request on a busy link (each range of a ranged fetch) paid seconds."""
+    profile = Profile("test", rtt=0.05, conn_rate=0, total_rate=4e6, slow_start=False)
+    with NetRelay(server, profile) as relay:
+        host, port = relay.host.split(":")
+        bulk = socket.create_connection((host, int(port)), timeout=30)
+        small = socket.create_connection((host, int(port)), timeout=30)
+        try:
+            _ask(small, 10)  # the handshake's extra round trip paid
+            t = threading.Thread(target=_ask, args=(bulk, 8 * PAYLOAD))  # ~2 s of link
+            t.start()
+            time.sleep(0.5)  # the download fills the link
+            t0 = time.monotonic()
+            _ask(small, 10)
+            took = time.monotonic() - t0
+            t.join(60)
+        finally:
+            bulk.close()
+            small.close()
+    # A round trip plus at most a round trip of queue, with room for a
+    # loaded machine; reading ahead into one shared queue made it ~1.5 s.
+    assert 0.05 <= took < 0.8

@@ -9,7 +9,9 @@ in a process of its own, between the client and a server on loopback:
   (the TCP handshake the loopback connect did not pay);
 - a per-connection rate cap in each direction (object stores and CDNs cap
   each connection), and an optional cap on all connections together (the
-  link);
+  link, each direction on its own), whose buffer holds one round trip of
+  data: a new request's answer queues behind at most that much of the
+  other connections' data;
 - TCP slow start: a direction may send at most ``cwnd`` bytes per round
   trip, ``cwnd`` starts at 10 segments and doubles each round until the
   rate cap is reached, and falls back to 10 segments after an idle period
@@ -144,15 +146,19 @@ class _Direction:
         dst: socket.socket,
         not_before: float,
         done: threading.Event,
+        total: Pacer | None,
     ) -> None:
         p = relay.profile
         self.relay, self.src, self.dst = relay, src, dst
+        self.total = total
         self.not_before = not_before
         self.conn = Pacer(p.conn_rate) if p.conn_rate else None
         ceiling = p.conn_rate * p.rtt if p.conn_rate else float("inf")
         self.window = Window(p.rtt, max(ceiling, INITIAL_WINDOW)) if p.slow_start else None
         # Bounded like a socket's buffers: roughly two bandwidth-delay products.
         self.limit = max(4 << 20, int(2 * ceiling)) if p.conn_rate else 16 << 20
+        self.queue_cap = max(p.rtt, 0.005)
+        self.last_done = 0.0
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
         self.queued = 0
         self.cv = threading.Condition()
@@ -177,8 +183,20 @@ class _Direction:
                 done = t
                 if self.conn is not None:
                     done = max(done, self.conn.book(len(data), t))
-                if self.relay.total is not None:
-                    done = max(done, self.relay.total.book(len(data), t))
+                if self.total is not None:
+                    # The shared link's buffer holds about one round trip of
+                    # data (a router's, sized to the bandwidth-delay product):
+                    # past that the sender waits (TCP's back-pressure) instead
+                    # of queueing every connection's read-ahead in front of a
+                    # new request's answer. Each connection waits until its
+                    # own last piece is within that of leaving, so the
+                    # connections take turns (the queue is FIFO: its tail is
+                    # some connection's last piece).
+                    while (wait := self.last_done - time.monotonic() - self.queue_cap) > 0:
+                        time.sleep(wait)
+                    t = max(t, time.monotonic())
+                    done = max(done, self.total.book(len(data), t))
+                    self.last_done = done
                 if self.window is not None:
                     self.window.sent(done)
                 with self.cv:
@@ -228,7 +246,10 @@ class Relay:
     def __init__(self, listen: tuple[str, int], upstream: tuple[str, int], profile: Profile):
         self.profile = profile
         self.upstream = upstream
-        self.total = Pacer(profile.total_rate) if profile.total_rate else None
+        # One total cap per direction: the link is full duplex (a request
+        # going up does not wait behind data coming down).
+        self.total_up = Pacer(profile.total_rate) if profile.total_rate else None
+        self.total_down = Pacer(profile.total_rate) if profile.total_rate else None
         self.sock = socket.create_server(listen, backlog=256)
         self.connections = 0
         self.bytes = 0
@@ -261,8 +282,10 @@ class Relay:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         done_up, done_down = threading.Event(), threading.Event()
         # The client's first bytes leave after the handshake's round trip.
-        _Direction(self, client, server, accepted + self.profile.rtt, done_up).start()
-        _Direction(self, server, client, 0.0, done_down).start()
+        _Direction(
+            self, client, server, accepted + self.profile.rtt, done_up, self.total_up
+        ).start()
+        _Direction(self, server, client, 0.0, done_down, self.total_down).start()
         done_up.wait()
         done_down.wait()
         client.close()
