@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.harness import Registry
 from tests.harness.netrelay import NetRelay, Profile
 
 PAYLOAD = 1_000_000
@@ -111,3 +112,28 @@ def test_shared_link_queues_at_most_a_round_trip_each_way(server: str) -> None:
     # A round trip plus at most a round trip of queue, with room for a
     # loaded machine; reading ahead into one shared queue made it ~1.5 s.
     assert 0.05 <= took < 0.8
+
+
+def test_transport_sees_the_round_trip_a_ranged_fetch_starts_wide_on(registry: Registry) -> None:
+    """The shortest exchange the transport saw with a server is what the
+    ranged fetch reads to tell a far registry from a near one: through a
+    50 ms link it is at least 50 ms; straight to the loopback registry it
+    is far below the 20 ms that counts as far (a loaded machine aside,
+    the bound is generous)."""
+    from ocidist.content.parallel import FAR
+    from ocidist.remotes.docker.transport import Transport
+
+    profile = Profile("test", rtt=0.05, slow_start=False)
+    with NetRelay(registry.host, profile) as relay:
+        for host, far in ((relay.host, True), (registry.host, False)):
+            t = Transport()
+            try:
+                url = f"http://{host}/v2/"
+                assert t.answer_time(url) is None
+                for _ in range(3):
+                    t.request("GET", url, headers={}).close()
+                seen = t.answer_time(url)
+            finally:
+                t.close()
+            assert seen is not None
+            assert (seen >= FAR) is far, (host, seen)

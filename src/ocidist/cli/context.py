@@ -193,7 +193,8 @@ def add_global_options(
         help=h(
             "--max-ranges",
             "fetch a big blob in at most N concurrent ranges; 1 = one stream "
-            "(env DIST_MAX_RANGES; default: from 4, doubled while throughput grows, up to 16)",
+            "(env DIST_MAX_RANGES; default 16: 1 at first, 8 from a far registry, "
+            "more while each is slow)",
         ),
     )
     g.add_argument(

@@ -8,11 +8,20 @@ growing number of workers, each writing at its offsets into the ingest's
 data file (``RangeFile``: prefix hashed as it grows, completed ranges
 recorded for a resume).
 
-Tuning needs no flags: it starts with a few ranges and doubles their number
-while the measured throughput grows by at least ``GROWTH``; the piece size
-follows from the object's size. At the end, an idle worker takes over the
-second half of the largest piece still in flight, so the last seconds are
-not left to one connection. ``Tuning`` (flags, ``hosts.toml``) overrides.
+Tuning needs no flags, it follows what the transfer measures. Near (the
+round trips the session has seen are short) it starts with one connection:
+one that delivers at least ``SLOW_CONN`` keeps up with what one process
+hashes and writes, and more would only add work, so it stays alone (a
+registry on loopback or a LAN). Far (a round trip of ``FAR`` or more) it
+starts with half the maximum at once: every new connection pays a handshake
+and several round trips of TCP slow start, and paying them one after the
+other would cost seconds. Then, every interval, while each connection
+delivers less than ``SLOW_CONN`` (a per-connection cap, a long round trip)
+and the last doubling raised the total by at least ``GROWTH``, the number
+doubles. The piece size follows from the object's size. At the end, an
+idle worker takes over the second half of the largest piece still in
+flight, so the last seconds are not left to one connection. ``Tuning``
+(flags, ``hosts.toml``) overrides.
 
 A server that ignores ``Range`` (200 instead of 206) makes ``copy_ranges``
 return False after leaving the ingest as a plain prefix: the caller goes on
@@ -40,6 +49,10 @@ BUF = MiB  # per worker: memory is workers x BUF
 MIN_PIECE = 4 * MiB
 MAX_PIECE = 64 * MiB
 GROWTH = 1.15  # double the workers while throughput grows by this factor
+# A connection that delivers less than this is what limits: add more.
+SLOW_CONN = 64 * MiB
+# A round trip this long (seconds) says the registry is far: start wide.
+FAR = 0.02  # as pull.py sizes the objects in flight
 
 
 class RangeIgnored(Exception):
@@ -48,7 +61,7 @@ class RangeIgnored(Exception):
 
 class Tuning(NamedTuple):
     threshold: int = 32 * MiB  # objects from this size on; 0 = never
-    start: int = 4  # ranges at first
+    start: int = 0  # ranges at first; 0 = from the round trip (1 near, max/2 far)
     max: int = 16  # ranges at most
     piece: int = 0  # bytes per request; 0 = from the size
 
@@ -70,6 +83,9 @@ class RangeSource(Protocol):
         """A stream of bytes ``[start, end)``; RangeIgnored if the server
         does not honour Range."""
         ...
+
+    # Optional: ``rtt() -> float | None``, the shortest round trip seen to
+    # the server (seconds), read with getattr.
 
 
 class RangedWriter(Protocol):
@@ -313,7 +329,7 @@ def _drive(run: _Run, tuning: Tuning, progress: Progress | None) -> None:
     """Start the first workers, then every interval: make completed ranges
     durable, report progress, and double the workers while that pays."""
     cap = max(1, tuning.max)
-    first = _BUDGET.take(min(tuning.start, cap), cap)
+    first = _BUDGET.take(min(_first(tuning, run.source), cap), cap)
     # With the budget spent by other blobs, one worker all the same (uncounted).
     try:
         started = run.spawn(first or 1)
@@ -326,6 +342,16 @@ def _drive(run: _Run, tuning: Tuning, progress: Progress | None) -> None:
         _grow(run, progress, started, cap)
     finally:
         _BUDGET.give(run.workers if first else run.workers - 1)
+
+
+def _first(tuning: Tuning, source: RangeSource) -> int:
+    """How many ranges to start with: ``tuning.start``, else one near and
+    half the maximum far (see the module's docstring)."""
+    if tuning.start > 0:
+        return tuning.start
+    rtt = getattr(source, "rtt", None)
+    seen = rtt() if callable(rtt) else None
+    return max(1, tuning.max // 2) if seen is not None and seen >= FAR else 1
 
 
 def _grow(run: _Run, progress: Progress | None, workers: int, cap: int) -> None:
@@ -351,8 +377,12 @@ def _grow(run: _Run, progress: Progress | None, workers: int, cap: int) -> None:
                 mark_t = now  # the clock starts with the first bytes
             elif growing and now - mark_t >= interval and not run.stopped():
                 rate = (received - mark) / (now - mark_t)
-                add = _BUDGET.take(min(workers, cap - workers), cap)
-                if add and rate > last_rate * GROWTH and not run.plan.empty():
+                # Fast connections keep up with the hash and the writes:
+                # more of them would only add work (and connections).
+                slow = rate / max(1, workers) < SLOW_CONN
+                if not slow or rate <= last_rate * GROWTH or run.plan.empty():
+                    growing = False
+                elif add := _BUDGET.take(min(workers, cap - workers), cap):
                     started = run.spawn(add)
                     _BUDGET.give(add - started)
                     workers += started
@@ -361,9 +391,7 @@ def _grow(run: _Run, progress: Progress | None, workers: int, cap: int) -> None:
                     last_rate = rate
                     # A new connection ramps up over a few round trips.
                     interval = min(0.6, interval * 1.25)
-                else:
-                    _BUDGET.give(add)
-                    growing = False
+                # else other blobs hold the budget: ask again next interval.
                 mark, mark_t = received, now
     except BaseException as e:
         with run.lock:

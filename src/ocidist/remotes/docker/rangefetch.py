@@ -49,6 +49,15 @@ class BlobRanges:
         body that breaks off counts against it unless it brought progress."""
         return self._session.retry.begin(self._what, self._session.deadline)
 
+    def rtt(self) -> float | None:
+        """The shortest exchange seen with where the ranges go (parallel.py
+        starts wide when it is long)."""
+        with self._lock:
+            direct = self._direct
+        hosts = self._fetcher._hosts
+        url = direct[1] if direct is not None else hosts[0].base if hosts else ""
+        return self._session.transport.answer_time(url) if url else None
+
     def open_range(self, start: int, end: int) -> Response:
         with self._lock:
             direct = self._direct
