@@ -107,3 +107,20 @@ def test_the_layers_of_all_images_are_capped(tmp_path: Path) -> None:
         add(tf, cfg_name, cfg)
         add(tf, "manifest.json", json.dumps([entry] * 3).encode())
     ok(dist(tmp_path / "root", "inspect", f"docker-archive:{tmp_path / 'ok.tar'}:@2"))
+
+
+def test_the_names_an_archive_index_keeps_are_capped(tmp_path: Path) -> None:
+    from ocidist.errors import InvalidContent
+    from ocidist.tarindex import MAX_NAME_BYTES, TarIndex
+
+    archive = tmp_path / "many.tar.gz"
+    count = MAX_NAME_BYTES // 4000 + 100
+    with tarfile.open(archive, "w:gz", compresslevel=1, format=tarfile.PAX_FORMAT) as tf:
+        for n in range(count):  # names of 4000 bytes, each under the per-name limit
+            add(tf, f"{n:08d}" + "n" * 3992, b"")
+    try:
+        TarIndex(str(archive)).close()
+    except InvalidContent as e:
+        assert "names" in str(e)
+    else:
+        raise AssertionError("an index of more than MAX_NAME_BYTES of names was built")

@@ -38,6 +38,8 @@ MAX_LINK_HOPS = 16
 # <id>/layer.tar, blobs/sha256/<hex>); a PAX name can be 1 MiB, and an index
 # of 200,000 of them would hold 200 GB. Longer names are not indexed.
 MAX_NAME = 4096
+# And all names together: 200,000 names of 4096 bytes would still be 800 MB.
+MAX_NAME_BYTES = 64 << 20
 
 
 def clean_name(name: str) -> str:
@@ -194,7 +196,7 @@ class TarIndex:
             tf = tarfile.open(fileobj=self._file, mode="r:", tarinfo=BoundedTarInfo)  # noqa: SIM115
         except tarfile.TarError as e:
             raise InvalidContent(f"{self.what}: not a readable tar: {e}") from None
-        count = 0
+        count = kept = 0
         try:
             while True:
                 try:
@@ -213,6 +215,11 @@ class TarIndex:
                     continue  # nothing a reader of these formats looks up
                 if len(info.linkname) > MAX_NAME:
                     continue
+                kept += len(name) + len(info.linkname)
+                if kept > MAX_NAME_BYTES:
+                    raise InvalidContent(
+                        f"{self.what}: member names of more than {MAX_NAME_BYTES} bytes in all"
+                    )
                 if info.isreg():
                     self.members[name] = Member(name, info.offset_data, info.size)
                 elif info.issym():
