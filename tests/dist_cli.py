@@ -28,6 +28,49 @@ def run_dist(
     )
 
 
+# Runs `dist` and, as it exits, writes its peak RSS (VmHWM, KiB) to the file
+# $DIST_TEST_PEAK_FILE names. wait4's ru_maxrss cannot be used: Linux keeps,
+# across exec, the RSS the child had as a fork of its parent, so a child of
+# a pytest process grown to 300 MiB reports 300 MiB even for `python -c pass`.
+_PEAK_WRAPPER = """
+import atexit, os, sys
+
+def _report():
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM:")).split()[1]
+    with open(os.environ["DIST_TEST_PEAK_FILE"], "w") as out:
+        out.write(hwm)
+
+atexit.register(_report)
+from ocidist.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_dist_peak(
+    *args: str, cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> tuple[int, str, int]:
+    """Run `dist ARGS` (stdout discarded); (exit code, stderr, its own peak RSS in bytes)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = os.path.join(tmp, "peak")
+        err_file = os.path.join(tmp, "stderr")
+        with open(err_file, "wb") as err:
+            proc = subprocess.run(
+                [sys.executable, "-c", _PEAK_WRAPPER, *args],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=cwd,
+                env={**os.environ, **(env or {}), "DIST_TEST_PEAK_FILE": peak_file},
+                check=False,
+            )
+        with open(err_file, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        with open(peak_file) as f:
+            return proc.returncode, text, int(f.read()) * 1024
+
+
 def one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
     """The single `dist: …` line a failure must print (no traceback); progress
     lines for objects that did finish may come before it."""

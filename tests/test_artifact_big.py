@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.dist_cli import run_dist_peak
 from tests.harness import Drop, FaultProxy, Registry
 
 MiB = 1 << 20
@@ -40,17 +39,7 @@ def file_digest(path: Path) -> str:
 
 def run_measured(root: Path, *args: str, cwd: Path) -> tuple[int, str, int]:
     """Run dist; (exit code, stderr, the child's own peak RSS in bytes)."""
-    err = cwd / "stderr.txt"
-    with err.open("wb") as f:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ocidist", "--root", str(root), *args],
-            stdout=subprocess.DEVNULL,
-            stderr=f,
-            cwd=cwd,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err.read_text(), usage.ru_maxrss * 1024  # ru_maxrss: KiB on Linux
+    return run_dist_peak("--root", str(root), *args, cwd=cwd)
 
 
 def prepare(tmp_path: Path, size: int, name: str) -> tuple[Path, str]:

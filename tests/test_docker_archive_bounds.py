@@ -12,13 +12,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
-from tests.dist_cli import one_error_line
+from tests.dist_cli import one_error_line, run_dist_peak
 from tests.test_layout import dist, ok
 
 MiB = 1 << 20
@@ -26,25 +23,15 @@ MiB = 1 << 20
 
 def run_rss(root: Path, *args: str) -> tuple[int, str, int]:
     """Run dist; (exit code, stderr, its own peak RSS in bytes)."""
-    err = root.parent / "stderr.txt"
-    with err.open("wb") as f:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ocidist", "--root", str(root), *args],
-            stdout=subprocess.DEVNULL,
-            stderr=f,
-            env={**os.environ, "TMPDIR": str(root.parent)},
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-    return os.waitstatus_to_exitcode(status), err.read_text(), usage.ru_maxrss * 1024
+    return run_dist_peak("--root", str(root), *args, env={"TMPDIR": str(root.parent)})
 
 
 def add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tf.addfile(info, io.BytesIO(data))
-    # A writing TarFile keeps every header too: with 1 MiB names this process
-    # would grow by hundreds of MiB, and Linux counts a parent's RSS at fork
-    # in its child's ru_maxrss (kept across exec).
+    # A writing TarFile keeps every header too: with 1 MiB names this
+    # process would grow by hundreds of MiB.
     tf.members.clear()  # type: ignore[attr-defined]
 
 
