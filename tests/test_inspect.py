@@ -8,12 +8,14 @@ from pathlib import Path
 
 from tests.dist_cli import one_error_line
 from tests.harness import (
+    FaultProxy,
     Registry,
     build_image,
     inspect_raw,
     multiplatform_index,
     push_image,
     run_skopeo,
+    simple_image,
     write_layout,
 )
 from tests.test_layout import dist, ok
@@ -140,3 +142,29 @@ def test_bad_sources_are_one_line(tmp_path: Path, registry: Registry, repo_name:
     ):
         proc = dist(tmp_path / "root", "inspect", source)
         assert proc.returncode != 0 and words in one_error_line(proc), (source, proc.stderr)
+
+
+def test_an_index_repeating_one_manifest_reads_it_once(
+    tmp_path: Path, registry: Registry, fault_proxy: FaultProxy, repo_name: str
+) -> None:
+    """An index may list the same manifest many times (up to the walker's
+    10,000 entries of a 4 MiB index): its size is read once, not once per entry."""
+    image = simple_image(tag=repo_name)
+    push_image(registry, repo_name, "v1", image)
+    entry = {"mediaType": image.media_type, "digest": image.digest, "size": image.size,
+             "platform": {"os": "linux", "architecture": "amd64"}}  # fmt: skip
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [entry] * 300}  # fmt: skip
+    path = tmp_path / "index.json"
+    path.write_text(json.dumps(index))
+    ok(dist(tmp_path / "root", "push-object", f"{registry.host}/{repo_name}:many", str(path),
+            "--media-type", "application/vnd.oci.image.index.v1+json"))  # fmt: skip
+    doc = json.loads(
+        ok(dist(tmp_path, "--json", "inspect", f"{fault_proxy.host}/{repo_name}:many")).stdout
+    )
+    assert len(doc["manifests"]) == 300
+    assert {m["imageSize"] for m in doc["manifests"]} == {
+        image.size + sum(b.size for b in image.blobs().values())
+    }
+    reads = [e for e in fault_proxy.log if e.method == "GET" and image.digest in e.path]
+    assert len(reads) == 1, len(reads)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocidist import jsondata, manifest
 from ocidist.descriptor import Descriptor, Platform, is_config, is_index
+from ocidist.digest import Digest
 from ocidist.errors import InvalidContent, NotFound
 from ocidist.images.platforms import MatchComparer, default_matcher
 from ocidist.images.unpack import MAX_CONFIG_SIZE
@@ -75,7 +76,9 @@ def describe(source: Source, chosen: Chosen) -> dict[str, Any]:
         doc["subject"] = decoded.subject.to_json()
     if isinstance(decoded, manifest.Index):
         check_fan_out(desc, decoded.manifests)
-        doc["manifests"] = [_entry(source, m) for m in decoded.manifests]
+        # An index may list one manifest many times: read it once.
+        sizes: dict[tuple[Digest, int, str], int | None] = {}
+        doc["manifests"] = [_entry(source, m, sizes) for m in decoded.manifests]
         return doc
     doc.update(_image(source, decoded))
     return doc
@@ -85,18 +88,26 @@ def _plain(desc: Descriptor) -> Descriptor:
     return Descriptor(desc.media_type, desc.digest, desc.size)
 
 
-def _entry(source: Source, desc: Descriptor) -> dict[str, Any]:
+def _entry(
+    source: Source, desc: Descriptor, sizes: dict[tuple[Digest, int, str], int | None]
+) -> dict[str, Any]:
     out = desc.to_json()
-    size: int | None = None
+    key = (desc.digest, desc.size, desc.media_type)
+    if key not in sizes:
+        sizes[key] = _image_size(source, desc)
+    out["imageSize"] = sizes[key]
+    return out
+
+
+def _image_size(source: Source, desc: Descriptor) -> int | None:
     try:
         if not is_index(desc.media_type):
             sub = manifest.decode(source.read(desc), desc.media_type)
             if isinstance(sub, manifest.Manifest):
-                size = desc.size + sub.config.size + sum(layer.size for layer in sub.layers)
+                return desc.size + sub.config.size + sum(layer.size for layer in sub.layers)
     except NotFound:
-        size = None  # a platform the store or layout does not hold
-    out["imageSize"] = size
-    return out
+        pass  # a platform the store or layout does not hold
+    return None
 
 
 def _image(source: Source, decoded: manifest.Manifest) -> dict[str, Any]:
