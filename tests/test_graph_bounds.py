@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from ocidist.content.copy import put_bytes
 from ocidist.content.local import LocalStore
 from ocidist.descriptor import Descriptor
 from ocidist.digest import Digest
 from ocidist.metadata import MetadataStore
+from tests.harness import Registry
 from tests.test_hostile import (
     OCI_CONFIG,
     OCI_INDEX,
     OCI_MANIFEST,
+    Answer,
     FakeRegistry,
     desc,
     dist,
@@ -64,7 +65,7 @@ class Graph:
         """Into the content store under ``root``, named ``name`` (as no pull would)."""
         store = LocalStore(str(root))
         for dgst, (_, data) in self.objects.items():
-            put_bytes(store, f"test-{dgst}", data, Digest.parse(dgst))
+            store.put(data, Digest.parse(dgst))
         mt, data = self.root
         with MetadataStore(str(root / "metadata.db")) as md:
             md.put_image(name, Descriptor(mt, Digest.parse(sha(data)), len(data)))
@@ -240,3 +241,88 @@ def test_platform_names_from_a_registry_are_escaped(tmp_path: Path, fake: FakeRe
     r = dist(tmp_path, "--plain-http", "fetch", "--platform", "linux/s390x", g.serve(fake))
     assert r.proc.returncode != 0
     assert "\x1b" not in r.proc.stderr.decode()
+
+
+# -- referrers: the graph "what refers to what" on the same walker ------------------
+# fetch --referrers and copy --referrers follow referrers of referrers; a
+# registry can list a chain of them as long, or one subject with as many, as
+# it likes. The walker's limits hold there too: every referrer one level,
+# at most MAX_CHILDREN of one subject.
+
+REFERRERS_DEEP = "referrers nested deeper than 8"
+EMPTY = b"{}"
+
+
+def _referrer(subject: tuple[str, bytes], n: int) -> tuple[str, bytes]:
+    body = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.sig",
+            "config": desc("application/vnd.oci.empty.v1+json", EMPTY),
+            "layers": [desc("application/vnd.oci.empty.v1+json", EMPTY)],
+            "subject": desc(*subject), "annotations": {"n": str(n)}}  # fmt: skip
+    return OCI_MANIFEST, dumps(body)
+
+
+def _list(fake: FakeRegistry, subject: str, entries: list[dict[str, object]]) -> None:
+    index = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    fake.route("GET", f"/referrers/{subject}$", Answer(200, {"Content-Type": OCI_INDEX}, index))
+
+
+def deep_referrers(fake: FakeRegistry) -> str:
+    """An image, a referrer of it, a referrer of that, … 200 long (API)."""
+    g = Graph()
+    g.root = current = _image(g)
+    for n in range(200):
+        nxt = _referrer(current, n)
+        _list(fake, sha(current[1]), [desc(*nxt, artifactType="application/vnd.example.sig")])
+        fake.manifest(sha(nxt[1]), *nxt)
+        current = nxt
+    fake.blob(EMPTY, "application/vnd.oci.empty.v1+json")
+    return g.serve(fake)
+
+
+def wide_referrers(fake: FakeRegistry) -> str:
+    """An image that 20,000 manifests say they refer to (API)."""
+    g = Graph()
+    g.root = _image(g)
+    entries = [{"mediaType": OCI_MANIFEST, "digest": sha(b"%d" % i), "size": 100,
+                "artifactType": "application/vnd.example.sig"}
+               for i in range(20_000)]  # fmt: skip
+    _list(fake, sha(g.root[1]), entries)
+    return g.serve(fake)
+
+
+REFERRER_GRAPHS = {"deep": (deep_referrers, REFERRERS_DEEP), "wide": (wide_referrers, WIDE)}
+
+
+@pytest.mark.parametrize("kind", sorted(REFERRER_GRAPHS))
+@pytest.mark.parametrize("command", ["fetch", "copy"])
+def test_hostile_referrers_from_a_registry(
+    tmp_path: Path, fake: FakeRegistry, registry: Registry, repo_name: str, kind: str,
+    command: str,
+) -> None:  # fmt: skip
+    make, words = REFERRER_GRAPHS[kind]
+    ref = make(fake)
+    args = {
+        "fetch": ["fetch", "--referrers", ref],
+        "copy": ["copy", "--referrers", ref, f"{registry.host}/{repo_name}:v1"],
+    }[command]
+    failed(dist(tmp_path, "--plain-http", *args), words)
+
+
+def test_hostile_referrers_tag(tmp_path: Path, fake: FakeRegistry) -> None:
+    """Where the registry has no API, the referrers tag is an index: the
+    same fan-out bound as any index."""
+    g = Graph()
+    g.root = _image(g)
+    ref = g.serve(fake)
+    entries = [{"mediaType": OCI_MANIFEST, "digest": sha(b"%d" % i), "size": 100}
+               for i in range(20_000)]  # fmt: skip
+    index = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    fake.manifest(f"sha256-{sha(g.root[1])[7:]}", OCI_INDEX, index)
+    failed(dist(tmp_path, "--plain-http", "referrers", ref), WIDE)
+    failed(dist(tmp_path, "--plain-http", "fetch", "--referrers", ref), WIDE)
+
+
+def test_hostile_referrers_list(tmp_path: Path, fake: FakeRegistry) -> None:
+    """`dist referrers` lists with the same bound as it follows."""
+    failed(dist(tmp_path, "--plain-http", "referrers", wide_referrers(fake)), WIDE)

@@ -231,4 +231,4 @@ def test_a_referrers_listing_is_bounded_however_many_pages(
         fault_proxy.add(Respond(200, body, (ct, link)), method="GET", path=f"^{path}$")
     proc = dist(tmp_path, "referrers", f"{fault_proxy.host}/{repo_name}:v1")
     assert proc.returncode == 1
-    assert "more than 10000 referrers" in one_error_line(proc)
+    assert "more than 10000 children is too many" in one_error_line(proc)

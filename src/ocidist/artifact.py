@@ -31,17 +31,19 @@ import os
 import stat
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from ocidist import manifest, reference
+from ocidist import reference
 from ocidist.descriptor import (
     MAX_MANIFEST_SIZE,
     OCI_LAYER,
     OCI_LAYER_GZIP,
     OCI_MANIFEST,
     Descriptor,
+    is_index,
 )
 from ocidist.digest import Digest, new_hasher
 from ocidist.errors import DigestMismatch, DistError, InvalidArgument, InvalidContent
@@ -50,10 +52,10 @@ from ocidist.stream import BUF
 from ocidist.text import quote
 
 if TYPE_CHECKING:
+    from ocidist.images.walk import Children
     from ocidist.progress import Progress
     from ocidist.push import PushResult
-    from ocidist.remotes.docker.pusher import PushOptions
-    from ocidist.remotes.docker.resolver import DockerResolver
+    from ocidist.remotes import Fetcher, Resolver
 
 TITLE = "org.opencontainers.image.title"
 UNPACK = "io.deis.oras.content.unpack"
@@ -202,7 +204,7 @@ class ArtifactPush:
 
 
 def push_artifact(
-    resolver: DockerResolver,
+    resolver: Resolver,
     ref: str,
     files: Sequence[tuple[str, str | None]],
     *,
@@ -210,12 +212,12 @@ def push_artifact(
     annotations: Mapping[str, str] | None = None,
     subject: Descriptor | None = None,
     config: tuple[str, str] | None = None,
-    options: PushOptions | None = None,
     progress: Progress | None = None,
     concurrency: int = 0,
 ) -> ArtifactPush:
     """Push ``files`` (path, media type or None) as one artifact manifest to
-    ``ref`` (tagged when it has a tag, else by digest alone)."""
+    ``ref`` (tagged when it has a tag, else by digest alone). How blobs go
+    (chunk sizes, what is asked first) is the resolver's push options."""
     from ocidist.images.scheduler import Scheduler
     from ocidist.progress import NullProgress
     from ocidist.pull import default_concurrency
@@ -248,7 +250,8 @@ def push_artifact(
         if len(data) > MAX_MANIFEST_SIZE:
             raise InvalidArgument(f"the manifest would be {len(data)} bytes: too many files")
         desc = Descriptor(OCI_MANIFEST, Digest.from_bytes(data), len(data))
-        pusher = resolver.pusher(r.repository, options)
+        # The tag travels in the pusher's ref (a digest in ``ref`` names no manifest of ours).
+        pusher = resolver.pusher(f"{r.repository}:{r.tag}" if r.tag else r.repository)
         result = PushResult(r.name if r.tag else f"{r.repository}@{desc.digest}", desc)
         uploads = [*prepared, config_item] if config_item else list(prepared)
         blobs: dict[Digest, tuple[Descriptor, str | None]] = {}
@@ -270,14 +273,14 @@ def push_artifact(
             if item.temporary:
                 with contextlib.suppress(OSError):
                     os.unlink(item.path)
-    subject_header = pusher.put_manifest(desc, data, r.tag)
+    subject_header = pusher.put_manifest(desc, data)
     result.record(desc, "pushed")
     prog.done(desc, "pushed")
     tag = None
     if subject is not None and (subject_header or "").strip() != str(subject.digest):
         from ocidist.referrers import entry_for, record
 
-        tag = record(resolver, pusher, r.repository, subject.digest, entry_for(desc, data))
+        tag = record(resolver, r.repository, subject.digest, entry_for(desc, data))
     return ArtifactPush(result, desc, tag)
 
 
@@ -322,66 +325,132 @@ def check_title(title: str) -> tuple[str, ...]:
 
 
 def pull_artifact(
-    resolver: DockerResolver,
+    resolver: Resolver,
     ref: str,
     dest: str,
     *,
     media_types: Sequence[str] = (),
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
+    concurrency: int = 0,
 ) -> tuple[str, Descriptor, list[Pulled]]:
-    """Write every titled layer of artifact ``ref`` under ``dest``."""
-    from ocidist.progress import NullProgress
+    """Write every titled layer of artifact ``ref`` under ``dest``.
 
-    prog = progress or NullProgress()
-    from ocidist.images.walk import check_fan_out, fetch_manifest
+    A walk of the artifact's graph: the root's handler reads the manifest
+    and keeps the titled layers (``titled_layers``); each layer's handler
+    writes its file (``Files``). Files come down in parallel, largest first;
+    packed directories are extracted one at a time."""
+    from ocidist.images.walk import children_handler, fetch_manifest, walk
+    from ocidist.progress import NullProgress
+    from ocidist.pull import default_concurrency
     from ocidist.remotes import resolve_to_fetch
 
     name, desc, fetcher = resolve_to_fetch(resolver, ref)
-    decoded = manifest.decode(fetch_manifest(fetcher, desc), desc.media_type)
-    if not isinstance(decoded, manifest.Manifest):
-        raise InvalidContent(f"{name}: an index, not an artifact (pull one of its manifests)")
-    check_fan_out(desc, decoded.layers)  # the walker's bound on what one manifest names
-    chosen: list[tuple[Descriptor, tuple[str, ...]]] = []
-    seen: set[tuple[str, ...]] = set()
-    for layer in decoded.layers:
-        title = layer.annotations.get(TITLE)
-        if not title or (media_types and layer.media_type not in media_types):
-            continue  # oras too skips untitled layers
-        parts = check_title(title)
-        if parts in seen:
-            raise InvalidContent(f"{name}: two layers are titled '{quote(title, 100)}'")
-        seen.add(parts)
-        chosen.append((layer, parts))
-    os.makedirs(dest, exist_ok=True)
-    out: list[Pulled] = []
-    root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    chosen: dict[Digest, list[tuple[int, tuple[str, ...]]]] = {}
+    read_root = children_handler(
+        lambda d: fetch_manifest(fetcher, d), titled_layers(name, media_types, chosen)
+    )
+    files = Files(fetcher, dest, chosen, progress or NullProgress(), warn or _warn)
     try:
-        for layer, parts in chosen:
-            out.append(_pull_layer(fetcher, root, dest, layer, parts, prog, warn or _warn))
+
+        def handle(d: Descriptor) -> Sequence[Descriptor]:
+            # The root by identity, not by type: a layer typed as a manifest
+            # is a file to write, not a graph to follow.
+            return read_root(d) if d.digest == desc.digest else files(d)
+
+        walk(handle, [desc], concurrency=concurrency or default_concurrency())
     finally:
-        os.close(root)
-    return name, desc, out
+        files.close()
+    return name, desc, [p for _, p in sorted(files.pulled, key=lambda x: x[0])]
 
 
-def _pull_layer(
-    fetcher: Any,
-    root: int,
-    dest: str,
-    layer: Descriptor,
-    parts: tuple[str, ...],
-    prog: Progress,
-    warn: Callable[[str], None],
-) -> Pulled:
+def titled_layers(
+    name: str,
+    media_types: Sequence[str],
+    chosen: dict[Digest, list[tuple[int, tuple[str, ...]]]],
+) -> Children:
+    """The children of an artifact manifest worth pulling: its titled layers
+    (oras too skips untitled ones), of ``media_types`` when given; each
+    title checked (``check_title``) and noted in ``chosen`` by digest with
+    its place in the manifest. An index is refused: an artifact is a manifest.
+    ``layer_children`` bounds the layers as the walker bounds any manifest."""
+    from ocidist.images.walk import layer_children
+
+    def pick(desc: Descriptor, data: bytes) -> list[Descriptor]:
+        if is_index(desc.media_type):
+            raise InvalidContent(f"{name}: an index, not an artifact (pull one of its manifests)")
+        out: list[Descriptor] = []
+        seen: set[tuple[str, ...]] = set()
+        for i, layer in enumerate(layer_children(desc, data)):
+            title = layer.annotations.get(TITLE)
+            if not title or (media_types and layer.media_type not in media_types):
+                continue
+            parts = check_title(title)
+            if parts in seen:
+                raise InvalidContent(f"{name}: two layers are titled '{quote(title, 100)}'")
+            seen.add(parts)
+            chosen.setdefault(layer.digest, []).append((i, parts))
+            out.append(layer)
+        return out
+
+    return pick
+
+
+class Files:
+    """The walk handler that writes a layer's file(s) under ``dest``: every
+    title ``chosen`` notes for its digest (a blob titled twice is two files)."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        dest: str,
+        chosen: Mapping[Digest, list[tuple[int, tuple[str, ...]]]],
+        progress: Progress,
+        warn: Callable[[str], None],
+    ) -> None:
+        self.fetcher = fetcher
+        self.dest = dest
+        self.chosen = chosen
+        self.progress = progress
+        self.warn = warn
+        self.pulled: list[tuple[int, Pulled]] = []
+        self._root = -1  # ``dest``, opened (created) when the first file comes
+        # A directory's extraction writes a tree another title may lead into: one at a time.
+        self.extracting = threading.Lock()
+        self._lock = threading.Lock()
+
+    def __call__(self, layer: Descriptor) -> list[Descriptor]:
+        for i, parts in self.chosen.get(layer.digest, ()):
+            pulled = _pull_layer(self, layer, parts)
+            with self._lock:
+                self.pulled.append((i, pulled))
+        return []
+
+    def root(self) -> int:
+        with self._lock:
+            if self._root < 0:
+                os.makedirs(self.dest, exist_ok=True)
+                self._root = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY)
+            return self._root
+
+    def close(self) -> None:
+        if self._root >= 0:
+            os.close(self._root)
+            self._root = -1
+
+
+def _pull_layer(files: Files, layer: Descriptor, parts: tuple[str, ...]) -> Pulled:
     title = "/".join(parts)
+    dest = files.dest
     unpack = layer.annotations.get(UNPACK) == "true"
-    parent = _open_parent(root, parts[:-1] if not unpack else (), title)
+    parent = _open_parent(files.root(), parts[:-1] if not unpack else (), title)
     try:
         part_name = PARTIAL_PREFIX + layer.digest.encoded
-        _download(fetcher, parent, part_name, layer, prog)
+        _download(files.fetcher, parent, part_name, layer, files.progress)
         if unpack:
             try:
-                _unpack(parent, part_name, layer, parts, warn)
+                with files.extracting:
+                    _unpack(parent, part_name, layer, parts, files.warn)
             finally:
                 os.unlink(part_name, dir_fd=parent)
         else:
@@ -392,7 +461,7 @@ def _pull_layer(
             os.rename(part_name, final, src_dir_fd=parent, dst_dir_fd=parent)
     finally:
         os.close(parent)
-    prog.done(layer, "fetched")
+    files.progress.done(layer, "fetched")
     return Pulled(layer, title, os.path.join(dest, *parts), unpack)
 
 
@@ -427,7 +496,9 @@ def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
         return None
 
 
-def _download(fetcher: Any, parent: int, partial: str, layer: Descriptor, prog: Progress) -> None:
+def _download(
+    fetcher: Fetcher, parent: int, partial: str, layer: Descriptor, prog: Progress
+) -> None:
     """Bring ``layer`` into ``partial`` (resuming what an earlier pull left), verified."""
     fd = os.open(
         partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent

@@ -430,6 +430,7 @@ class Client:
                 os.fspath(dest),
                 media_types=media_types,
                 progress=prog,
+                concurrency=self.concurrency,
             )
         return pulled
 

@@ -21,7 +21,7 @@ from typing import BinaryIO, cast
 
 from ocidist import reference
 from ocidist.content import Store, ingest_key_for
-from ocidist.content.copy import ingest, put_bytes
+from ocidist.content.copy import ingest
 from ocidist.descriptor import DISTRIBUTION_SOURCE, Descriptor
 from ocidist.errors import NotFound
 from ocidist.images.plan import plan, remote_platform
@@ -114,7 +114,7 @@ def copy_image(
         sched.add(blob_key(key), partial(copy_blob, desc), (), (2, -desc.size))
     if via_store is not None:
         for desc, data in todo.manifests:
-            put_bytes(via_store, ingest_key_for(desc), data, desc.digest, labels=source_label)
+            via_store.put(data, desc.digest, source_label)
     add_manifest_jobs(sched, pusher, todo, root, result, prog)
     sched.run()
     return result

@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ocidist import reference
 from ocidist.descriptor import Descriptor
 from ocidist.digest import Digest, InvalidDigest
 from ocidist.errors import InvalidArgument
-from ocidist.remotes.docker.resolver import DockerResolver
 from ocidist.stream import copy_stream
+
+if TYPE_CHECKING:
+    from ocidist.remotes import Registry
 
 
 def parse_hints(hints: Sequence[str]) -> tuple[str, int]:
@@ -45,7 +48,7 @@ def parse_object_line(line: str) -> tuple[str, list[str]]:
 
 
 def describe(
-    resolver: DockerResolver, ref: str, obj: str | None, hints: Sequence[str]
+    resolver: Registry, ref: str, obj: str | None, hints: Sequence[str]
 ) -> tuple[str, Descriptor]:
     """(name, descriptor) of OBJECT in REF's repository, or of REF itself."""
     media_type, size = parse_hints(hints)
@@ -76,7 +79,7 @@ def describe(
 
 
 def fetch_to_dir(
-    resolver: DockerResolver, ref: str, obj: str, hints: Sequence[str], out_dir: str
+    resolver: Registry, ref: str, obj: str, hints: Sequence[str], out_dir: str
 ) -> tuple[Descriptor, str]:
     name, desc = describe(resolver, ref, obj, hints)
     dest_dir = os.path.join(out_dir, desc.digest.algorithm)

@@ -16,6 +16,10 @@ missing, does the update again (a bounded number of times). If-Match would
 not help: the distribution-spec defines no conditional manifest PUT, and
 Distribution 2.8 answers an ``ETag`` but accepted a PUT whose ``If-Match``
 named another digest (tested 2026-12).
+
+Following referrers of referrers (``closure``) is a walk of the graph "what
+refers to what" on the image walker, with its limits: every referrer is a
+level (at most ``MAX_INDEX_DEPTH``), at most ``MAX_CHILDREN`` of one subject.
 """
 
 from __future__ import annotations
@@ -28,13 +32,18 @@ from ocidist import manifest, reference
 from ocidist.descriptor import OCI_INDEX, Descriptor, is_manifest_or_index
 from ocidist.digest import Digest
 from ocidist.errors import InvalidContent, NotFound, RegistryError
-from ocidist.images.walk import MAX_CHILDREN, fetch_manifest
+from ocidist.images.walk import (
+    MAX_CHILDREN,
+    Recorder,
+    check_fan_out,
+    fetch_manifest,
+    index_entries,
+    walk,
+)
 from ocidist.remotes import resolve_to_fetch
 
 if TYPE_CHECKING:
-    from ocidist.remotes import Fetcher
-    from ocidist.remotes.docker.pusher import DockerPusher
-    from ocidist.remotes.docker.resolver import DockerResolver
+    from ocidist.remotes import Fetcher, Registry, Resolver
 
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_JSON = b"{}"
@@ -64,62 +73,48 @@ def entry_for(desc: Descriptor, data: bytes) -> Descriptor:
 
 
 def list_referrers(
-    resolver: DockerResolver, repository: str, subject: Digest, artifact_type: str = ""
+    resolver: Registry, repository: str, subject: Digest, artifact_type: str = ""
 ) -> tuple[list[Descriptor], str]:
     """What refers to ``subject`` in ``repository``, and how it was learnt:
     ``"api"`` or ``"tag"`` (the referrers tag schema)."""
-    from ocidist.remotes.docker.hosts import PULL
-    from ocidist.remotes.docker.listing import upstream_host
-    from ocidist.remotes.docker.referrers import fetch_referrers
-
     r = reference.parse(repository, default_tag="")
-    hosts = [h for h in resolver.hosts(r.domain) if PULL in h.capabilities]
-    if not hosts:
-        raise NotFound(f"{r.repository}: no host configured to pull from {r.domain}")
     try:
-        found, filtered = fetch_referrers(
-            resolver.session, upstream_host(hosts), r.path, subject, artifact_type,
-            limit=MAX_CHILDREN,
-        )  # fmt: skip
+        fetcher = resolver.fetcher(r.repository)
+        found, filtered = fetcher.referrers(subject, artifact_type, limit=MAX_CHILDREN)
         via = "api"
     except NotFound:
         found, filtered = _from_tag(resolver, r.repository, subject), False
         via = "tag"
+    check_fan_out(f"{r.repository}@{subject}", found)  # as any index: however it was learnt
     if artifact_type and not filtered:
         found = [d for d in found if d.artifact_type == artifact_type]
     return found, via
 
 
-def _from_tag(resolver: DockerResolver, repository: str, subject: Digest) -> list[Descriptor]:
-    index = _read_tag(resolver, f"{repository}:{tag_for(subject)}")
-    return [] if index is None else list(index.manifests)
+def _from_tag(resolver: Resolver, repository: str, subject: Digest) -> list[Descriptor]:
+    entries = _read_tag(resolver, f"{repository}:{tag_for(subject)}")
+    return [] if entries is None else entries
 
 
-def _read_tag(resolver: DockerResolver, ref: str) -> manifest.Index | None:
+def _read_tag(resolver: Resolver, ref: str) -> list[Descriptor] | None:
+    """The referrers the tag ``ref`` lists; None when there is no such tag."""
     try:
         _, desc, fetcher = resolve_to_fetch(resolver, ref)
     except NotFound:
         return None
-    decoded = manifest.decode(fetch_manifest(fetcher, desc), desc.media_type)
-    if not isinstance(decoded, manifest.Index) or desc.media_type != OCI_INDEX:
+    if desc.media_type != OCI_INDEX:
         raise InvalidContent(f"{ref}: the referrers tag does not hold an OCI image index")
-    return decoded
+    return index_entries(fetch_manifest(fetcher, desc), f"{ref}: the referrers tag")
 
 
-def record(
-    resolver: DockerResolver,
-    pusher: DockerPusher,
-    repository: str,
-    subject: Digest,
-    entry: Descriptor,
-) -> str:
+def record(resolver: Resolver, repository: str, subject: Digest, entry: Descriptor) -> str:
     """Add ``entry`` to ``subject``'s referrers tag in ``repository`` (the
     referrers tag schema); returns the tag."""
     tag = tag_for(subject)
     ref = f"{repository}:{tag}"
+    pusher = resolver.pusher(ref)
     for _ in range(RECORD_ATTEMPTS):
-        current = _read_tag(resolver, ref)
-        entries = list(current.manifests) if current is not None else []
+        entries = _read_tag(resolver, ref) or []
         if any(e.digest == entry.digest for e in entries):
             return tag
         if len(entries) >= MAX_CHILDREN:
@@ -130,73 +125,61 @@ def record(
             "manifests": [e.to_json() for e in [*entries, entry]],
         }
         data = json.dumps(doc, separators=(",", ":")).encode()
-        pusher.put_manifest(Descriptor(OCI_INDEX, Digest.from_bytes(data), len(data)), data, tag)
+        pusher.put_manifest(Descriptor(OCI_INDEX, Digest.from_bytes(data), len(data)), data)
         check = _read_tag(resolver, ref)
-        if check is not None and any(e.digest == entry.digest for e in check.manifests):
+        if check is not None and any(e.digest == entry.digest for e in check):
             return tag
     raise RegistryError(f"{ref}: the referrers tag kept changing while it was updated")
 
 
-def has_api(resolver: DockerResolver, repository: str, subject: Digest) -> bool:
+def has_api(resolver: Registry, repository: str, subject: Digest) -> bool:
     """Whether ``repository``'s registry answers the referrers API (not 404)."""
-    from ocidist.remotes.docker.hosts import PULL
-    from ocidist.remotes.docker.listing import upstream_host
-    from ocidist.remotes.docker.referrers import fetch_referrers
-
-    r = reference.parse(repository, default_tag="")
-    hosts = [h for h in resolver.hosts(r.domain) if PULL in h.capabilities]
     try:
-        fetch_referrers(resolver.session, upstream_host(hosts), r.path, subject, limit=MAX_CHILDREN)
+        fetcher = resolver.fetcher(reference.parse(repository, default_tag="").repository)
+        fetcher.referrers(subject, limit=MAX_CHILDREN)
     except NotFound:
         return False
     return True
 
 
 def closure(
-    resolver: DockerResolver,
+    resolver: Registry,
     repository: str,
-    subject: Digest,
+    subject: Descriptor,
     *,
     warn: Callable[[str], None] | None = None,
 ) -> list[tuple[Digest, Descriptor]]:
-    """Every referrer of ``subject``, and of those referrers, recursively
-    (bounded like an image graph): (what it refers to, its descriptor),
-    each subject before its referrers.
+    """Every referrer of ``subject``, and of those referrers, recursively:
+    (what it refers to, its descriptor), each subject before its referrers.
 
+    A walk whose handler lists referrers (each digest asked once), bounded
+    as an image graph is, every referrer a level deeper than its subject.
     A listing is the registry's word (or that of whoever could push the
     referrers tag): each listed manifest is read, and one that does not
     name the subject as its own ``subject`` is skipped with a warning, so
     an unrelated image is never carried as attached to this one."""
-    from ocidist.images.walk import MAX_INDEX_DEPTH
-
     fetcher = resolver.fetcher(repository)
     say = warn or _log_warning
-    out: list[tuple[Digest, Descriptor]] = []
-    seen = {subject}
-    level = [subject]
-    for _ in range(MAX_INDEX_DEPTH):
-        following: list[Digest] = []
-        for parent in level:
-            found, _ = list_referrers(resolver, repository, parent)
-            for desc in found:
-                if desc.digest in seen:
-                    continue
-                seen.add(desc.digest)
-                why = _not_referring(fetcher, desc, parent)
-                if why:
-                    listed = f"{repository}: {desc.digest}, listed as a referrer of {parent}"
-                    say(f"{listed}, {why}: skipped")
-                    continue
-                out.append((parent, desc))
-                following.append(desc.digest)
-                if len(out) > MAX_CHILDREN:
-                    raise InvalidContent(
-                        f"{repository}@{subject}: more than {MAX_CHILDREN} referrers"
-                    )
-        if not following:
-            return out
-        level = following
-    raise InvalidContent(f"{repository}@{subject}: referrers nested deeper than {MAX_INDEX_DEPTH}")
+    seen = {subject.digest}
+
+    def referrers_of(parent: Descriptor) -> list[Descriptor]:
+        kept: list[Descriptor] = []
+        for desc in list_referrers(resolver, repository, parent.digest)[0]:
+            if desc.digest in seen:
+                continue
+            seen.add(desc.digest)
+            why = _not_referring(fetcher, desc, parent.digest)
+            if why:
+                listed = f"{repository}: {desc.digest}, listed as a referrer of {parent.digest}"
+                say(f"{listed}, {why}: skipped")
+                continue
+            kept.append(desc)
+        return kept
+
+    recorder = Recorder(referrers_of)
+    walk(recorder, [subject], nests=(lambda _: True, "referrers"))
+    # Parents were visited before their referrers.
+    return [(p.digest, d) for p in recorder.visited for d in recorder.children[str(p.digest)]]
 
 
 def _not_referring(fetcher: Fetcher, desc: Descriptor, subject: Digest) -> str:
@@ -221,12 +204,11 @@ def _log_warning(message: str) -> None:
 
 
 def copy_referrers(
-    resolver: DockerResolver,
+    resolver: Registry,
     src: str,
     dst: str,
-    subject: Digest,
+    subject: Descriptor,
     copy: Callable[[str, str], Descriptor],
-    pusher: DockerPusher,
     *,
     warn: Callable[[str], None] | None = None,
 ) -> list[Descriptor]:
@@ -234,10 +216,10 @@ def copy_referrers(
     to ``dst`` with ``copy(src_ref, dst_ref)`` (an image copy, by digest),
     keeping ``dst``'s referrers tag up to date where it has no API."""
     found = closure(resolver, src, subject, warn=warn)
-    api = has_api(resolver, dst, subject) if found else True
+    api = has_api(resolver, dst, subject.digest) if found else True
     for parent, desc in found:
         copied = copy(f"{src}@{desc.digest}", f"{dst}@{desc.digest}")
         if not api:
             data = fetch_manifest(resolver.fetcher(src), copied)
-            record(resolver, pusher, dst, parent, entry_for(copied, data))
+            record(resolver, dst, parent, entry_for(copied, data))
     return [d for _, d in found]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from ocidist import jsondata
-from ocidist.descriptor import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor
+from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor
 from ocidist.digest import Digest, VerifyingReader
 from ocidist.errors import DigestMismatch, DistError, InvalidArgument, InvalidContent, NotFound
 from ocidist.stream import Readable
@@ -29,8 +29,7 @@ from ocidist.text import quote
 if TYPE_CHECKING:
     from ocidist.content import Store
     from ocidist.metadata import Metadata
-    from ocidist.remotes import Fetcher
-    from ocidist.remotes.docker.resolver import DockerResolver
+    from ocidist.remotes import Fetcher, Resolver
 
 TRANSPORTS = ("docker", "oci", "oci-archive", "docker-archive", "store")
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -107,7 +106,7 @@ def split_path(rest: str) -> tuple[str, str]:
 def open_source(
     text: str,
     *,
-    resolver: Callable[[], DockerResolver] | None = None,
+    resolver: Callable[[], Resolver] | None = None,
     store: Callable[[], Store] | None = None,
     metadata: Callable[[], Metadata] | None = None,
 ) -> Source:
@@ -139,7 +138,7 @@ def open_source(
         raise
 
 
-def _registry(resolver: DockerResolver, ref: str) -> Source:
+def _registry(resolver: Resolver, ref: str) -> Source:
     from ocidist.remotes import resolve_to_fetch
 
     name, desc, fetcher = resolve_to_fetch(resolver, ref)
@@ -231,7 +230,7 @@ def _checked(stream: Readable, desc: Descriptor, offset: int, verify: bool, wher
 
 
 def layout_entries(layout: LayoutDir | LayoutTar) -> list[Descriptor]:
-    from ocidist import manifest
+    from ocidist.images.walk import index_entries
 
     version = layout.read_file("oci-layout", 4096)
     try:
@@ -241,10 +240,8 @@ def layout_entries(layout: LayoutDir | LayoutTar) -> list[Descriptor]:
     ok = found.startswith("1.")
     if not ok:
         raise InvalidContent(f"{layout.path}: oci-layout: unsupported layout version")
-    decoded = manifest.decode(layout.read_file("index.json", MAX_MANIFEST_SIZE), OCI_INDEX)
-    if not isinstance(decoded, manifest.Index):
-        raise InvalidContent(f"{layout.path}: index.json is not an image index")
-    return list(decoded.manifests)
+    data = layout.read_file("index.json", MAX_MANIFEST_SIZE)
+    return index_entries(data, f"{layout.path}: index.json")
 
 
 def _layout(layout: LayoutDir | LayoutTar, tag: str) -> Source:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ocidist.images.platforms import MatchComparer
     from ocidist.metadata import Metadata
     from ocidist.progress import Progress
-    from ocidist.remotes.docker.resolver import DockerResolver
+    from ocidist.remotes import Resolver
 
     Staging = Callable[[str | None], AbstractContextManager[tuple[Store, Metadata]]]
 
@@ -61,7 +61,7 @@ class Services:
 
     def __init__(
         self,
-        resolver: Callable[[], DockerResolver],
+        resolver: Callable[[], Resolver],
         store: Callable[[], Store],
         metadata: Callable[[], Metadata],
         staging: Staging,

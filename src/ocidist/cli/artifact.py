@@ -156,6 +156,7 @@ def _push(
     from ocidist.artifact import parse_file_arg, push_artifact
     from ocidist.errors import InvalidArgument
 
+    ctx.push_options = push_options(args)  # the resolver's, for every pusher it makes
     resolver = ctx.resolver()
     subject = None
     if subject_ref:
@@ -176,7 +177,6 @@ def _push(
             annotations=_annotations(args.annotation),
             subject=subject,
             config=config,
-            options=push_options(args),
             progress=progress,
             concurrency=args.concurrency,
         )

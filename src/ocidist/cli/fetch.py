@@ -104,7 +104,7 @@ def _fetch_referrers(args: argparse.Namespace, ctx: Context, result: Any, progre
     resolver = ctx.resolver()
     store = ctx.store()
     repository = reference.parse(result.name).repository
-    found = closure(resolver, repository, result.target.digest, warn=ctx.warn)
+    found = closure(resolver, repository, result.target, warn=ctx.warn)
     for parent, desc in found:
         fetch_image(
             resolver,

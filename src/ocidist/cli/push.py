@@ -327,15 +327,13 @@ def _copy_registries(args: argparse.Namespace, ctx: Context, matcher: Any, progr
 
         src = reference.parse(result.source).repository
         dst = reference.parse(result.name).repository
-        pusher = ctx.resolver().pusher(dst)
         # Referrers are copied whole (every platform of an index they may be).
         found = copy_referrers(
             ctx.resolver(),
             src,
             dst,
-            result.target.digest,
+            result.target,
             lambda s, d: copy(s, d, None).target,
-            pusher,
             warn=ctx.warn,
         )
         result.referrers = found

@@ -172,8 +172,9 @@ def run_rm(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_tag(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist import reference
-    from ocidist.descriptor import MAX_MANIFEST_SIZE
-    from ocidist.errors import InvalidArgument, InvalidContent
+    from ocidist.errors import InvalidArgument
+    from ocidist.images.walk import fetch_manifest
+    from ocidist.remotes import resolve_to_fetch
 
     r = reference.parse(args.src)
     try:
@@ -182,16 +183,10 @@ def run_tag(args: argparse.Namespace, ctx: Context) -> int:
         raise InvalidArgument(
             f"tag: invalid tag {args.newtag!r} (a tag like v1.2, not a reference)"
         ) from None
-    name, desc = ctx.resolver().resolve(args.src)
-    if desc.size > MAX_MANIFEST_SIZE:
-        raise InvalidContent(f"{name}: manifest of {desc.size} bytes is too large")
-    stream = ctx.resolver().fetcher(name).fetch(desc)
-    try:
-        data = stream.read()  # verified against the digest by the fetcher
-    finally:
-        stream.close()
-    ctx.resolver().pusher(name).put_manifest(desc, data, tag=args.newtag)
+    _, desc, fetcher = resolve_to_fetch(ctx.resolver(), args.src)
+    data = fetch_manifest(fetcher, desc)  # the one capped read, verified
     new_name = f"{target.repository}:{args.newtag}"
+    ctx.resolver().pusher(new_name).put_manifest(desc, data)
     if ctx.json:
         ctx.emit("tagged", {"name": new_name, **desc.to_json()})
     else:

@@ -11,11 +11,14 @@ retried fetch starts clean).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from ocidist.descriptor import Descriptor
 from ocidist.digest import Digest
 from ocidist.value import Value
+
+if TYPE_CHECKING:
+    from ocidist.content.rangefile import RangeFile
 
 
 def ingest_key_for(desc: Descriptor) -> str:
@@ -93,15 +96,15 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
-class ReaderAt(Protocol):
-    """A seekable reader of committed content."""
+@runtime_checkable
+class RangedWriter(Writer, Protocol):
+    """A writer that can also take bytes at offsets (a local store's ingest:
+    content/ingest.py), so a big blob can come as parallel ranges
+    (content/parallel.py). Optional: ``isinstance`` tells."""
 
-    size: int
-
-    def read(self, n: int = -1) -> bytes: ...
-    def readinto(self, buf: bytearray | memoryview) -> int: ...
-    def seek(self, offset: int, whence: int = 0) -> int: ...
-    def close(self) -> None: ...
+    def ranged(self) -> RangeFile: ...
+    def adopt(self, rf: RangeFile) -> None: ...
+    def leave_ranges(self, rf: RangeFile) -> None: ...
 
 
 class Provider(Protocol):
@@ -131,6 +134,12 @@ class Store(Provider, Ingester, Protocol):
     def status(self, key: str) -> Status: ...
     def list_statuses(self) -> list[Status]: ...
     def abort(self, key: str) -> None: ...
+    def put(self, data: bytes, expected: Digest, labels: Mapping[str, str] | None = None) -> bool:
+        """Commit a whole object held in memory as ``expected`` (with
+        ``labels``); False when the store had it already. DigestMismatch,
+        committing nothing, when ``data`` is not ``expected``. A local store
+        does it in one step; a daemon's through an ingest."""
+        ...
 
 
 def verify(provider: Provider, dgst: Digest) -> bool:

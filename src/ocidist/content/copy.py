@@ -14,9 +14,9 @@ import io
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO
 
-from ocidist.content import Ingester, Writer
+from ocidist.content import RangedWriter, Store, Writer
 from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, DigestMismatch, DistError, Unavailable
 from ocidist.stream import Readable
@@ -29,7 +29,7 @@ PIPELINE_BUFFERS = 8
 INTERRUPT_GRACE = 1.0
 
 if TYPE_CHECKING:
-    from ocidist.content.parallel import RangedWriter, RangeSource, Tuning
+    from ocidist.content.parallel import RangeSource, Tuning
 
 OpenAt = Callable[[int], Readable | BinaryIO]
 Progress = Callable[[int], None]
@@ -210,7 +210,7 @@ def copy_to_writer(
 
 
 def ingest(
-    ingester: Ingester,
+    store: Store,
     key: str,
     open_at: OpenAt,
     size: int,
@@ -233,59 +233,37 @@ def ingest(
     would otherwise resume into the same mismatch.
     """
     try:
-        writer = ingester.writer(key, total=size, expected=expected)
+        writer = store.writer(key, total=size, expected=expected)
     except AlreadyExists:
         return False
     try:
-        if ranges is not None and hasattr(writer, "ranged"):
+        if ranges is not None and isinstance(writer, RangedWriter):
             from ocidist.content.parallel import Tuning, copy_ranges
 
             t = tuning or Tuning()
-            if t.threshold and size >= t.threshold:
-                rw = cast("RangedWriter", writer)
-                if copy_ranges(
-                    rw, ranges, size, expected, tuning=t, labels=labels, progress=progress
-                ):
-                    return True
+            big = t.threshold and size >= t.threshold
+            if big and copy_ranges(
+                writer, ranges, size, expected, tuning=t, labels=labels, progress=progress
+            ):
+                return True
         copy_from(writer, open_at, size, expected, labels=labels, progress=progress)
     except DigestMismatch:
         writer.close()
-        drop_ingest(ingester, key)
+        drop_ingest(store, key)
         raise
     finally:
         writer.close()
     return True
 
 
-def drop_ingest(ingester: Ingester, key: str) -> None:
-    """Best effort: remove the ingest ``key`` when the ingester can (a store)."""
-    abort = getattr(ingester, "abort", None)
-    if abort is not None:
-        with contextlib.suppress(DistError):
-            abort(key)
-
-
-def put_bytes(
-    ingester: Ingester,
-    key: str,
-    data: bytes,
-    expected: Digest,
-    *,
-    labels: Mapping[str, str] | None = None,
-) -> bool:
-    """Commit a whole object held in memory; False when it was already there.
-
-    A store with a one-step ``put`` (the local store) takes it without an
-    ingest transaction; any other goes through ``ingest`` under ``key``.
-    """
-    put = getattr(ingester, "put", None)
-    if put is not None:
-        return bool(put(data, expected, labels))
-    return ingest_bytes(ingester, key, data, expected, labels=labels)
+def drop_ingest(store: Store, key: str) -> None:
+    """Best effort: remove the ingest ``key``."""
+    with contextlib.suppress(DistError):
+        store.abort(key)
 
 
 def ingest_bytes(
-    ingester: Ingester,
+    store: Store,
     key: str,
     data: bytes,
     expected: Digest,
@@ -294,7 +272,7 @@ def ingest_bytes(
 ) -> bool:
     """``ingest`` of bytes held in memory, through a writer under ``key``."""
     return ingest(
-        ingester, key, lambda offset: io.BytesIO(data[offset:]), len(data), expected, labels=labels
+        store, key, lambda offset: io.BytesIO(data[offset:]), len(data), expected, labels=labels
     )
 
 

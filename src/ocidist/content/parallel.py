@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import NamedTuple, Protocol
 
+from ocidist.content import RangedWriter
 from ocidist.content.rangefile import RangeFile, Span
 from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, DistError, Unavailable
@@ -86,17 +87,6 @@ class RangeSource(Protocol):
 
     # Optional: ``rtt() -> float | None``, the shortest round trip seen to
     # the server (seconds), read with getattr.
-
-
-class RangedWriter(Protocol):
-    """A store writer that can take bytes at offsets (content/ingest.py)."""
-
-    def ranged(self) -> RangeFile: ...
-    def adopt(self, rf: RangeFile) -> None: ...
-    def leave_ranges(self, rf: RangeFile) -> None: ...
-    def commit(
-        self, size: int, expected: Digest, labels: Mapping[str, str] | None = None
-    ) -> None: ...
 
 
 Progress = Callable[[int], None]

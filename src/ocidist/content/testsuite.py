@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ocidist.content import Store
-from ocidist.content.copy import copy_from, copy_to_writer, ingest, put_bytes
+from ocidist.content.copy import copy_from, copy_to_writer, ingest
 from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, DigestMismatch, FailedPrecondition, NotFound
 
@@ -208,7 +208,7 @@ class StoreSuite:
             _within(info.updated_at, before, after, f"updated_at after labels {labels}")
             _within(info.created_at, before_commit, after_commit, "created_at after labels")
         put_before = time.time()
-        small = put_bytes(store, "put-times", b"small", Digest.from_bytes(b"small"))
+        small = store.put(b"small", Digest.from_bytes(b"small"))
         put_after = time.time()
         _eq(small, True, "put")
         info = store.info(Digest.from_bytes(b"small"))
@@ -397,16 +397,16 @@ class StoreSuite:
         store = self.factory()
         data = _blob(5000, seed=7)
         dgst = Digest.from_bytes(data)
-        _eq(put_bytes(store, "p1", data, dgst, labels={"a": "1", "gone": ""}), True, "first put")
+        _eq(store.put(data, dgst, {"a": "1", "gone": ""}), True, "first put")
         _eq(_read(store, dgst), data, "bytes read back after put")
         _eq(dict(store.info(dgst).labels), {"a": "1"}, "labels given to put")
-        _eq(put_bytes(store, "p1", data, dgst), False, "put of present content")
+        _eq(store.put(data, dgst), False, "put of present content")
         _eq(dict(store.info(dgst).labels), {"a": "1"}, "labels after a second put")
         wrong = Digest.from_bytes(b"not these bytes")
-        _raises(DigestMismatch, lambda: put_bytes(store, "p2", data, wrong), "put, wrong digest")
+        _raises(DigestMismatch, lambda: store.put(data, wrong), "put, wrong digest")
         _eq(store.exists(wrong), False, "wrong digest visible after put")
         empty = Digest.from_bytes(b"")
-        _eq(put_bytes(store, "p3", b"", empty), True, "put of the empty blob")
+        _eq(store.put(b"", empty), True, "put of the empty blob")
         _eq(_read(store, empty), b"", "empty blob after put")
         _eq(sorted(i.digest for i in store.walk()), sorted([dgst, empty]), "walk after puts")
         _eq(store.list_statuses(), [], "ingests left by put")
@@ -420,7 +420,7 @@ class StoreSuite:
 
         def one() -> None:
             try:
-                results.append(put_bytes(store, "same", data, dgst))
+                results.append(store.put(data, dgst))
             except BaseException as e:
                 errors.append(e)
 

@@ -20,7 +20,6 @@ from typing import Any, cast
 
 from ocidist import jsondata, manifest
 from ocidist.content import Store
-from ocidist.content.copy import put_bytes
 from ocidist.descriptor import OCI_LAYER, OCI_LAYER_GZIP, Descriptor
 from ocidist.digest import Digest, VerifyingReader
 from ocidist.errors import AlreadyExists
@@ -60,7 +59,7 @@ def compressed(store: Store, desc: Descriptor, *, concurrency: int = 1) -> Descr
     out = json.dumps(doc, separators=(",", ":")).encode()
     result = Descriptor(desc.media_type, Digest.from_bytes(out), len(out))
     labels = child_labels(result, manifest_children(result, out))
-    put_bytes(store, f"manifest-{result.digest}", out, result.digest, labels=labels)
+    store.put(out, result.digest, labels)
     return result
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ocidist.content import Store, ingest_key_for
-from ocidist.content.copy import ingest, put_bytes
-from ocidist.content.parallel import RangeSource
+from ocidist.content.copy import ingest
 from ocidist.descriptor import DISTRIBUTION_SOURCE, Descriptor, is_index, is_manifest
 from ocidist.errors import Unavailable
 from ocidist.images.walk import Children, manifest_children, read_manifest
 from ocidist.progress import NullProgress, Progress
-from ocidist.remotes import Fetcher
+from ocidist.remotes import Fetcher, RangeFetcher
 from ocidist.stream import Readable, read_exactly
 
 GC_REF = "containerd.io/gc.ref.content"
@@ -77,7 +76,7 @@ class FetchHandler:
         data = self._download(desc)
         children = self.children(desc, data) if graph else []
         labels = {**self._source, **child_labels(desc, children)}
-        if put_bytes(self.store, ingest_key_for(desc), data, desc.digest, labels=labels):
+        if self.store.put(data, desc.digest, labels):
             self.fetched.append(desc)
             self.progress.done(desc, "fetched")
         else:
@@ -119,8 +118,7 @@ class FetchHandler:
             return self.fetcher.fetch(desc, offset, verify=False)
 
         # A registry fetcher can serve ranges: a big blob then comes in parallel.
-        make_ranges = getattr(self.fetcher, "ranges", None)
-        ranges: RangeSource | None = make_ranges(desc) if make_ranges is not None else None
+        ranges = self.fetcher.ranges(desc) if isinstance(self.fetcher, RangeFetcher) else None
         fetched = ingest(
             self.store,
             ingest_key_for(desc),

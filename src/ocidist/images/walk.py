@@ -33,8 +33,15 @@ from collections.abc import Callable, Iterable, Sequence
 
 from ocidist import manifest
 from ocidist.content import Provider
-from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor, is_index, is_manifest_or_index
-from ocidist.errors import GraphLimit, NotFound
+from ocidist.descriptor import (
+    MAX_MANIFEST_SIZE,
+    OCI_INDEX,
+    Descriptor,
+    is_index,
+    is_manifest,
+    is_manifest_or_index,
+)
+from ocidist.errors import GraphLimit, InvalidContent, NotFound
 from ocidist.images.platforms import MatchComparer, select
 from ocidist.images.scheduler import Scheduler
 from ocidist.remotes import Fetcher
@@ -51,15 +58,15 @@ MAX_INDEX_DEPTH = 8
 MAX_CHILDREN = 10_000
 
 
-def too_deep(desc: Descriptor) -> GraphLimit:
-    return GraphLimit(f"{desc.digest}: indexes nested deeper than {MAX_INDEX_DEPTH}")
+def too_deep(desc: Descriptor, what: str = "indexes") -> GraphLimit:
+    return GraphLimit(f"{desc.digest}: {what} nested deeper than {MAX_INDEX_DEPTH}")
 
 
-def check_fan_out(desc: Descriptor, children: Sequence[Descriptor]) -> None:
+def check_fan_out(desc: Descriptor | str, children: Sequence[Descriptor]) -> None:
+    """``desc`` (or a name for what holds the list) names too many children?"""
     if len(children) > MAX_CHILDREN:
-        raise GraphLimit(
-            f"{desc.digest}: {len(children)} children is too many (at most {MAX_CHILDREN})"
-        )
+        name = desc if isinstance(desc, str) else str(desc.digest)
+        raise GraphLimit(f"{name}: {len(children)} children is too many (at most {MAX_CHILDREN})")
 
 
 def check_size(desc: Descriptor) -> None:
@@ -67,14 +74,26 @@ def check_size(desc: Descriptor) -> None:
         raise GraphLimit(f"{desc.digest}: manifest of {desc.size} bytes is too large")
 
 
-def walk(handler: Handler, roots: Iterable[Descriptor], *, concurrency: int = 1) -> None:
-    """Run ``handler`` on ``roots`` and on every child it returns, bounded."""
+def walk(
+    handler: Handler,
+    roots: Iterable[Descriptor],
+    *,
+    concurrency: int = 1,
+    nests: tuple[Callable[[Descriptor], bool], str] = (lambda d: is_index(d.media_type), "indexes"),
+) -> None:
+    """Run ``handler`` on ``roots`` and on every child it returns, bounded.
+
+    ``nests``: which descriptors count as one level deeper, and what they
+    are called in the error: an image graph's indexes (a manifest and its
+    blobs add no depth); for a graph whose every edge is a level (what
+    refers to what: ``referrers.closure``), every descriptor."""
     sched = Scheduler(concurrency, name="walk")
+    deeper, what = nests
 
     def add(desc: Descriptor, depth: int) -> None:
-        depth += is_index(desc.media_type)
+        depth += deeper(desc)
         if depth > MAX_INDEX_DEPTH:
-            raise too_deep(desc)
+            raise too_deep(desc, what)
         sched.add(str(desc.digest), lambda: visit(desc, depth), priority=_priority(desc))
 
     def visit(desc: Descriptor, depth: int) -> None:
@@ -113,6 +132,25 @@ def fetch_manifest(fetcher: Fetcher, desc: Descriptor) -> bytes:
 
 
 # -- children ----------------------------------------------------------------------
+
+
+def index_entries(data: bytes, what: str) -> list[Descriptor]:
+    """The entries of the OCI image index ``data`` that is not itself a
+    node of a graph being walked but a list of roots (an OCI layout's
+    ``index.json``, the referrers tag's list), fan-out bounded like any
+    index; InvalidContent naming ``what`` when it is not an index."""
+    decoded = manifest.decode(data, OCI_INDEX)
+    if not isinstance(decoded, manifest.Index):
+        raise InvalidContent(f"{what} is not an image index")
+    check_fan_out(what, decoded.manifests)
+    return list(decoded.manifests)
+
+
+def layer_children(desc: Descriptor, data: bytes) -> list[Descriptor]:
+    """A manifest's layers without its config (an artifact's files); an
+    index's entries; [] for anything else. Fan-out bounded."""
+    children = manifest_children(desc, data)
+    return children[1:] if is_manifest(desc.media_type) else children
 
 
 def manifest_children(desc: Descriptor, data: bytes) -> list[Descriptor]:

@@ -8,12 +8,11 @@ import sys
 import tarfile
 from typing import Any, BinaryIO
 
-from ocidist import jsondata, manifest, reference
+from ocidist import jsondata, reference
 from ocidist.archive.tarstream import BoundedTarInfo
 from ocidist.content import Store, Writer
 from ocidist.descriptor import (
     MAX_MANIFEST_SIZE,
-    OCI_INDEX,
     Descriptor,
     is_index,
     is_manifest,
@@ -29,7 +28,7 @@ from ocidist.errors import (
     NotFound,
 )
 from ocidist.images.handlers import child_labels
-from ocidist.images.walk import Recorder, manifest_children, walk
+from ocidist.images.walk import Recorder, index_entries, manifest_children, walk
 from ocidist.layout.common import (
     BUFSIZE,
     IMAGE_NAME,
@@ -288,10 +287,7 @@ class _LayoutReader:
             raise InvalidContent(f"{self.src}: {LAYOUT_FILE}: unsupported layout version")
 
     def _index_file(self, data: bytes) -> None:
-        decoded = manifest.decode(data, OCI_INDEX)
-        if not isinstance(decoded, manifest.Index):
-            raise InvalidContent(f"{self.src}: {INDEX_FILE} is not an image index")
-        self.entries = list(decoded.manifests)
+        self.entries = index_entries(data, f"{self.src}: {INDEX_FILE}")
         self._saw_index = True
 
     # -- graph --

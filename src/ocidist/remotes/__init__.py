@@ -3,12 +3,19 @@ hands out Fetchers (bytes by descriptor) and Pushers (writers by descriptor).
 
 The registry implementation lives in ``remotes.docker``; anything else that
 can resolve and fetch (an OCI layout, a daemon) can implement these too.
+
+What only some remotes can do is a Protocol of its own, as containerd has
+optional interfaces (``remotes.ReferrersFetcher``, ``FetcherByDigest``):
+``RangeFetcher`` (a big blob as parallel byte ranges: checked with
+``isinstance``, as a fetcher may be a layout directory), and ``Registry``,
+the resolver of a registry, for the commands that only make sense against
+one (objects by digest, referrers).
 """
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ocidist.content import Writer
 from ocidist.descriptor import Descriptor
@@ -16,6 +23,7 @@ from ocidist.stream import Readable
 
 if TYPE_CHECKING:
     from ocidist.content.parallel import RangeSource
+    from ocidist.digest import Digest
 
 
 class Fetcher(Protocol):
@@ -24,6 +32,27 @@ class Fetcher(Protocol):
         stream raises DigestMismatch before handing out the final bytes of a
         corrupt object; a caller that verifies itself (a store writer hashes
         what it takes) passes ``verify=False`` so nothing is hashed twice."""
+        ...
+
+
+@runtime_checkable
+class RangeFetcher(Fetcher, Protocol):
+    """A fetcher that can also serve a big blob as concurrent byte ranges
+    (a registry's: content/parallel.py)."""
+
+    def ranges(self, desc: Descriptor) -> RangeSource | None: ...
+
+
+class ReferrersFetcher(Fetcher, Protocol):
+    """A fetcher that lists what refers to a manifest (OCI distribution-spec
+    1.1's referrers API; containerd's ``remotes.ReferrersFetcher``)."""
+
+    def referrers(
+        self, subject: Digest, artifact_type: str = "", *, limit: int
+    ) -> tuple[list[Descriptor], bool]:
+        """The referrers of ``subject`` (GraphLimit past ``limit`` of them)
+        and whether the remote applied the ``artifact_type`` filter;
+        NotFound when it has no referrers API."""
         ...
 
 
@@ -50,6 +79,13 @@ class Pusher(Protocol):
         small one may be sent without asking)."""
         ...
 
+    def put_manifest(self, desc: Descriptor, data: bytes) -> str | None:
+        """Send manifest ``data`` (exactly these bytes) as ``desc``, under the
+        pusher's tag when its ref gave one, else by digest; returns the
+        subject the remote says it recorded ``desc`` as a referrer of (the
+        ``OCI-Subject`` answer), None when it said nothing."""
+        ...
+
 
 class Resolver(Protocol):
     def resolve(self, ref: str) -> tuple[str, Descriptor]:
@@ -63,6 +99,17 @@ class Resolver(Protocol):
 
     def fetcher(self, ref: str) -> Fetcher: ...
     def pusher(self, ref: str) -> Pusher: ...
+
+
+class Registry(Resolver, Protocol):
+    """A registry's resolver: objects by digest alone, and referrers."""
+
+    def describe(self, ref: str, dgst: Digest, media_type: str = "") -> Descriptor:
+        """The descriptor of object ``dgst`` in ``ref``'s repository (a blob
+        or a manifest; ``media_type`` a hint of which)."""
+        ...
+
+    def fetcher(self, ref: str) -> ReferrersFetcher: ...
 
 
 class WithManifest:
@@ -82,8 +129,9 @@ class WithManifest:
     def ranges(self, desc: Descriptor) -> RangeSource | None:
         """The wrapped fetcher's byte ranges of a big blob, where it has them
         (a registry's: content/parallel.py)."""
-        make = getattr(self._fetcher, "ranges", None)
-        return make(desc) if make is not None else None
+        if isinstance(self._fetcher, RangeFetcher):
+            return self._fetcher.ranges(desc)
+        return None
 
 
 def resolve_to_fetch(resolver: Resolver, ref: str) -> tuple[str, Descriptor, Fetcher]:

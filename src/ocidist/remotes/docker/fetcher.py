@@ -34,6 +34,7 @@ from ocidist.stream import Readable
 from ocidist.text import quote
 
 if TYPE_CHECKING:
+    from ocidist.digest import Digest
     from ocidist.remotes.docker.rangefetch import BlobRanges
 
 SKIP_CHUNK = 1 << 20
@@ -112,6 +113,22 @@ class DockerFetcher:
         from ocidist.remotes.docker.rangefetch import BlobRanges
 
         return BlobRanges(self, self._session, desc)
+
+    def referrers(
+        self, subject: Digest, artifact_type: str = "", *, limit: int
+    ) -> tuple[list[Descriptor], bool]:
+        """What refers to ``subject`` by the referrers API of the registry
+        itself (a mirror caches the upstream's objects, not its lists), at
+        most ``limit`` over all pages, and whether it applied the
+        ``artifact_type`` filter; NotFound without the API
+        (remotes/docker/referrers.py)."""
+        from ocidist.remotes.docker.listing import upstream_host
+        from ocidist.remotes.docker.referrers import fetch_referrers
+
+        if not self._hosts:
+            raise NotFound(f"{self._path}: no host is configured to pull from")
+        host = upstream_host(self._hosts)
+        return fetch_referrers(self._session, host, self._path, subject, artifact_type, limit=limit)
 
     def _open_on(
         self,

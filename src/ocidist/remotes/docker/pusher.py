@@ -191,12 +191,16 @@ class DockerPusher:
 
     # -- manifests -------------------------------------------------------------------
 
-    def put_manifest(self, desc: Descriptor, data: bytes, tag: str | None = None) -> str | None:
-        """PUT ``data`` (exactly these bytes) as ``desc`` under ``tag`` or its digest.
+    def put_manifest(self, desc: Descriptor, data: bytes) -> str | None:
+        """PUT ``data`` (exactly these bytes) as ``desc`` under the pusher's
+        tag for it (see ``_tag_for``) or its digest.
 
         Returns the answer's ``OCI-Subject`` header: a registry with the
         referrers API names the pushed manifest's subject there (OCI
         distribution-spec 1.1); without it, the referrers tag is the client's job."""
+        return self._put_manifest(desc, data, self._tag_for(desc))
+
+    def _put_manifest(self, desc: Descriptor, data: bytes, tag: str | None) -> str | None:
         what = self._what(desc, tag)
         if len(data) != desc.size or Digest.from_bytes(data, desc.digest.algorithm) != desc.digest:
             raise DigestMismatch(f"{what}: manifest bytes do not match {desc.digest}")
@@ -276,7 +280,7 @@ class ManifestWriter:
         if len(self._buf) != size or expected != self._desc.digest:
             raise DigestMismatch(f"{self._desc.digest}: manifest bytes do not match {expected}")
         # put_manifest checks the bytes against the digest (once).
-        self._pusher.put_manifest(self._desc, bytes(self._buf), self._tag)
+        self._pusher._put_manifest(self._desc, bytes(self._buf), self._tag)
         self._done = True
 
     def close(self) -> None:

@@ -68,7 +68,8 @@ def fetch_referrers(
         out.extend(decoded.manifests)
         if len(out) > limit:
             # Pages are capped one by one; their number times their size is not.
-            raise GraphLimit(f"{what}: more than {limit} referrers")
+            # In the walker's words (images/walk.py check_fan_out): one limit, one text.
+            raise GraphLimit(f"{what}: more than {limit} children is too many")
         link = next_link(resp.header_all("Link"))
         if not link:
             return out, filtered and bool(artifact_type)
