@@ -79,18 +79,30 @@ def tls_hosts(tmp_path: Path, env: TLSEnv) -> str:
 
 
 def push_and_copy_runs(
-    runs: int, prefix: list[str], src: Registry, dst_host: str, repo: str, store: Path
+    runs: int,
+    prefix: list[str],
+    src: Registry,
+    dst_host: str,
+    repo: str,
+    store: Path,
+    creds: str | None = None,
 ) -> list[str]:
     """``runs`` pushes from the store and copies from the anonymous ``src``
-    registry; the stderr of each run that failed."""
+    registry (``creds`` as --user, --dest-user for a copy); the stderr of
+    each run that failed."""
     failures: list[str] = []
+    push_user = ["--user", creds] if creds else []
+    copy_user = ["--dest-user", creds] if creds else []
     for i in range(runs):
         out = run_dist(
-            *prefix, "--root", str(store), "push", "local/conc:v1", f"{dst_host}/{repo}/push{i}:v1"
-        )
+            *prefix, *push_user, "--root", str(store), "push", "local/conc:v1",
+            f"{dst_host}/{repo}/push{i}:v1",
+        )  # fmt: skip
         if out.returncode != 0:
             failures.append(f"push {i}: {out.stderr.decode().strip()}")
-        out = run_dist(*prefix, "copy", f"{src.host}/{SOURCE}:v1", f"{dst_host}/{repo}/copy{i}:v1")
+        out = run_dist(
+            *prefix, "copy", *copy_user, f"{src.host}/{SOURCE}:v1", f"{dst_host}/{repo}/copy{i}:v1"
+        )
         if out.returncode != 0:
             failures.append(f"copy {i}: {out.stderr.decode().strip()}")
     return failures
@@ -104,9 +116,9 @@ def test_basic_auth_push_and_copy_in_parallel_20_runs(
     tmp_path: Path,
     docker_config: Path,
 ) -> None:
-    prefix = ["--hosts-dir", tls_hosts(tmp_path, tls_env), "--user", tls_env.creds]
+    prefix = ["--hosts-dir", tls_hosts(tmp_path, tls_env)]
     failures = push_and_copy_runs(
-        RUNS, prefix, registry, tls_env.registry.host, "conc/basic", store
+        RUNS, prefix, registry, tls_env.registry.host, "conc/basic", store, tls_env.creds
     )
     assert not failures, f"{len(failures)} of {2 * RUNS} runs failed:\n" + "\n".join(failures)
     for kind in ("push", "copy"):
@@ -143,7 +155,7 @@ def test_token_auth_push_and_copy_in_parallel_20_runs(
 ) -> None:
     # The token server grants push under "private/" only.
     failures = push_and_copy_runs(
-        RUNS, ["--user", token_env.creds], registry, token_env.registry.host, "private/conc", store
+        RUNS, [], registry, token_env.registry.host, "private/conc", store, token_env.creds
     )
     assert not failures, f"{len(failures)} of {2 * RUNS} runs failed:\n" + "\n".join(failures)
     for kind in ("push", "copy"):
@@ -161,7 +173,7 @@ def test_token_auth_copy_between_repositories_in_parallel(
     same command hold tokens for one repository only."""
     host, user = token_env.registry.host, ["--user", token_env.creds]
     src = f"{host}/private/conc/mixed-src:v1"
-    out = run_dist(*user, "copy", f"{registry.host}/{SOURCE}:v1", src)
+    out = run_dist("copy", "--dest-user", token_env.creds, f"{registry.host}/{SOURCE}:v1", src)
     assert out.returncode == 0, out.stderr.decode()
     failures = []
     for i in range(5):

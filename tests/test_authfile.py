@@ -37,8 +37,11 @@ def test_paths_follow_the_containers_tools(tmp_path: Path, monkeypatch: pytest.M
         str(tmp_path / "run/containers/auth.json"),
         str(tmp_path / "cfg/containers/auth.json"),
     ]
+    # An explicit file is the only one (containers/image#1751, podman 4.4).
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "mine.json"))
-    assert authfile.paths()[0] == str(tmp_path / "mine.json")
+    assert authfile.paths() == [str(tmp_path / "mine.json")]
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", "")  # empty is unset, as Go's Getenv
+    assert len(authfile.paths()) == 2
     monkeypatch.delenv("REGISTRY_AUTH_FILE")
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert authfile.paths()[0] == f"/run/containers/{os.getuid()}/auth.json"
@@ -140,3 +143,45 @@ def test_dist_login_authfile_is_read_by_skopeo(
     proc = run_dist("logout", host, "--authfile", str(path))
     assert proc.returncode == 0 and b"Removing login credentials" in proc.stdout
     assert json.loads(path.read_text())["auths"] == {}
+
+
+def test_registry_auth_file_is_the_only_file_read(
+    token_env: TokenEnv, private_image: BuiltImage, docker_config: Path, tmp_path: Path
+) -> None:
+    """With $REGISTRY_AUTH_FILE set, podman (4.4 on) and skopeo (1.11 on) read
+    that file and no other: a job pointing it at its own logins gets those,
+    never the home directory's (which would win or fill in otherwise)."""
+    host = token_env.registry.host
+    ref = f"{host}/private/authfile/app:v1"
+    good, wrong = token_env.creds, f"{token_env.user}:not-the-password"
+    write_auth(tmp_path / "xdg-config/containers/auth.json", {host: good})
+    write_auth(docker_config / "config.json", {host: good})
+    assert run_dist("resolve", ref).returncode == 0  # the home files work
+    job = tmp_path / "job-auth.json"
+    write_auth(job, {"other.example": "x:y"})
+    only_job = {"REGISTRY_AUTH_FILE": str(job)}
+    proc = run_dist("resolve", ref, env=only_job)
+    assert proc.returncode == 1, "fell back to a file other than REGISTRY_AUTH_FILE"
+    assert "unauthorized" in one_error_line(proc)
+
+    # Its entry is used even where Docker's config.json holds another.
+    write_auth(docker_config / "config.json", {host: wrong})
+    write_auth(job, {host: good})
+    proc = run_dist("--json", "resolve", ref, env=only_job)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json_doc(proc.stdout)["digest"] == private_image.digest
+
+    # dist login and logout write the file dist reads: that one.
+    fresh = tmp_path / "fresh-auth.json"
+    before = (docker_config / "config.json").read_text()
+    proc = run_dist(
+        "--json", "login", host, "-u", token_env.user, "--password-stdin",
+        input=token_env.password.encode() + b"\n", env={"REGISTRY_AUTH_FILE": str(fresh)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json_doc(proc.stdout) == {"registry": host, "stored": str(fresh)}
+    assert (docker_config / "config.json").read_text() == before
+    assert run_dist("resolve", ref, env={"REGISTRY_AUTH_FILE": str(fresh)}).returncode == 0
+    proc = run_dist("logout", host, env={"REGISTRY_AUTH_FILE": str(fresh)})
+    assert proc.returncode == 0 and b"Removing login credentials" in proc.stdout
+    assert json.loads(fresh.read_text())["auths"] == {}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ocidist.cli.context import Context
 from ocidist.cli.push import add_push_options, push_options
 from ocidist.cli.transfer import add_transfer_options, progress_for
+from ocidist.cli.usercreds import refs
 
 if TYPE_CHECKING:
     from ocidist.artifact import ArtifactPush
@@ -46,7 +47,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     sp.add_argument("files", metavar="FILE[:MEDIATYPE]", nargs="*", help="files or directories")
     _add_artifact_options(sp)
     sp.add_argument("--subject", metavar="REF", help="the manifest this artifact refers to")
-    sp.set_defaults(handler=run_push)
+    sp.set_defaults(handler=run_push, registries=refs("ref", "subject"))
 
     sp = cs.add_parser(
         "pull",
@@ -74,7 +75,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="only layers of this media type (repeatable)",
     )
     add_transfer_options(sp)
-    sp.set_defaults(handler=run_pull)
+    sp.set_defaults(handler=run_pull, registries=refs("ref"))
 
     p = sub.add_parser(
         "attach",
@@ -92,7 +93,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("subject", metavar="SUBJECT", help="the image to attach to")
     p.add_argument("files", metavar="FILE[:MEDIATYPE]", nargs="*", help="files or directories")
     _add_artifact_options(p, required_type=True)
-    p.set_defaults(handler=run_attach)
+    p.set_defaults(handler=run_attach, registries=refs("subject"))
 
     p = sub.add_parser(
         "referrers",
@@ -110,7 +111,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("ref", metavar="REF", help="the subject")
     p.add_argument("--artifact-type", metavar="TYPE", default="", help="only this artifact type")
-    p.set_defaults(handler=run_referrers)
+    p.set_defaults(handler=run_referrers, registries=refs("ref"))
 
 
 def _add_artifact_options(p: argparse.ArgumentParser, *, required_type: bool = False) -> None:

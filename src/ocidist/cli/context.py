@@ -144,10 +144,12 @@ def add_global_options(
         default=d(None),
         help=h(
             "--user",
-            "registry credentials; without :PASS the password is read from stdin "
-            "(--password-stdin) or prompted for. Otherwise credentials come from Docker's "
-            "config.json (env DOCKER_CONFIG; default ~/.docker), then podman/skopeo's "
-            "auth.json (env REGISTRY_AUTH_FILE)",
+            "credentials for the registry the command names, and for no other host "
+            "(not its mirrors; copy: --src-user/--dest-user); without :PASS the "
+            "password is read from stdin (--password-stdin) or prompted for. Otherwise "
+            "credentials come from Docker's config.json (env DOCKER_CONFIG; default "
+            "~/.docker), then podman/skopeo's auth.json; with env REGISTRY_AUTH_FILE "
+            "set, from that file alone",
         ),
     )
     g.add_argument(
@@ -318,6 +320,7 @@ class Context:
         # Set by the commands that push, before they make the resolver.
         self.push_options: PushOptions | None = None
         self._user_cred: Credential | None = None
+        self._bindings: list[tuple[str, Credential]] | None = None
         self._store: Store | None = None
         self._metadata: Metadata | None = None
         self._daemon: Daemon | None = None
@@ -400,43 +403,80 @@ class Context:
         )
 
     def user_credential(self, prompt_user: bool = False) -> Credential | None:
-        """``--user USER[:PASS]``; the password from stdin or a TTY prompt.
-        ``prompt_user`` (dist login) also asks for the user name on a TTY."""
+        """``--user USER[:PASS]`` as given, for the commands that decide where
+        it goes themselves (login, serve); the password from stdin or a TTY
+        prompt. ``prompt_user`` (dist login) also asks for the user name on a TTY."""
         if self._user_cred is not None:
             return self._user_cred
-        from ocidist.remotes.docker.auth import Credential
-        from ocidist.remotes.docker.credentials import parse_user
-
         text = getattr(self.args, "user", None)
         if not text:
             if not (prompt_user and sys.stdin.isatty()):
                 return None
             text = input("Username: ").strip()
-        user, password = parse_user(text)
-        if password is None:
-            password = self.read_password()
-        self._user_cred = Credential(username=user, secret=password)
+        self._user_cred = self._credential("--user", text, "Password: ")
         return self._user_cred
 
-    def read_password(self) -> str:
+    def _credential(self, option: str, text: str, prompt: str) -> Credential:
+        from ocidist.remotes.docker.auth import Credential
+        from ocidist.remotes.docker.credentials import parse_user
+
+        user, password = parse_user(text, option)
+        if password is None:
+            password = self.read_password(prompt)
+        return Credential(username=user, secret=password)
+
+    def read_password(self, prompt: str = "Password: ") -> str:
         if getattr(self.args, "password_stdin", False):
             # docker login strips the trailing newline only; so do we.
             return sys.stdin.readline().rstrip("\r\n")
         if sys.stdin.isatty():
             import getpass
 
-            return getpass.getpass("Password: ")
+            return getpass.getpass(prompt)
         raise InvalidArgument("no password: give USER:PASS, --password-stdin, or use a terminal")
 
-    def credentials(self, *, use_user: bool = True) -> CredentialFunc:
-        """``--user`` first (unless not ``use_user``), then Docker's config.json
-        (file, helpers), then podman/skopeo's auth.json files (authfile.paths())."""
-        from ocidist.remotes.docker import credentials as creds
-        from ocidist.remotes.docker.authfile import from_auth_files
+    def check_user_options(self) -> None:
+        """Refuse --user / --src-user / --dest-user that cannot be bound to
+        one registry before the command does anything (their passwords are
+        read when a registry is first contacted)."""
+        if getattr(self.args, "registries", None) is not None:
+            from ocidist.cli.usercreds import bindings
 
-        files = creds.chain(creds.from_docker_config(), from_auth_files())
-        cred = self.user_credential() if use_user else None
-        return files if cred is None else creds.chain(creds.static(cred), files)
+            bindings(self.args)
+
+    def user_bindings(self) -> list[tuple[str, Credential]]:
+        """``(registry, credential)`` for ``--user`` (or copy's ``--src-user``
+        and ``--dest-user``): each goes to the registry the command names
+        for it and to no other host (cli/usercreds.py)."""
+        if self._bindings is None:
+            from ocidist.cli.usercreds import bindings
+
+            given = bindings(self.args)
+            from_stdin = [o for o, text, _ in given if ":" not in text]
+            if len(from_stdin) > 1 and getattr(self.args, "password_stdin", False):
+                raise InvalidArgument(
+                    f"--password-stdin reads one password, and {' and '.join(from_stdin)} "
+                    "both need one: give the other as USER:PASS"
+                )
+            self._bindings = [
+                (registry, self._credential(option, text, f"Password for {registry}: "))
+                for option, text, registry in given
+            ]
+        return self._bindings
+
+    def credentials(self, *, use_user: bool = True) -> CredentialFunc:
+        """``--user`` for the registry the command names (unless not
+        ``use_user``), then the credential files (authfile.stored: Docker's
+        config.json with its helpers, then podman/skopeo's auth.json; or
+        $REGISTRY_AUTH_FILE alone)."""
+        from ocidist.remotes.docker import credentials as creds
+        from ocidist.remotes.docker.authfile import stored
+
+        files = stored()
+        if not use_user:
+            return files
+        bound = [creds.for_registry(registry, cred) for registry, cred in self.user_bindings()]
+        return creds.chain(*bound, files) if bound else files
 
     def emit(self, event: str, doc: Mapping[str, Any] | None = None) -> None:
         """One ``--json`` line on stdout: ``{"event": EVENT, **doc}``, compact.

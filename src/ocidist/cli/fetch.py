@@ -8,6 +8,7 @@ from typing import Any
 
 from ocidist.cli.context import Context
 from ocidist.cli.transfer import add_transfer_options, progress_for
+from ocidist.cli.usercreds import refs
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -30,7 +31,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             ),
         )
         add_pull_options(p)
-        p.set_defaults(handler=run)
+        p.set_defaults(handler=run, registries=refs("ref"))
 
 
 def add_pull_options(p: argparse.ArgumentParser) -> None:

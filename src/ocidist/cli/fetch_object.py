@@ -14,6 +14,7 @@ import threading
 from typing import IO, Any
 
 from ocidist.cli.context import Context, report_error
+from ocidist.cli.usercreds import refs
 from ocidist.text import escape
 
 
@@ -43,7 +44,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help="parallel fetches with --stdin (default 4)",
     )
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, registries=refs("ref"))
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

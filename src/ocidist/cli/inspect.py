@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ocidist.cli.context import Context
+from ocidist.cli.usercreds import refs
 
 SOURCES_HELP = (
     "REF (a registry), oci:DIR[:TAG], oci-archive:FILE[:TAG], "
@@ -41,7 +42,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--raw", action="store_true", help="the manifest's exact bytes")
     what.add_argument("--config", action="store_true", help="the config's exact bytes")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, registries=refs("source"))
 
 
 def open_source(ctx: Context, text: str) -> Any:

@@ -22,8 +22,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Check credentials against REGISTRY and store them in Docker's "
         "config.json ($DOCKER_CONFIG/config.json or ~/.docker/config.json), or in the "
         "credsStore/credHelpers helper it names. The user comes from -u/--user; the "
-        "password from -p, --password-stdin or a prompt. With --authfile, store them in "
-        "that podman/skopeo auth.json instead.",
+        "password from -p, --password-stdin or a prompt. With --authfile (or "
+        "$REGISTRY_AUTH_FILE, the only file dist then reads), store them in that "
+        "podman/skopeo auth.json instead.",
         examples=(
             "dist login ghcr.io -u alice",
             'dist login quay.io -u bob --authfile "$XDG_RUNTIME_DIR/containers/auth.json"',
@@ -41,7 +42,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="remove a registry's stored credentials",
         description="Remove REGISTRY's credentials from Docker's config.json or helper "
-        "(with --authfile, from that auth.json).",
+        "(with --authfile or $REGISTRY_AUTH_FILE, from that auth.json).",
         examples=("dist logout ghcr.io",),
     )
     q.add_argument("registry", metavar="REGISTRY", nargs="?", default="docker.io")
@@ -51,6 +52,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def add_authfile(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument("--authfile", metavar="FILE", help=help_text)
+
+
+def _authfile(args: argparse.Namespace) -> str | None:
+    """--authfile, else $REGISTRY_AUTH_FILE: with it set, that file is the
+    only one dist reads (authfile.stored), so a login goes there, as podman's."""
+    from ocidist.remotes.docker.authfile import override
+
+    return str(args.authfile) if args.authfile else override()
 
 
 def registry_domain(text: str) -> str:
@@ -90,10 +99,11 @@ def run_login(args: argparse.Namespace, ctx: Context) -> int:
         resp.close()
     finally:
         resolver.close()
-    if args.authfile:
+    path = _authfile(args)
+    if path:
         from ocidist.remotes.docker import authfile
 
-        where = authfile.store(domain, cred, args.authfile)
+        where = authfile.store(domain, cred, path)
     else:
         where = creds.store(domain, cred)
     if ctx.json:
@@ -107,10 +117,11 @@ def run_logout(args: argparse.Namespace, ctx: Context) -> int:
     from ocidist.remotes.docker import credentials as creds
 
     domain = registry_domain(args.registry)
-    if args.authfile:
+    path = _authfile(args)
+    if path:
         from ocidist.remotes.docker import authfile
 
-        removed = authfile.erase(domain, args.authfile)
+        removed = authfile.erase(domain, path)
     else:
         removed = creds.erase(domain)
     if ctx.json:

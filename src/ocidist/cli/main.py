@@ -141,6 +141,7 @@ def main(
         try:
             if backstop:
                 _arm_backstop(ctx.deadline)
+            ctx.check_user_options()
             return int(handler(args, ctx))
         finally:
             if backstop:

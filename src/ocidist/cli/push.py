@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ocidist.cli.context import Context
 from ocidist.cli.transfer import add_transfer_options, progress_for
+from ocidist.cli.usercreds import add_src_dest_options, refs
 
 if TYPE_CHECKING:
     from ocidist.push import PushResult
@@ -57,7 +58,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="media type of the object (default application/octet-stream)",
     )
     add_upload_options(p)
-    p.set_defaults(handler=run_push_object)
+    p.set_defaults(handler=run_push_object, registries=refs("ref"))
 
     p = sub.add_parser(
         "push",
@@ -79,7 +80,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="push only this platform's manifest of an index, as the image itself",
     )
     add_push_options(p)
-    p.set_defaults(handler=run_push)
+    p.set_defaults(handler=run_push, registries=_push_target)
 
     p = sub.add_parser(
         "copy",
@@ -117,8 +118,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also copy what refers to the image (signatures, SBOMs…), recursively",
     )
+    add_src_dest_options(p)
     add_push_options(p)
-    p.set_defaults(handler=run_copy)
+    p.set_defaults(handler=run_copy, registries=refs("src", "dst"))
+
+
+def _push_target(args: argparse.Namespace) -> dict[str, str]:
+    """push NAME [REF]: the registry of REF, else of NAME (where it goes)."""
+    return refs("target")(args) if args.target else refs("name")(args)
 
 
 def add_upload_options(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ocidist.cli.context import Context
+from ocidist.cli.usercreds import refs
 
 if TYPE_CHECKING:
     from ocidist.remotes.docker.hosts import RegistryHost
@@ -25,7 +26,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("repo", metavar="REPO", help="repository, e.g. host:5000/a/b")
     add_page_size(p)
-    p.set_defaults(handler=run_tags)
+    p.set_defaults(handler=run_tags, registries=refs("repo"))
 
     p = sub.add_parser(
         "catalog",
@@ -37,7 +38,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("registry", metavar="REGISTRY", help="registry host[:port]")
     add_page_size(p)
-    p.set_defaults(handler=run_catalog)
+    p.set_defaults(handler=run_catalog, registries=_catalog_registry)
 
     p = sub.add_parser(
         "rm",
@@ -52,7 +53,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "allow deletes (Distribution: storage.delete.enabled).",
     )
     p.add_argument("ref", metavar="REF", help="host/repo:tag or host/repo@sha256:…")
-    p.set_defaults(handler=run_rm)
+    p.set_defaults(handler=run_rm, registries=refs("ref"))
 
     p = sub.add_parser(
         "tag",
@@ -64,7 +65,25 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("src", metavar="SRC", help="existing reference")
     p.add_argument("newtag", metavar="NEWTAG", help="the new tag (a tag, not a reference)")
-    p.set_defaults(handler=run_tag)
+    p.set_defaults(handler=run_tag, registries=refs("src"))
+
+
+def _catalog_registry(args: argparse.Namespace) -> dict[str, str]:
+    """catalog REGISTRY names a host[:port], not a reference."""
+    domain = _registry_host(args.registry)
+    return {"registry": domain} if domain else {}
+
+
+def _registry_host(text: str) -> str | None:
+    from ocidist import reference
+    from ocidist.errors import InvalidReference
+
+    host = text.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
+    try:
+        r = reference.parse(f"{host}/x", default_tag="")
+    except InvalidReference:
+        return None
+    return r.domain if host and r.path == "x" else None
 
 
 def add_page_size(p: argparse.ArgumentParser) -> None:
@@ -131,24 +150,19 @@ def _warn_rejected(ctx: Context, rejected: list[str], kind: str) -> None:
 
 
 def run_catalog(args: argparse.Namespace, ctx: Context) -> int:
-    from ocidist import reference
-    from ocidist.errors import InvalidArgument, InvalidReference
+    from ocidist.errors import InvalidArgument
     from ocidist.remotes.docker.listing import catalog
 
     _check_page_size(args)
-    text = args.registry.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
-    try:
-        r = reference.parse(f"{text}/x", default_tag="")
-    except InvalidReference:
-        r = None
-    if r is None or r.path != "x" or not text:
+    domain = _registry_host(args.registry)
+    if domain is None:
         raise InvalidArgument(f"catalog: {args.registry!r} is not a registry host[:port]")
     rejected: list[str] = []
     repos = catalog(
-        ctx.resolver().session, _host(ctx, r.domain), page_size=args.page_size, rejected=rejected
+        ctx.resolver().session, _host(ctx, domain), page_size=args.page_size, rejected=rejected
     )
     if ctx.json:
-        ctx.emit("catalog", {"registry": r.domain, "repositories": list(repos)})
+        ctx.emit("catalog", {"registry": domain, "repositories": list(repos)})
     else:
         for name in repos:
             sys.stdout.write(name + "\n")

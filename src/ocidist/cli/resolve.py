@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from ocidist.cli.context import Context
+from ocidist.cli.usercreds import refs
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -19,7 +20,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         examples=("dist resolve redis", "dist --json resolve ghcr.io/org/app:1.2"),
     )
     p.add_argument("ref", metavar="REF", help="image reference, e.g. redis or host:5000/a/b:tag")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, registries=refs("ref"))
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from ocidist.cli.apply import add_limit_options, limit_options
 from ocidist.cli.context import Context
 from ocidist.cli.transfer import add_transfer_options, progress_for
+from ocidist.cli.usercreds import refs
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -38,7 +39,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--force", "-f", action="store_true", help="unpack over a non-empty DIR")
     add_transfer_options(p)
     add_limit_options(p)
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, registries=refs("ref"))
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

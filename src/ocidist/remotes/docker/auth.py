@@ -281,8 +281,10 @@ class RequestAuth:
             cred = self._auth.credential(self._host)
             if not (cred and cred.username):
                 raise Unauthorized(
-                    f"{self._host}: unauthorized (no credentials for this registry; "
-                    "use dist login or --user)",
+                    # --user goes only to the registry a command names:
+                    # a mirror's credentials are its own login's.
+                    f"{self._host}: unauthorized (no credentials for this host; "
+                    f"dist login {self._host}, or --user if it is the registry named)",
                     status=401,
                 )
             # Basic sent and refused with Basic again: the password is wrong.

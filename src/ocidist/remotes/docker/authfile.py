@@ -5,10 +5,18 @@ gets Docker's entry), so someone who logged in with ``podman login`` or
 ``skopeo login`` is not "unauthorized" with `dist`. The files, in the order
 the containers tools read them:
 
-1. ``$REGISTRY_AUTH_FILE``, else the primary file
-   ``$XDG_RUNTIME_DIR/containers/auth.json`` (without ``XDG_RUNTIME_DIR``:
-   ``/run/containers/<uid>/auth.json``, as containers/image does);
+1. the primary file ``$XDG_RUNTIME_DIR/containers/auth.json`` (without
+   ``XDG_RUNTIME_DIR``: ``/run/containers/<uid>/auth.json``, as
+   containers/image does);
 2. ``$XDG_CONFIG_HOME/containers/auth.json`` (``~/.config/containers/…``).
+
+``$REGISTRY_AUTH_FILE`` is an explicit choice of file, and as podman and
+skopeo do since containers/image 5.24 (its PR #1751: "Don't use any default
+path fallbacks if the user specified a path"; podman 4.4, skopeo 1.11), it is
+then the only file read: neither of the above nor Docker's ``config.json``,
+so a job that points it at its own logins gets those and nothing from the
+user's home. `dist login` and `dist logout` write it too. (Older skopeo,
+Debian's 1.9 among them, still fell back to the other files.)
 
 The format is Docker's ``auths`` (base64 ``auth``, ``identitytoken``) plus
 ``credHelpers``; podman files Docker Hub as ``docker.io``. Keys that name a
@@ -26,6 +34,8 @@ from ocidist.errors import CredentialError
 from ocidist.remotes.docker.auth import Credential, CredentialFunc
 from ocidist.remotes.docker.credentials import (
     HUB_NAMES,
+    chain,
+    from_docker_config,
     from_entry,
     helper_get,
     hostname,
@@ -36,11 +46,16 @@ from ocidist.remotes.docker.credentials import (
 WHAT = "auth.json"
 
 
+def override() -> str | None:
+    """``$REGISTRY_AUTH_FILE`` when set (and not empty, as in Go's Getenv)."""
+    return os.environ.get("REGISTRY_AUTH_FILE") or None
+
+
 def primary_path() -> str:
-    """Where podman login writes, and `dist login --authfile` defaults to."""
-    override = os.environ.get("REGISTRY_AUTH_FILE")
-    if override:
-        return override
+    """Where podman login writes: $REGISTRY_AUTH_FILE, else the runtime file."""
+    chosen = override()
+    if chosen:
+        return chosen
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
         return os.path.join(runtime, "containers", "auth.json")
@@ -48,7 +63,11 @@ def primary_path() -> str:
 
 
 def paths() -> list[str]:
-    """Every auth.json to read, first match wins."""
+    """Every auth.json to read, first match wins; $REGISTRY_AUTH_FILE alone
+    when it is set."""
+    chosen = override()
+    if chosen:
+        return [chosen]
     config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(
         os.path.expanduser("~"), ".config"
     )
@@ -103,6 +122,16 @@ def from_auth_files(files: list[str] | None = None) -> CredentialFunc:
         return cache[host]
 
     return get
+
+
+def stored() -> CredentialFunc:
+    """The credentials a command finds besides what it was given: Docker's
+    config.json (file, helpers), then the auth.json files; or only
+    $REGISTRY_AUTH_FILE's when it is set (see the module doc)."""
+    chosen = override()
+    if chosen:
+        return from_auth_files([chosen])
+    return chain(from_docker_config(), from_auth_files())
 
 
 def store(registry: str, cred: Credential, path: str) -> str:

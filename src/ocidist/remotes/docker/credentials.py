@@ -239,11 +239,11 @@ def erase(registry: str, path: str | None = None) -> bool:
     return found
 
 
-def parse_user(text: str) -> tuple[str, str | None]:
+def parse_user(text: str, option: str = "--user") -> tuple[str, str | None]:
     """``USER[:PASS]`` → (user, password or None)."""
     user, sep, password = text.partition(":")
     if not user:
-        raise InvalidArgument("--user needs a user name (USER or USER:PASSWORD)")
+        raise InvalidArgument(f"{option} needs a user name (USER or USER:PASSWORD)")
     return user, (password if sep else None)
 
 
@@ -261,8 +261,10 @@ def chain(*sources: CredentialFunc) -> CredentialFunc:
 
 
 def static(cred: Credential) -> CredentialFunc:
-    """``--user``: the same credentials for every host the command talks to
-    (as ctr and skopeo do); per-host credentials belong in config.json."""
+    """The same credentials for every host, mirrors and token realms of
+    every registry included: only for a resolver that talks to one host
+    (``dist login``) or a caller that knows where it points. ``--user`` is
+    bound to its registry (``for_registry``, cli/usercreds.py)."""
 
     def get(host: str) -> Credential | None:
         return cred
@@ -271,9 +273,12 @@ def static(cred: Credential) -> CredentialFunc:
 
 
 def for_registry(registry: str, cred: Credential) -> CredentialFunc:
-    """``cred`` for ``registry`` alone (Docker Hub's names count as one): a
-    daemon pulls from whatever host its clients name, so credentials it was
-    given go only to the registry they were given for."""
+    """``cred`` for ``registry`` alone (host[:port]; Docker Hub's names count
+    as one), never for another host: not a mirror of it, not a hosts.toml
+    ``server`` under another name, not the other registry of a copy. A
+    mirror gets credentials from its own entries, as with skopeo, which
+    drops ``--creds`` for a mirror; a daemon's ``--user`` goes only to its
+    ``--user-registry``."""
     key = config_key(registry)
 
     def get(host: str) -> Credential | None:
