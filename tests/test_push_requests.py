@@ -29,7 +29,7 @@ from ocidist.digest import Digest
 from ocidist.push import upload_blob
 from ocidist.remotes.docker.pusher import PushOptions
 from ocidist.remotes.docker.resolver import DockerResolver
-from ocidist.remotes.docker.upload import PROBE_MAX
+from ocidist.remotes.docker.singlepost import PROBE_MAX
 from tests.dist_cli import one_error_line, run_dist
 from tests.harness import (
     FaultProxy,

@@ -139,8 +139,12 @@ class Unavailable(DistError):
 
 
 class UploadRestarted(Unavailable):
-    """The registry lost an upload session; a new one starts from byte 0
-    (the writer's offset is 0 again, so a resuming copy re-sends everything)."""
+    """An upload must be fed again from the writer's offset: 0 when the
+    registry lost the session (a new one starts), the registry's offset when
+    a streamed PATCH broke off (``gained``: bytes the registry confirmed
+    since the last such break)."""
+
+    gained: int = 0
 
 
 class Cancelled(DistError):

@@ -116,7 +116,7 @@ def upload_blob(
             except UploadRestarted as e:
                 # Only a writer that lost its session asks to be fed again;
                 # a failing source has already used its own retries.
-                tries.failed(e)
+                tries.failed(e, gained=e.gained)
     finally:
         writer.close()
     prog.done(desc, "pushed")

@@ -134,8 +134,8 @@ def add_upload_options(p: argparse.ArgumentParser) -> None:
         type=parse_size,
         default=None,
         metavar="SIZE",
-        help="PATCH chunk size for large blobs (default 4MiB; the registry's "
-        "OCI-Chunk-Min-Length wins when larger)",
+        help="bytes per PATCH for large blobs (default: the whole blob in one "
+        "streamed PATCH; the registry's OCI-Chunk-Min-Length wins when larger)",
     )
     p.add_argument(
         "--monolithic-max",

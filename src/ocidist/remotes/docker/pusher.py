@@ -7,7 +7,7 @@ registry that cannot mount answers 202 with an upload session, which the
 writer then uses. Only objects of at least ``PushOptions.lookup_min`` bytes
 are looked up first (``HEAD``); smaller ones go without asking (see
 upload.PushOptions), blobs in one request where the registry takes that
-(upload.SinglePost). Manifests are buffered and sent in one ``PUT
+(singlepost.SinglePost). Manifests are buffered and sent in one ``PUT
 /v2/<name>/manifests/<tag|digest>`` with their exact bytes and their media
 type as ``Content-Type``; pushing children before parents is the caller's
 part (push.py, copy.py).
@@ -38,8 +38,9 @@ from ocidist.errors import (
 from ocidist.remotes.docker.auth import pull_scope, push_scope
 from ocidist.remotes.docker.hosts import RegistryHost
 from ocidist.remotes.docker.session import Session
+from ocidist.remotes.docker.singlepost import SinglePost
 from ocidist.remotes.docker.transport import Response
-from ocidist.remotes.docker.upload import BlobWriter, PushOptions, SinglePost, check_digest
+from ocidist.remotes.docker.upload import BlobWriter, PushOptions, check_digest
 
 __all__ = ["DockerPusher", "Mounted", "PushOptions"]  # Mounted: errors.Mounted
 

@@ -3,16 +3,19 @@
 Small blobs (up to ``monolithic_max``) are held in memory and sent when the
 writer commits: in one ``POST …/blobs/uploads/?digest=`` carrying the body
 where the registry takes that (the spec's single-request upload), else with
-``POST`` (a session) and one ``PUT <location>?digest=``. Larger ones go out
-as ``PATCH`` chunks with ``Content-Range: start-end``; each answer's
-``Location`` replaces the last and its ``Range`` says how far the registry
-got. The bytes of the chunk in flight are kept until the registry confirms
-them, so when a chunk is lost the writer asks the registry (``GET
-<location>`` → ``Range: 0-N``) and re-sends only from the registry's offset:
-a consumed request body is never replayed blindly. When the registry cannot
-say (the session is gone, or it holds an offset outside the bytes we still
-have) the session is restarted and the writer's offset drops to 0, which
-tells ``content.copy`` to feed it again.
+``POST`` (a session) and one ``PUT <location>?digest=``. Larger ones of
+known size are streamed into one ``PATCH`` with ``Content-Range:
+start-end`` for the rest of the blob (or ``chunk_size`` bytes per PATCH), as
+the copy writes them (uploadstream.py): no round trip per chunk. Each
+answer's ``Location`` replaces the last and its ``Range`` says how far the
+registry got. When a PATCH breaks off, the writer asks the registry (``GET
+<location>`` → ``Range: 0-N``) and raises ``UploadRestarted``: its offset
+is now N, and ``content.copy`` feeds it again from there (a consumed
+request body is never replayed blindly; nothing is held to replay). When
+the registry cannot say (the session is gone, or an offset past the blob)
+the session is restarted and the offset drops to 0. A blob of unknown size
+goes in held chunks of ``BUFFERED_CHUNK``, each re-sent from memory from
+the registry's offset when lost.
 
 The writer checks sizes but does not hash: the registry hashes what it
 received and refuses a ``digest=`` that does not match (``DIGEST_INVALID``,
@@ -26,7 +29,6 @@ half our CPU when pushing large layers.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
@@ -48,7 +50,9 @@ from ocidist.remotes.docker.hosts import RegistryHost
 from ocidist.remotes.docker.httpconn import decimal
 from ocidist.remotes.docker.retry import RETRYABLE_STATUS
 from ocidist.remotes.docker.session import Session
+from ocidist.remotes.docker.singlepost import SinglePost
 from ocidist.remotes.docker.transport import Response
+from ocidist.remotes.docker.uploadstream import OneShot, Sender
 from ocidist.text import quote
 
 KiB = 1 << 10
@@ -56,18 +60,14 @@ MiB = 1 << 20
 
 
 class PushOptions(NamedTuple):
-    # One PATCH per chunk: each chunk is held in memory until the registry
-    # confirms it (that is what makes a lost chunk re-sendable), so this is
-    # also the memory each parallel upload may use. 4 MiB measured as fast as
-    # 16 MiB (push of 4 x 39 MB layers: 0.61-0.65 s either way) with half
-    # the peak RSS (51 MB, was 100 MB); 2 MiB was 15 % slower, 1 MiB 40 %.
-    # Again once the writer stopped hashing: 4 / 8 / 16 MiB gave peak RSS
-    # 48 / 64 / 96 MB and wall times within the noise (0.60-0.72 s); the
-    # registry's CPU fell 610-640 -> 580 -> 540-570 ms (fewer PATCHes).
-    chunk_size: int = 4 * MiB
+    # Bytes per PATCH; 0 = one PATCH for the rest of the blob. The bytes are
+    # streamed into it as the copy reads them (uploadstream.py), so this is
+    # no longer the memory an upload holds, only how often it waits a round
+    # trip for an answer: 4 MiB chunks over 80 ms and 20 MB/s spent a third
+    # of a 1 GB push waiting (84 s, where one connection carries it in 50).
+    chunk_size: int = 0
     # Blobs up to this size go in one request with no PATCH round trip
-    # (a single POST, or the PUT to a session); held whole until commit, so
-    # no larger than a chunk.
+    # (a single POST, or the PUT to a session); held whole until commit.
     monolithic_max: int = 4 * MiB
     # Objects smaller than this are sent without asking first (HEAD) whether
     # the registry has them: on a registry that lacks them (the usual case for
@@ -82,54 +82,9 @@ class PushOptions(NamedTuple):
 
 StartFunc = Callable[[], Response]
 
-# The first single POST to a registry carries a blob no larger than this: a
-# registry that ignores the body (Distribution 2.8 does) may leave it unread,
-# and Go's server only drains up to 256 KiB of an unread body before it drops
-# the connection.
-PROBE_MAX = 64 * KiB
-
-
-class SinglePost:
-    """Whether one registry repository takes a whole blob in one ``POST``.
-
-    The OCI distribution spec lets a registry accept ``POST
-    /v2/<name>/blobs/uploads/?digest=<d>`` with the blob as its body (201), or
-    answer as to a plain POST (202 and a session). CNCF Distribution 2.8.2
-    does the latter and ignores the body (checked 2026-11), so the answer is
-    learnt once per pusher: one small blob tries it (the probe) while
-    concurrent uploads take the two-request path, and the verdict holds for
-    every later blob.
-    """
-
-    UNKNOWN, PROBING, YES, NO = range(4)
-
-    def __init__(self, enabled: bool = True) -> None:
-        self._lock = threading.Lock()
-        self._state = self.UNKNOWN if enabled else self.NO
-
-    def claim(self, size: int) -> bool:
-        """Whether a blob of ``size`` bytes should go in one POST now."""
-        with self._lock:
-            if self._state == self.YES:
-                return True
-            if self._state == self.UNKNOWN and size <= PROBE_MAX:
-                self._state = self.PROBING
-                return True
-            return False
-
-    def settle(self, supported: bool | None) -> None:
-        """Record a claimed attempt's verdict (None: no verdict, e.g. a dropped connection)."""
-        with self._lock:
-            if self._state in (self.PROBING, self.YES):
-                if supported is None:
-                    self._state = self.UNKNOWN if self._state == self.PROBING else self.YES
-                else:
-                    self._state = self.YES if supported else self.NO
-
-    @property
-    def supported(self) -> bool | None:
-        with self._lock:
-            return {self.YES: True, self.NO: False}.get(self._state)
+# Chunks of an upload of unknown size (held until confirmed, then sent),
+# when no chunk size is given.
+BUFFERED_CHUNK = 4 * MiB
 
 
 class BlobWriter:
@@ -169,7 +124,8 @@ class BlobWriter:
         self._committed = False
         self._closed = False
         self._location = ""  # the session's upload URL; "" until one is open
-        self._chunk = max(options.chunk_size, 1)
+        self._chunk = options.chunk_size
+        self._stream: Sender | None = None  # the PATCH being streamed, if any
         # One retry budget for the whole blob (retry.py); _mark is how far the
         # registry had confirmed at the last failure (progress since resets it).
         self._tries = session.retry.begin(what, session.deadline)
@@ -184,12 +140,23 @@ class BlobWriter:
         self._sent = 0  # bytes the registry has confirmed
         self._buf = bytearray()  # bytes written but not confirmed, from _sent on
         self._chunked = self._total > self._options.monolithic_max
+        self._drop_stream()
+
+    def _drop_stream(self) -> None:
+        stream, self._stream = getattr(self, "_stream", None), None
+        if stream is not None:
+            stream.stop()
 
     def _open(self, resp: Response) -> None:
         """Take the session that ``resp`` (a 202 to a POST) opened."""
         self._location = _location(resp, self._what)
         min_len = _int_header(resp, "OCI-Chunk-Min-Length")
-        self._chunk = max(self._options.chunk_size, min_len or 0, 1)
+        chunk = self._options.chunk_size
+        self._chunk = max(chunk, min_len or 0) if chunk > 0 else 0
+
+    def _buffered_chunk(self) -> int:
+        """The chunk of an upload of unknown size (held, then sent)."""
+        return max(self._chunk or BUFFERED_CHUNK, 1)
 
     def _new_session(self) -> None:
         resp = self._start()
@@ -207,20 +174,111 @@ class BlobWriter:
         if self._closed or self._committed:
             raise FailedPrecondition(f"{self._what}: writer is closed")
         n = len(data)
-        self._buf += data
         self._updated_at = time.time()
+        if self._chunked and self._total >= 0:
+            self._stream_write(data)
+            return n
+        self._buf += data
         if not self._chunked and len(self._buf) > self._options.monolithic_max:
             self._chunked = True  # size was unknown and turned out large
-        if self._chunked and not self._location and len(self._buf) >= self._chunk:
+        if self._chunked and not self._location and len(self._buf) >= self._buffered_chunk():
             self._new_session()  # may raise the chunk size (OCI-Chunk-Min-Length)
-        while self._chunked and len(self._buf) >= self._chunk:
-            self._send(self._chunk)
+        while self._chunked and len(self._buf) >= self._buffered_chunk():
+            self._send(self._buffered_chunk())
         return n
 
+    # -- streamed PATCHes (uploadstream.py) ----------------------------------------
+
+    def _stream_write(self, data: bytes | memoryview) -> None:
+        if self._stream is None:
+            if not self._location:
+                self._new_session()
+            self._stream = Sender(self._sent, self._total, self._chunk, self._patch)
+        # A copy: the caller reuses its buffer as soon as this returns.
+        if not self._stream.feed(bytes(data)):
+            self._recover()
+
+    def _patch(self, start: int, end: int, body: OneShot) -> int:
+        """One streamed PATCH of bytes ``[start, end)`` (the sender's thread);
+        the offset the registry confirmed."""
+        resp = self._session.request(
+            self._host,
+            "PATCH",
+            self._location,
+            scopes=self._scopes,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{start}-{end - 1}",
+                "Content-Length": str(end - start),
+            },
+            body=body,
+            what=self._what,
+            idempotent=False,
+            ok=(202, 204),
+        )
+        resp.read_capped(64 * 1024)
+        self._location = _location(resp, self._what, self._location)
+        got = _range_end(resp)
+        reached = end if got is None else got
+        if reached != end:
+            raise Unavailable(
+                f"{self._what}: registry reports offset {reached} after a chunk "
+                f"of bytes {start}-{end - 1}"
+            )
+        self._sent = reached
+        return reached
+
+    def _recover(self) -> None:
+        """The stream failed: ask the registry how far it got, then raise
+        UploadRestarted for the copy to feed the writer again from there
+        (the bytes after it are not held)."""
+        stream, self._stream = self._stream, None
+        assert stream is not None
+        e = stream.wait()
+        stream.stop()
+        if isinstance(e, BaseException) and not isinstance(e, Unavailable | RegistryError):
+            raise e
+        if isinstance(e, RegistryError) and not _recoverable(e):
+            raise e
+        if e is not None:
+            self._failed(e)
+        before = self._sent
+        reached = self._status()
+        if not 0 <= reached <= self._total:
+            raise self._restart(f"registry holds {reached} bytes of {self._total}")
+        self._sent = reached
+        restarted = UploadRestarted(
+            f"{self._what}: upload broke off ({e}); resumed from byte {reached}"
+        )
+        restarted.gained = max(reached - before, 0)
+        raise restarted
+
+    def _status(self) -> int:
+        """How many bytes the registry holds of the upload (a status GET);
+        restarts the upload when it no longer knows the session."""
+        try:
+            resp = self._session.request(
+                self._host,
+                "GET",
+                self._location,
+                scopes=self._scopes,
+                what=self._what,
+                ok=(204, 200),
+            )
+            resp.read_capped(64 * 1024)
+        except (NotFound, RegistryError) as e:
+            raise self._restart(f"upload session lost ({e})") from e
+        self._location = _location(resp, self._what, self._location)
+        got = _range_end(resp)
+        # Distribution 2.8.2 answers "0-0" both for an empty upload and for
+        # one byte (2026-11): taken to hold nothing (the byte goes again).
+        return 0 if got is None or got == 1 else got
+
     def status(self) -> Status:
+        held = self._stream.fed if self._stream is not None else self._sent + len(self._buf)
         return Status(
             key=f"push-{self._expected}",
-            offset=self._sent + len(self._buf),
+            offset=held,
             total=self._total,
             expected=self._expected,
             started_at=self._started_at,
@@ -236,14 +294,14 @@ class BlobWriter:
             raise FailedPrecondition(f"{self._what}: an upload can only restart from 0")
         if not self._location:
             self._reset()  # nothing has gone out yet
-        elif self._sent + len(self._buf):
+        elif self._stream is not None or self._sent + len(self._buf):
             raise self._restart("truncated")
 
     def commit(self, size: int, expected: Digest, labels: Mapping[str, str] | None = None) -> None:
         """Finish the upload (labels mean nothing to a registry)."""
         if self._committed:
             raise AlreadyExists(f"{self._what}: already committed")
-        held = self._sent + len(self._buf)
+        held = self.status().offset
         if held != size:
             raise DigestMismatch(
                 f"{self._what}: size mismatch: wrote {held} bytes, expected {size}"
@@ -253,7 +311,14 @@ class BlobWriter:
                 f"{self._what}: digest mismatch: committing as {expected}, opened for "
                 f"{self._expected}"
             )
-        if self._chunked:
+        if self._chunked and self._total >= 0:
+            if self._stream is not None and self._stream.wait() is not None:
+                self._recover()  # raises: the copy feeds the rest again
+            self._stream = None
+            if not self._location:
+                self._new_session()
+            self._finish(expected, b"")
+        elif self._chunked:
             if not self._location:
                 self._new_session()
             while self._buf:
@@ -271,6 +336,7 @@ class BlobWriter:
         # DELETE here would cost a round trip on every failure path.
         self._closed = True
         self._buf = bytearray()
+        self._drop_stream()
 
     # -- requests --------------------------------------------------------------
 

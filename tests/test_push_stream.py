@@ -1,0 +1,93 @@
+"""A big blob's upload is streamed: one PATCH for the rest of the blob (no
+round trip per chunk), fed as the copy reads, and a PATCH that breaks off is
+resumed from the offset the registry reports, the copy reading the source
+again from there (remotes/docker/uploadstream.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ocidist.remotes.docker.uploadstream import Aborted, OneShot
+from tests.harness import FaultProxy, Registry
+from tests.harness.hostile import HostileRegistry, Peer, Request, answer
+from tests.test_hostile_http import dist
+
+MiB = 1 << 20
+
+
+def test_a_big_blob_goes_in_one_patch(
+    tmp_path: Path, fault_proxy: FaultProxy, registry: Registry
+) -> None:
+    data = random.Random(5).randbytes(9 * MiB + 123)  # over the monolithic maximum
+    blob = tmp_path / "blob"
+    blob.write_bytes(data)
+    r = dist(tmp_path, "push-object", f"{fault_proxy.host}/stream-one", str(blob))
+    assert r.proc.returncode == 0, r.proc.stderr
+    patches = [e for e in fault_proxy.log if e.method == "PATCH"]
+    # Was one PATCH per 4 MiB chunk, each waiting for its answer.
+    assert len(patches) == 1
+    assert patches[0].header("Content-Range") == f"0-{len(data) - 1}"
+    assert patches[0].header("Content-Length") == str(len(data))
+    dgst = "sha256:" + hashlib.sha256(data).hexdigest()
+    with urllib.request.urlopen(f"{registry.url}/v2/stream-one/blobs/{dgst}") as resp:
+        assert resp.read() == data
+
+
+def test_a_broken_patch_resumes_at_the_registrys_offset(tmp_path: Path) -> None:
+    """The registry keeps part of a PATCH's body and drops the connection;
+    its status says how much it holds. The upload goes on from there, in
+    one more PATCH with the rest, read again from the source; nothing is
+    sent from byte 0 again."""
+    data = random.Random(6).randbytes(6 * MiB)
+    dgst = "sha256:" + hashlib.sha256(data).hexdigest()
+    stored = bytearray()
+    loc = {"Location": "/v2/a/blobs/uploads/u1"}
+    with HostileRegistry() as reg:
+
+        def patch(peer: Peer, req: Request) -> bool:
+            first = req.headers["content-range"].partition("-")[0]
+            assert int(first) == len(stored), "a PATCH must start where the registry is"
+            if not stored:
+                stored.extend(req.body[: len(req.body) // 3])
+                return False  # part of it kept, no answer: the connection closes
+            stored.extend(req.body)
+            return peer.send(answer(202, headers={**loc, "Range": f"0-{len(stored) - 1}"}))
+
+        def status(peer: Peer, req: Request) -> bool:
+            return peer.send(answer(204, headers={**loc, "Range": f"0-{len(stored) - 1}"}))
+
+        def put(peer: Peer, req: Request) -> bool:
+            ok = hashlib.sha256(stored).hexdigest() == dgst.split(":")[1]
+            hdrs = {"Docker-Content-Digest": dgst}
+            return peer.send(answer(201, headers=hdrs) if ok else answer(400))
+
+        reg.on("HEAD", "/blobs/", lambda peer, req: peer.send(answer(404, head=True)))
+        reg.on("POST", "/blobs/uploads/$", lambda peer, req: peer.send(answer(202, headers=loc)))
+        reg.on("PATCH", "/blobs/uploads/u1$", patch)
+        reg.on("GET", "/blobs/uploads/u1$", status)
+        reg.on("PUT", "/blobs/uploads/u1", put)
+        blob = tmp_path / "blob"
+        blob.write_bytes(data)
+        r = dist(tmp_path, "--timeout", "60s", "push-object", f"{reg.host}/a", str(blob))
+        assert r.proc.returncode == 0, r.proc.stderr
+        patches = reg.requests("PATCH")
+    assert bytes(stored) == data
+    assert [p.headers["content-range"] for p in patches] == [
+        f"0-{len(data) - 1}",
+        f"{len(data) // 3}-{len(data) - 1}",
+    ]
+    assert len(reg.requests("POST")) == 1  # the same session, not a new one
+
+
+def test_a_streamed_body_is_sent_once() -> None:
+    """A request sent again (a 401's retry) must not send what is left of a
+    consumed stream under headers that announce all of it."""
+    body = OneShot(iter([memoryview(b"abc")]))
+    assert [bytes(x) for x in body] == [b"abc"]
+    with pytest.raises(Aborted):
+        iter(body)
