@@ -91,3 +91,58 @@ def test_a_streamed_body_is_sent_once() -> None:
     assert [bytes(x) for x in body] == [b"abc"]
     with pytest.raises(Aborted):
         iter(body)
+
+
+@pytest.mark.parametrize("how", ["413", "drop"])
+def test_a_registry_that_refuses_a_whole_blob_patch_gets_chunks(tmp_path: Path, how: str) -> None:
+    """A registry (or the proxy in front of it) that takes no PATCH over
+    4 MiB: it answers 413, or drops the connection having kept nothing (as
+    nginx with client_max_body_size does while the body is still coming).
+    The rest goes in 4 MiB PATCHes, on the same session, and the registry
+    verifies every byte at the end."""
+    limit = 4 * MiB
+    data = random.Random(7).randbytes(9 * MiB + 5)
+    dgst = "sha256:" + hashlib.sha256(data).hexdigest()
+    stored = bytearray()
+    loc = {"Location": "/v2/a/blobs/uploads/u1"}
+    with HostileRegistry() as reg:
+
+        def held() -> dict[str, str]:
+            return {**loc, "Range": f"0-{max(len(stored) - 1, 0)}"}
+
+        def patch(peer: Peer, req: Request) -> bool:
+            first = int(req.headers["content-range"].partition("-")[0])
+            assert first == len(stored), "a PATCH must start where the registry is"
+            if len(req.body) > limit:
+                if how == "drop":
+                    return False
+                return peer.send(answer(413, b"too large"))
+            stored.extend(req.body)
+            return peer.send(answer(202, headers=held()))
+
+        def put(peer: Peer, req: Request) -> bool:
+            ok = hashlib.sha256(stored).hexdigest() == dgst.split(":")[1]
+            hdrs = {"Docker-Content-Digest": dgst}
+            return peer.send(answer(201, headers=hdrs) if ok else answer(400))
+
+        reg.on("HEAD", "/blobs/", lambda peer, req: peer.send(answer(404, head=True)))
+        reg.on("POST", "/blobs/uploads/$", lambda peer, req: peer.send(answer(202, headers=loc)))
+        reg.on("PATCH", "/blobs/uploads/u1$", patch)
+        reg.on(
+            "GET", "/blobs/uploads/u1$", lambda peer, req: peer.send(answer(204, headers=held()))
+        )
+        reg.on("PUT", "/blobs/uploads/u1", put)
+        blob = tmp_path / "blob"
+        blob.write_bytes(data)
+        r = dist(tmp_path, "--timeout", "60s", "push-object", f"{reg.host}/a", str(blob))
+        assert r.proc.returncode == 0, r.proc.stderr
+        ranges = [p.headers["content-range"] for p in reg.requests("PATCH")]
+    assert bytes(stored) == data
+    n = len(data)
+    assert ranges == [
+        f"0-{n - 1}",
+        f"0-{limit - 1}",
+        f"{limit}-{2 * limit - 1}",
+        f"{2 * limit}-{n - 1}",
+    ]
+    assert len(reg.requests("POST")) == 1

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from ocidist.content import Status
 from ocidist.digest import Digest
@@ -83,7 +83,8 @@ class PushOptions(NamedTuple):
 StartFunc = Callable[[], Response]
 
 # Chunks of an upload of unknown size (held until confirmed, then sent),
-# when no chunk size is given.
+# when no chunk size is given; and the PATCHes a streamed upload falls back to
+# when the registry refuses one PATCH for the whole blob.
 BUFFERED_CHUNK = 4 * MiB
 
 
@@ -125,6 +126,7 @@ class BlobWriter:
         self._closed = False
         self._location = ""  # the session's upload URL; "" until one is open
         self._chunk = options.chunk_size
+        self._min_chunk = 0  # the registry's OCI-Chunk-Min-Length
         self._stream: Sender | None = None  # the PATCH being streamed, if any
         # One retry budget for the whole blob (retry.py); _mark is how far the
         # registry had confirmed at the last failure (progress since resets it).
@@ -150,9 +152,9 @@ class BlobWriter:
     def _open(self, resp: Response) -> None:
         """Take the session that ``resp`` (a 202 to a POST) opened."""
         self._location = _location(resp, self._what)
-        min_len = _int_header(resp, "OCI-Chunk-Min-Length")
-        chunk = self._options.chunk_size
-        self._chunk = max(chunk, min_len or 0) if chunk > 0 else 0
+        self._min_chunk = _int_header(resp, "OCI-Chunk-Min-Length") or 0
+        chunk = self._chunk
+        self._chunk = max(chunk, self._min_chunk) if chunk > 0 else 0
 
     def _buffered_chunk(self) -> int:
         """The chunk of an upload of unknown size (held, then sent)."""
@@ -193,18 +195,19 @@ class BlobWriter:
         if self._stream is None:
             if not self._location:
                 self._new_session()
-            self._stream = Sender(self._sent, self._total, self._chunk, self._patch)
+            self._stream = Sender(self._location, self._sent, self._total, self._chunk, self._patch)
         # A copy: the caller reuses its buffer as soon as this returns.
         if not self._stream.feed(bytes(data)):
-            self._recover()
+            self._recover(self._stream)
 
-    def _patch(self, start: int, end: int, body: OneShot) -> int:
-        """One streamed PATCH of bytes ``[start, end)`` (the sender's thread);
-        the offset the registry confirmed."""
+    def _patch(self, location: str, start: int, end: int, body: OneShot) -> tuple[int, str]:
+        """One streamed PATCH of bytes ``[start, end)`` (the sender's thread):
+        the offset the registry confirmed and the session's next Location.
+        Touches no state of the writer (the Sender keeps what it returns)."""
         resp = self._session.request(
             self._host,
             "PATCH",
-            self._location,
+            location,
             scopes=self._scopes,
             headers={
                 "Content-Type": "application/octet-stream",
@@ -217,7 +220,6 @@ class BlobWriter:
             ok=(202, 204),
         )
         resp.read_capped(64 * 1024)
-        self._location = _location(resp, self._what, self._location)
         got = _range_end(resp)
         reached = end if got is None else got
         if reached != end:
@@ -225,28 +227,48 @@ class BlobWriter:
                 f"{self._what}: registry reports offset {reached} after a chunk "
                 f"of bytes {start}-{end - 1}"
             )
-        self._sent = reached
-        return reached
+        return reached, _location(resp, self._what, location)
 
-    def _recover(self) -> None:
-        """The stream failed: ask the registry how far it got, then raise
-        UploadRestarted for the copy to feed the writer again from there
-        (the bytes after it are not held)."""
-        stream, self._stream = self._stream, None
-        assert stream is not None
+    def _adopt(self, stream: Sender) -> BaseException | None:
+        """Wait for ``stream`` to end and take what the registry answered it."""
+        self._stream = None
         e = stream.wait()
         stream.stop()
-        if isinstance(e, BaseException) and not isinstance(e, Unavailable | RegistryError):
+        self._location = stream.location
+        self._sent = stream.confirmed
+        return e
+
+    def _recover(self, stream: Sender) -> NoReturn:
+        """The stream failed: ask the registry how far it got, then raise
+        UploadRestarted for the copy to feed the writer again from there
+        (the bytes after it are not held).
+
+        A PATCH for the whole rest of the blob that the registry refused, or
+        that broke off before the registry kept any of it (a proxy with a
+        body size limit answers 413 and closes while we send), is not tried
+        again that way: the rest goes in PATCHes of ``BUFFERED_CHUNK``, as
+        registries that take chunks at all take them."""
+        e = self._adopt(stream)
+        if self._closed or e is None:
+            raise FailedPrecondition(f"{self._what}: writer is closed")
+        if not isinstance(e, Unavailable | RegistryError):
             raise e
-        if isinstance(e, RegistryError) and not _recoverable(e):
+        refused = isinstance(e, RegistryError) and _refusal(e) and not _digest_invalid(e)
+        whole = stream.chunk <= 0
+        if isinstance(e, RegistryError) and not (_recoverable(e) or (whole and refused)):
             raise e
-        if e is not None:
-            self._failed(e)
+        fallback = max(BUFFERED_CHUNK, self._min_chunk)
+        if whole and refused:
+            self._chunk = fallback  # before the status GET, which may restart
         before = self._sent
         reached = self._status()
         if not 0 <= reached <= self._total:
             raise self._restart(f"registry holds {reached} bytes of {self._total}")
         self._sent = reached
+        if whole and reached == before:
+            self._chunk = fallback
+        if not refused:
+            self._failed(e)
         restarted = UploadRestarted(
             f"{self._what}: upload broke off ({e}); resumed from byte {reached}"
         )
@@ -312,9 +334,9 @@ class BlobWriter:
                 f"{self._expected}"
             )
         if self._chunked and self._total >= 0:
-            if self._stream is not None and self._stream.wait() is not None:
-                self._recover()  # raises: the copy feeds the rest again
-            self._stream = None
+            stream = self._stream
+            if stream is not None and self._adopt(stream) is not None:
+                self._recover(stream)  # raises: the copy feeds the rest again
             if not self._location:
                 self._new_session()
             self._finish(expected, b"")

@@ -95,23 +95,34 @@ class OneShot:
         return pieces
 
 
+# One streamed PATCH: ``(location, start, end, body)`` -> (the offset the
+# registry confirmed, the Location it answered).
+Patch = Callable[[str, int, int, "OneShot"], tuple[int, str]]
+
+
 class Sender:
     """The thread that sends ``[start, total)`` in PATCHes of ``chunk``
-    bytes (0: one PATCH for all of it). ``patch(start, end, body)`` sends
-    one and returns the offset the registry confirmed."""
+    bytes (0: one PATCH for all of it) to the session at ``location``.
+
+    What the registry answered (``confirmed``, ``location``) is kept here,
+    not in the writer: the writer reads it once the thread is done
+    (``wait``), so a stream it abandoned can never change its state later.
+    """
 
     def __init__(
         self,
+        location: str,
         start: int,
         total: int,
         chunk: int,
-        patch: Callable[[int, int, OneShot], int],
+        patch: Patch,
     ) -> None:
         self.fed = start  # bytes handed to the pipe
         self.confirmed = start  # bytes the registry confirmed
+        self.location = location  # the session's URL after the last answer
         self.total = total
+        self.chunk = chunk
         self.error: BaseException | None = None
-        self._chunk = chunk
         self._patch = patch
         self._pipe = Pipe()
         self._lock = threading.Lock()
@@ -123,10 +134,10 @@ class Sender:
         try:
             pos = self.confirmed
             while pos < self.total:
-                end = self.total if self._chunk <= 0 else min(self.total, pos + self._chunk)
-                reached = self._patch(pos, end, self._pipe.body(end - pos))
+                end = self.total if self.chunk <= 0 else min(self.total, pos + self.chunk)
+                reached, location = self._patch(self.location, pos, end, self._pipe.body(end - pos))
                 with self._lock:
-                    self.confirmed = reached
+                    self.confirmed, self.location = reached, location
                 pos = end
         except BaseException as e:  # the writer's to handle (it asks the registry)
             self.error = e
