@@ -57,6 +57,14 @@ def test_broken_config_error_does_not_quote_it(docker_config: Path) -> None:
     assert "c2VjcmV0" not in str(ei.value)
 
 
+@pytest.mark.parametrize("value", ["é", "not base64!", b64("no-colon"), "gA=="])
+def test_bad_auth_value_is_one_clear_error(docker_config: Path, value: str) -> None:
+    """A non-ASCII ``auth`` raised a bare ValueError (a traceback from `dist`)."""
+    write_config(docker_config, {"auths": {"r.example": {"auth": value}}})
+    with pytest.raises(CredentialError, match=r"config.json: bad 'auth' value for r\.example"):
+        creds.lookup("r.example")
+
+
 def test_cred_helpers_beat_creds_store_beat_auths(
     docker_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,7 +18,7 @@ from ocidist.paths import default_root
 if TYPE_CHECKING:
     from ocidist.api.client import Daemon
     from ocidist.content import Store
-    from ocidist.content.parallel import Tuning
+    from ocidist.content.tuning import Tuning
     from ocidist.metadata import Metadata
     from ocidist.remotes.docker.auth import Credential, CredentialFunc
     from ocidist.remotes.docker.resolver import DockerResolver

@@ -35,15 +35,16 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from ocidist.content import RangedWriter
 from ocidist.content.rangefile import RangeFile, Span
+from ocidist.content.tuning import MiB
+from ocidist.content.tuning import Tuning as Tuning  # its home before
 from ocidist.digest import Digest
 from ocidist.errors import AlreadyExists, DistError, Unavailable
 from ocidist.stream import Readable
 
-MiB = 1 << 20
 BUF = MiB  # per worker: memory is workers x BUF
 # A piece is at least this big (a request per piece) and a steal leaves at
 # least this much to each side.
@@ -58,13 +59,6 @@ FAR = 0.02  # as pull.py sizes the objects in flight
 
 class RangeIgnored(Exception):
     """The server answered a Range request with the whole object (200)."""
-
-
-class Tuning(NamedTuple):
-    threshold: int = 32 * MiB  # objects from this size on; 0 = never
-    start: int = 0  # ranges at first; 0 = from the round trip (1 near, max/2 far)
-    max: int = 16  # ranges at most
-    piece: int = 0  # bytes per request; 0 = from the size
 
 
 class Tries(Protocol):

@@ -20,7 +20,6 @@ just fetched. Secrets never enter exception messages or logs.
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -108,6 +107,8 @@ def push_scope(path: str) -> str:
 
 
 def basic_header(cred: Credential) -> str:
+    import base64  # only with a credential: ~0.8 ms of import
+
     raw = f"{cred.username}:{cred.secret}".encode()
     return "Basic " + base64.b64encode(raw).decode("ascii")
 

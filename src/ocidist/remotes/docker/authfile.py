@@ -26,7 +26,7 @@ per registry host, and such a key does not hold for the whole host.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import os
 from typing import Any
 
@@ -140,9 +140,8 @@ def store(registry: str, cred: Credential, path: str) -> str:
     auths = cfg.setdefault("auths", {})
     if not isinstance(auths, dict):
         raise CredentialError(f"{path}: 'auths' is not an object")
-    entry: dict[str, Any] = {
-        "auth": base64.b64encode(f"{cred.username}:{cred.secret}".encode()).decode("ascii")
-    }
+    raw = f"{cred.username}:{cred.secret}".encode()
+    entry: dict[str, Any] = {"auth": binascii.b2a_base64(raw, newline=False).decode()}
     if cred.identity_token:
         entry["identitytoken"] = cred.identity_token
     auths[_key(registry)] = entry

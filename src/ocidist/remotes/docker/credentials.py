@@ -11,8 +11,7 @@ No function here puts a secret into an exception message or a log record.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import binascii  # not base64 (which adds struct): ~0.6 ms of every command
 import json
 import os
 from typing import Any
@@ -119,8 +118,8 @@ def from_entry(entry: dict[str, Any], registry: str) -> Credential | None:
     raw = entry.get("auth")
     if isinstance(raw, str) and raw:
         try:
-            decoded = base64.b64decode(raw, validate=False).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+            decoded = binascii.a2b_base64(raw).decode("utf-8")
+        except ValueError:  # binascii.Error, UnicodeDecodeError, a non-ASCII str
             raise CredentialError(f"config.json: bad 'auth' value for {registry}") from None
         user, sep, secret = decoded.partition(":")
         if not sep:
@@ -208,9 +207,8 @@ def store(registry: str, cred: Credential, path: str | None = None) -> str:
         auths[key] = {}  # docker's marker: "a helper holds this one"
         save_config(cfg, path)
         return f"docker-credential-{helper}"
-    entry: dict[str, Any] = {
-        "auth": base64.b64encode(f"{cred.username}:{cred.secret}".encode()).decode("ascii")
-    }
+    raw = f"{cred.username}:{cred.secret}".encode()
+    entry: dict[str, Any] = {"auth": binascii.b2a_base64(raw, newline=False).decode()}
     auths[key] = entry
     save_config(cfg, path)
     return path

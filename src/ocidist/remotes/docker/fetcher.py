@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from ocidist.content.parallel import Tuning
+from ocidist.content.tuning import Tuning
 from ocidist.descriptor import ACCEPT_MANIFESTS, MAX_MANIFEST_SIZE, Descriptor, is_manifest_or_index
 from ocidist.digest import VerifyingReader
 from ocidist.errors import (

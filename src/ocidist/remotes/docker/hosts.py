@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from ocidist import logs
-from ocidist.content.parallel import Tuning
+from ocidist.content.tuning import Tuning
 from ocidist.errors import DistError, NotFound, RegistryError, Unavailable, reworded
 from ocidist.remotes.docker.origin import Origin, origin_of
 from ocidist.remotes.docker.transport import TLSConfig

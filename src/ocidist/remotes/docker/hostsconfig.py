@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ocidist.content.parallel import Tuning
+from ocidist.content.tuning import Tuning
 from ocidist.errors import InvalidArgument
 from ocidist.remotes.docker.hosts import (
     ALL_CAPABILITIES,

@@ -32,7 +32,6 @@ a host table; not merged when this was written).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 from collections.abc import Mapping
@@ -78,6 +77,8 @@ def parse_proxy(text: str, where: str) -> Proxy:
         raise ProxyError(f"{shown}: invalid proxy URL")
     auth = None
     if u.username is not None:
+        import base64  # only with a credential: ~0.8 ms of import
+
         raw = f"{unquote(u.username)}:{unquote(u.password or '')}".encode()
         auth = "Basic " + base64.b64encode(raw).decode("ascii")
     return Proxy(u.hostname, 80 if port is None else port, auth)

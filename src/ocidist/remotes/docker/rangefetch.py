@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ocidist import logs
-from ocidist.content.parallel import RangeIgnored, Tuning
+from ocidist.content.parallel import RangeIgnored
+from ocidist.content.tuning import Tuning
 from ocidist.descriptor import Descriptor
 from ocidist.errors import DigestMismatch, DistError, RegistryError, Unavailable
 from ocidist.remotes.docker.hosts import RegistryHost, first_success

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from ocidist import reference
-from ocidist.content.parallel import Tuning
+from ocidist.content.tuning import Tuning
 from ocidist.descriptor import (
     ACCEPT_MANIFESTS,
     DOCKER_SCHEMA1,

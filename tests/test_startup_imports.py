@@ -1,0 +1,100 @@
+"""Start-up: what `dist --help`, `dist resolve` and `dist fetch` of a small
+image import (docs/BENCHMARKS.md, "Review of issue 15"). Every module here
+costs each command its import (base64 + struct ~0.8 ms, the ranged fetch's
+workers ~1 ms, h11 ~15 ms); they are loaded only by the paths that need them:
+a credential, a big blob, TLS, a connection. The commands run in a fresh
+interpreter against the real registry; the test reads ``sys.modules`` after
+``main`` returned."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Registry
+from tests.harness.images import build_image
+from tests.harness.push import http_push
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+# Never on these three paths (plain-HTTP registry, no credentials, no proxy).
+NEVER = {
+    "ssl",  # only for an https:// registry
+    "grpc",  # only the daemon client and `dist serve`
+    "base64",  # only to encode or decode a credential
+    "struct",  # base64's
+    "ipaddress",  # only to match NO_PROXY against a proxy's target
+    "http.client",
+    "email",
+    "logging",
+    "asyncio",
+    "concurrent.futures",
+    "ocidist.content.parallel",  # only for a blob fetched in ranges
+    "ocidist.remotes.docker.rangefetch",
+    "ocidist.client",  # the library facade
+}
+# Not for help: no connection, no store, no digest.
+NOT_FOR_HELP = NEVER | {
+    "h11",
+    "dataclasses",
+    "inspect",
+    "socket",
+    "hashlib",
+    "sqlite3",
+    "ocidist.remotes",
+    "ocidist.content",
+}
+
+_CODE = """
+import sys
+from ocidist.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def _loaded(*argv: str) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(PYTHONPATH=SRC, COLUMNS="100")
+    proc = subprocess.run(
+        [sys.executable, "-c", _CODE, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.splitlines()[-1].split())
+
+
+@pytest.fixture(scope="module")
+def small_ref(registry: Registry) -> str:
+    image = build_image([{"etc/hello": b"hello\n"}, {"bin/x": b"x" * 3000}])
+    http_push(registry, "startup/small", "v1", image)
+    return f"{registry.host}/startup/small:v1"
+
+
+def test_help_loads_no_network_or_store_module() -> None:
+    loaded = _loaded("--help")
+    assert "ocidist.cli.main" in loaded  # it ran
+    assert sorted(NOT_FOR_HELP & loaded) == []
+
+
+def test_resolve_loads_only_what_it_needs(small_ref: str) -> None:
+    loaded = _loaded("resolve", small_ref)
+    assert "h11" in loaded  # the strict framing is there
+    assert sorted(NEVER & loaded) == []
+
+
+def test_fetch_of_a_small_image_loads_only_what_it_needs(small_ref: str, tmp_path: Path) -> None:
+    loaded = _loaded("--root", str(tmp_path / "root"), "fetch", "-q", small_ref)
+    assert "h11" in loaded and "ocidist.content.local" in loaded
+    assert sorted(NEVER & loaded) == []
