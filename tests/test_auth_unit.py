@@ -331,3 +331,18 @@ def test_a_realm_in_an_error_is_escaped() -> None:
 def test_reprs_hide_secrets() -> None:
     assert "s3cret" not in repr(Credential("u", "s3cret", "s3cret-id"))
     assert "s3cret" not in repr(Token("s3cret", 1.0))
+
+
+def test_a_token_bought_with_one_hosts_password_is_not_offered_to_another() -> None:
+    """A mirror whose challenge names the registry's own token service (same
+    realm, service and scopes) gets a token of its own, asked with its own
+    credentials (none here), never the one the registry's password bought."""
+    alice = Credential(username="alice", secret="pw")
+    tokens = ScriptedTokens()
+    a = Authorizer(tokens, lambda host: alice if host == REGISTRY else None)
+    assert first_challenge(a, [X]).header() == "Bearer tok1"
+    mirror = a.request("mirror.example", [X])
+    assert mirror.header() is None
+    assert mirror.unauthorized([BEARER])
+    assert mirror.header() == "Bearer tok2"
+    assert tokens.calls == [((X,), alice), ((X,), None)]

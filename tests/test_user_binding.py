@@ -314,3 +314,33 @@ def test_credential_options_misused(
     assert proc.returncode == 2, proc.stderr.decode()
     assert words in one_error_line(proc)
     assert not site_a.proxy.recorder.log and not site_b.proxy.recorder.log
+
+
+def test_login_sends_the_password_to_the_registry_named_only(
+    site_a: Site, tmp_path: Path, docker_config: Path
+) -> None:
+    """dist login REGISTRY checks the password with REGISTRY: a hosts.toml
+    that sends REGISTRY's requests to a server under another name does not
+    get it (nor its token realm), and nothing is stored."""
+    with challenging_mirror("Basic") as elsewhere, challenging_mirror("Bearer") as realm_host:
+        for i, server in enumerate((elsewhere, realm_host)):
+            name = f"registry-{i}.example:5000"
+            d = hosts_toml(tmp_path / str(i), name, server.url().rstrip("/"))
+            proc = run_dist(
+                "--hosts-dir", d, "--timeout", "30s", "login", name, "-u", site_a.user,
+                "--password-stdin", input=site_a.password.encode() + b"\n",
+            )  # fmt: skip
+            seen = server.requests()
+            assert seen, "the server hosts.toml names was not asked"
+            for req in seen:
+                assert not leaked(req.text(), site_a.password), req.text()
+            assert proc.returncode == 1, proc.stderr.decode()
+            line = one_error_line(proc)
+            assert "unauthorized" in line, line
+            if server is elsewhere:  # Basic: says which host wants a login
+                assert f"dist login {server.host}" in line, line
+            assert not leaked(line, site_a.password)
+    assert (
+        not (docker_config / "config.json").exists()
+        or site_a.password not in (docker_config / "config.json").read_text()
+    )

@@ -91,7 +91,10 @@ def run_login(args: argparse.Namespace, ctx: Context) -> int:
         cred = ctx.user_credential(prompt_user=True)
     if cred is None or not cred.secret:
         raise InvalidArgument("login needs --user USER (and a password)")
-    resolver = ctx.new_resolver(creds.static(cred))
+    # For REGISTRY alone, as --user everywhere: a hosts.toml `server` under
+    # another name is another host, which must not be sent this password
+    # (and would not be given what is stored under REGISTRY's name either).
+    resolver = ctx.new_resolver(creds.for_registry(domain, cred))
     try:
         # The upstream server, never a mirror: it is the one that must accept these.
         host = upstream_host(resolver.hosts(domain))

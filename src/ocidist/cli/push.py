@@ -88,6 +88,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "dist copy registry.a/app:1 registry.b/app:1",
             "dist copy docker.io/library/alpine:3 localhost:5000/alpine:3 --platform linux/amd64",
             "dist copy --referrers registry.a/app:1 registry.b/app:1",
+            "dist copy --src-user alice --dest-user bob registry.a/app:1 registry.b/app:1",
             "dist copy oci:layout-dir:1.0 docker-archive:app.tar:app:1.0",
             "dist copy docker-archive:saved.tar localhost:5000/app:1",
         ),
@@ -102,7 +103,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "platform is copied and an index keeps its digest (a docker-archive holds one "
         "platform: this machine's unless --platform). An index cannot be filtered without "
         "changing its digest, so with --platform the matching platform manifest itself is "
-        "copied and tagged (like crane copy --platform).",
+        "copied and tagged (like crane copy --platform). Credentials typed on the command "
+        "line go to one registry each: --src-user to SRC's, --dest-user to DST's (-u only "
+        "when both sides are on one registry); the rest come from config.json/auth.json.",
     )
     p.add_argument("src", metavar="SRC", help="source: a reference or TRANSPORT:…")
     p.add_argument("dst", metavar="DST", help="destination: a reference or TRANSPORT:…")
