@@ -50,6 +50,7 @@ from ocidist.errors import DigestMismatch, DistError, InvalidArgument, InvalidCo
 from ocidist.referrers import EMPTY_DESCRIPTOR, EMPTY_JSON
 from ocidist.stream import BUF
 from ocidist.text import quote
+from ocidist.value import Value
 
 if TYPE_CHECKING:
     from ocidist.images.walk import Children
@@ -73,13 +74,18 @@ def parse_file_arg(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-class Prepared:
+class Prepared(Value):
     """A file ready to upload: its descriptor, and where its bytes are."""
 
+    __slots__ = ("desc", "path", "temporary")
+    desc: Descriptor
+    path: str
+    temporary: bool  # a packed directory: removed after the push
+
     def __init__(self, desc: Descriptor, path: str, temporary: bool) -> None:
-        self.desc = desc
-        self.path = path
-        self.temporary = temporary
+        object.__setattr__(self, "desc", desc)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "temporary", temporary)
 
 
 def prepare(path: str, media_type: str | None, *, workdir: str | None = None) -> Prepared:
@@ -301,12 +307,20 @@ def _opener(path: str | None) -> Any:
 # -- pull ------------------------------------------------------------------------------
 
 
-class Pulled:
+class Pulled(Value):
+    """One file an artifact pull wrote (``unpacked``: a directory extracted)."""
+
+    __slots__ = ("desc", "title", "path", "unpacked")
+    desc: Descriptor
+    title: str
+    path: str
+    unpacked: bool
+
     def __init__(self, desc: Descriptor, title: str, path: str, unpacked: bool) -> None:
-        self.desc = desc
-        self.title = title
-        self.path = path
-        self.unpacked = unpacked
+        object.__setattr__(self, "desc", desc)
+        object.__setattr__(self, "title", title)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "unpacked", unpacked)
 
 
 def check_title(title: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ocidist.descriptor import Descriptor
+from ocidist.value import Value
 
 if TYPE_CHECKING:
     from ocidist.artifact import ArtifactPush, Pulled
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["Client", "ProgressEvent"]
 
 
-class ProgressEvent:
+class ProgressEvent(Value):
     """One step of a transfer, given to a ``progress`` callback.
 
     ``event`` is ``start`` (``offset``: bytes already held when resuming),
@@ -58,13 +59,17 @@ class ProgressEvent:
     (transfers wait while it runs: keep it quick), and an object's
     ``progress`` never follows its outcome."""
 
-    __slots__ = ("descriptor", "event", "kind", "offset")
+    __slots__ = ("event", "descriptor", "kind", "offset")
+    event: str
+    descriptor: Descriptor
+    kind: str
+    offset: int
 
     def __init__(self, event: str, descriptor: Descriptor, kind: str, offset: int) -> None:
-        self.event = event
-        self.descriptor = descriptor
-        self.kind = kind
-        self.offset = offset
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "descriptor", descriptor)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "offset", offset)
 
     def __repr__(self) -> str:
         return (

@@ -29,6 +29,7 @@ from ocidist.archive.tarstream import BoundedTarInfo
 from ocidist.errors import InvalidArgument, InvalidContent, NotFound
 from ocidist.stream import BUF
 from ocidist.text import quote
+from ocidist.value import Value
 
 # A docker save of a big image has a few hundred members; this only stops an
 # archive built to exhaust memory with headers.
@@ -77,15 +78,18 @@ class _Prefixed:
             self._src.close()
 
 
-class Member:
+class Member(Value):
     """Where one regular member's bytes are in the (uncompressed) file."""
 
     __slots__ = ("name", "offset", "size")
+    name: str
+    offset: int
+    size: int
 
     def __init__(self, name: str, offset: int, size: int) -> None:
-        self.name = name
-        self.offset = offset
-        self.size = size
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "size", size)
 
 
 class MemberReader:

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
 
 from ocidist.errors import InvalidArgument
+from ocidist.value import Value
 
 LOOPBACK_NAMES = ("localhost",)
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(Value):
+    __slots__ = ("text", "path", "host", "port")
     text: str  # as the user wrote it
     path: str  # unix socket path, or ""
     host: str  # tcp host, or ""
     port: int
+
+    def __init__(self, text: str, path: str, host: str, port: int) -> None:
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
 
     @property
     def target(self) -> str:

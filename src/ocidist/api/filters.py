@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from ocidist.errors import InvalidArgument
+from ocidist.value import Value
 
 # What a filter sees of an object: the value at a field path, or None.
 Fields = Callable[[tuple[str, ...]], str | None]
@@ -21,12 +21,20 @@ _TOKEN = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class _Selector:
+class _Selector(Value):
+    __slots__ = ("path", "op", "value", "pattern")
     path: tuple[str, ...]
     op: str  # "", "==", "!=", "~="
     value: str
     pattern: re.Pattern[str] | None
+
+    def __init__(
+        self, path: tuple[str, ...], op: str, value: str, pattern: re.Pattern[str] | None
+    ) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "pattern", pattern)
 
     def test(self, fields: Fields) -> bool:
         got = fields(self.path)

@@ -11,7 +11,6 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -19,6 +18,7 @@ from google.protobuf.message import Message
 
 from ocidist.api.convert import code_for, error_trailer
 from ocidist.errors import DistError
+from ocidist.value import Value
 
 log = logging.getLogger("ocidist.api")
 
@@ -35,13 +35,27 @@ CHANNEL_OPTIONS = (
 )
 
 
-@dataclass(frozen=True)
-class Method:
+class Method(Value):
+    __slots__ = ("name", "kind", "fn", "request", "response")
     name: str
     kind: str  # "unary", "stream" (server streams) or "bidi"
     fn: Callable[[Any, grpc.ServicerContext], Any]
     request: type[Message]
     response: type[Message]
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        fn: Callable[[Any, grpc.ServicerContext], Any],
+        request: type[Message],
+        response: type[Message],
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "fn", fn)
+        object.__setattr__(self, "request", request)
+        object.__setattr__(self, "response", response)
 
 
 class _CallEnd:

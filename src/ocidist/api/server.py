@@ -14,7 +14,6 @@ import stat
 import threading
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf.empty_pb2 import Empty
@@ -33,6 +32,7 @@ from ocidist.errors import AddressInUse, DistError, InvalidArgument
 from ocidist.leases import LeaseStore
 from ocidist.metadata import MetadataStore
 from ocidist.remotes.docker.resolver import DockerResolver
+from ocidist.value import Value
 
 # A Write stream holds a worker for its whole life; this many clients can
 # write at once before further calls queue.
@@ -40,15 +40,21 @@ MAX_WORKERS = 64
 GRACE_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Value):
     """What the operator allows a daemon's clients (see README, trust model)."""
 
+    __slots__ = ("unpack_roots", "unauthenticated_tcp")
     # Directories below which Unpack may write; none: Unpack is refused.
-    unpack_roots: UnpackRoots = field(default_factory=lambda: UnpackRoots(()))
+    unpack_roots: UnpackRoots
     # Serve on TCP as root: the API has no authentication, so every local
     # user could then act as root; only when the operator says so.
-    unauthenticated_tcp: bool = False
+    unauthenticated_tcp: bool
+
+    def __init__(
+        self, unpack_roots: UnpackRoots | None = None, unauthenticated_tcp: bool = False
+    ) -> None:
+        object.__setattr__(self, "unpack_roots", unpack_roots or UnpackRoots(()))
+        object.__setattr__(self, "unauthenticated_tcp", unauthenticated_tcp)
 
 
 class Server:

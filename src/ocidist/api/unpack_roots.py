@@ -27,9 +27,9 @@ import errno
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from ocidist.errors import DistError, InvalidArgument, PermissionDenied
+from ocidist.value import Value
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _STEP_FLAGS = _DIR_FLAGS | os.O_NOFOLLOW
@@ -57,28 +57,36 @@ def _not_private(st: os.stat_result, *, top: bool) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class _Root:
+class _Root(Value):
+    __slots__ = ("given", "real", "path")
     given: tuple[str, ...]  # components as the operator wrote it (made absolute)
     real: tuple[str, ...]  # and with its symlinks resolved at start-up
     path: str  # the real path, walked again (no link followed) for each unpack
+
+    def __init__(self, given: tuple[str, ...], real: tuple[str, ...], path: str) -> None:
+        object.__setattr__(self, "given", given)
+        object.__setattr__(self, "real", real)
+        object.__setattr__(self, "path", path)
 
 
 def _components(path: str) -> tuple[str, ...]:
     return tuple(p for p in path.split("/") if p not in ("", "."))
 
 
-@dataclass
 class Destination:
     """An opened unpack directory: write through ``path`` (its descriptor),
-    then ``close``; ``discard`` removes it again if this unpack made it."""
+    then ``close``; ``discard`` removes it again if this unpack made it.
+    A handle (it owns two descriptors), not a value."""
 
-    path: str
-    shown: str  # the path the client named, for messages
-    _fd: int
-    _parent_fd: int
-    _name: str
-    _created: bool
+    def __init__(
+        self, path: str, shown: str, fd: int, parent_fd: int, name: str, created: bool
+    ) -> None:
+        self.path = path
+        self.shown = shown  # the path the client named, for messages
+        self._fd = fd
+        self._parent_fd = parent_fd
+        self._name = name
+        self._created = created
 
     def discard(self) -> None:
         """After a failed unpack (which emptied it): remove a directory we made."""

@@ -38,6 +38,7 @@ from ocidist.digest import Digest, VerifyingReader
 from ocidist.errors import DigestMismatch, InvalidContent
 from ocidist.images.unpack import MAX_CONFIG_SIZE, ImageParts
 from ocidist.stream import Readable, copy_stream
+from ocidist.value import Value
 
 BLOCK = 512
 # Fields of the image config the legacy top-layer json repeats (as skopeo does).
@@ -52,12 +53,16 @@ _LEGACY_FIELDS = (
 )
 
 
-class SavedImage:
+class SavedImage(Value):
     """One image to save: its parts (manifest, config, layers, diff_ids) and tags."""
 
+    __slots__ = ("parts", "repo_tags")
+    parts: ImageParts
+    repo_tags: tuple[str, ...]  # Docker's short form: "redis:7", "host:5000/a:1"
+
     def __init__(self, parts: ImageParts, repo_tags: Sequence[str]) -> None:
-        self.parts = parts
-        self.repo_tags = list(repo_tags)  # Docker's short form: "redis:7", "host:5000/a:1"
+        object.__setattr__(self, "parts", parts)
+        object.__setattr__(self, "repo_tags", tuple(repo_tags))
 
 
 def chain_ids(diff_ids: Sequence[Digest]) -> list[str]:

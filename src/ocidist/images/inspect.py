@@ -7,6 +7,7 @@ For an index, each platform manifest is read too, to give the image's size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ocidist import jsondata, manifest
@@ -16,18 +17,24 @@ from ocidist.errors import InvalidContent, NotFound
 from ocidist.images.platforms import MatchComparer, default_matcher
 from ocidist.images.unpack import MAX_CONFIG_SIZE
 from ocidist.images.walk import check_fan_out, children_handler, find_manifest, platform_children
+from ocidist.value import Value
 
 if TYPE_CHECKING:
     from ocidist.sources import Source
 
 
-class Chosen:
+class Chosen(Value):
     """The manifest inspect settled on, its exact bytes, and the path to it."""
 
-    def __init__(self, desc: Descriptor, data: bytes, parents: list[Descriptor]) -> None:
-        self.desc = desc
-        self.data = data
-        self.parents = parents
+    __slots__ = ("desc", "data", "parents")
+    desc: Descriptor
+    data: bytes
+    parents: tuple[Descriptor, ...]
+
+    def __init__(self, desc: Descriptor, data: bytes, parents: Sequence[Descriptor]) -> None:
+        object.__setattr__(self, "desc", desc)
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "parents", tuple(parents))
 
 
 def choose(source: Source, matcher: MatchComparer | None) -> Chosen:

@@ -79,13 +79,13 @@ def tuning_from(max_ranges: int | None, threshold: int | None, piece: int | None
         return None
     t = Tuning()
     if max_ranges is not None:
-        t = t._replace(max=max(1, max_ranges), start=min(t.start, max(1, max_ranges)))
+        t = t.replace(max=max(1, max_ranges), start=min(t.start, max(1, max_ranges)))
         if max_ranges <= 1:
-            t = t._replace(threshold=0)
+            t = t.replace(threshold=0)
     if threshold is not None and t.threshold:
-        t = t._replace(threshold=threshold)
+        t = t.replace(threshold=threshold)
     if piece is not None:
-        t = t._replace(piece=piece)
+        t = t.replace(piece=piece)
     return t
 
 
