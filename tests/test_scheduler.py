@@ -11,7 +11,7 @@ import pytest
 
 from ocidist.descriptor import OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor
 from ocidist.digest import Digest
-from ocidist.errors import InvalidContent
+from ocidist.errors import DistError, InvalidContent
 from ocidist.images.scheduler import Scheduler
 from ocidist.images.walk import MAX_CHILDREN, MAX_INDEX_DEPTH, Recorder, walk
 
@@ -147,6 +147,66 @@ def test_a_thread_that_cannot_start_leaves_the_work_to_the_others(
 
 def _d(mt: str, n: int) -> Descriptor:
     return Descriptor(mt, Digest.from_bytes(b"%d" % n), 1)
+
+
+def test_a_thread_outside_the_pool_follows_the_run() -> None:
+    """unpack's applier: wait for each job in turn while the run goes on in
+    another thread; a failure reaches the waiter; stop ends the run from
+    there, and a job watching ``stopped`` ends early."""
+    s = Scheduler(2, name="t")
+    release = threading.Event()
+    s.add("slow", lambda: release.wait(10) and None)
+    s.add("quick", lambda: None)
+    runner = threading.Thread(target=s.run)
+    runner.start()
+    s.wait("quick")  # while "slow" still runs
+    assert runner.is_alive()
+    release.set()
+    s.wait("slow")
+    runner.join()
+    with pytest.raises(DistError, match="run ended without it"):
+        s.wait("never added")
+
+    failing = Scheduler(2, name="t")
+    failing.add("bad", lambda: (_ for _ in ()).throw(InvalidContent("broken")))
+    failing.add("later", lambda: None, ("bad",))
+    failed: list[BaseException] = []
+
+    def run_failing() -> None:
+        try:
+            failing.run()
+        except InvalidContent as e:
+            failed.append(e)
+
+    threading.Thread(target=run_failing).start()
+    with pytest.raises(InvalidContent, match="broken"):
+        failing.wait("later")
+
+    stopping = Scheduler(2, name="t")
+    saw_stop = threading.Event()
+
+    def watching() -> None:
+        while not stopping.stopped:
+            time.sleep(0.01)
+        saw_stop.set()
+
+    stopping.add("watch", watching)
+    stopping.add("next", lambda: None, ("watch",))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            stopping.run()
+        except BaseException as e:
+            errors.append(e)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    stopping.stop(ValueError("the applier failed"))
+    runner.join(10)
+    assert saw_stop.is_set() and [str(e) for e in errors] == ["the applier failed"]
+    with pytest.raises(ValueError):
+        stopping.wait("next")  # never ran: the stop is the run's failure
 
 
 def test_walk_bounds_any_handler() -> None:

@@ -2,10 +2,11 @@
 
 A name the metadata store knows (or a digest the content store holds) needs
 no registry at all. Otherwise the reference is resolved remotely and the pull
-machinery (``FetchHandler`` under ``dispatch``) fetches the index, the chosen
+machinery (``FetchHandler`` on the walker) fetches the index, the chosen
 platform's manifest and config, then every layer in parallel. Applying
-overlaps downloading: layer N is applied as soon as it and every lower layer
-are committed, while later layers still arrive. Each layer's uncompressed
+overlaps downloading: the layers are walked on a ``Scheduler`` in a thread,
+and the caller applies layer N as soon as ``Scheduler.wait`` says it (and,
+by then, every lower layer) is committed, while later layers still arrive. Each layer's uncompressed
 stream is checked against the config's ``rootfs.diff_ids`` as it is applied.
 
 DEST must be absent or empty unless ``force`` (then the layers are applied
@@ -36,16 +37,11 @@ from ocidist.archive import ApplyOptions, apply_layer
 from ocidist.content import Store
 from ocidist.descriptor import Descriptor, Platform
 from ocidist.digest import Digest
-from ocidist.errors import DigestMismatch, DistError, InvalidArgument, NotFound
+from ocidist.errors import Cancelled, DigestMismatch, DistError, InvalidArgument, NotFound
 from ocidist.images.handlers import FetchHandler
 from ocidist.images.platforms import MatchComparer, default_matcher
-from ocidist.images.unpack import (
-    CancellingProgress,
-    ImageParts,
-    LayerGate,
-    fetch_parts,
-    marking,
-)
+from ocidist.images.scheduler import Scheduler
+from ocidist.images.unpack import CancellingProgress, ImageParts, fetch_parts
 from ocidist.images.walk import platform_children, read_manifest, walk
 from ocidist.manifest import detect_media_type
 from ocidist.metadata import Metadata
@@ -172,7 +168,8 @@ def unpack_image(
     name, target, from_store, remote = _resolve(resolver, store, metadata, ref)
     if not concurrency and not from_store:
         concurrency = link_concurrency(time.monotonic() - started)
-    gate = LayerGate()
+    # The pool the layers are walked on; the caller follows it (Scheduler.wait).
+    sched = Scheduler(concurrency or default_concurrency(), name="unpack")
     fetcher = remote or _fetcher_for(resolver, name)
     source = None
     if not from_store:
@@ -182,7 +179,7 @@ def unpack_image(
         store,
         fetcher,
         platform_children(matcher or default_matcher(), 1),
-        progress=CancellingProgress(progress, gate),
+        progress=CancellingProgress(progress, sched),
         source=source,
     )
     parts = fetch_parts(handler, store, target, name)
@@ -198,19 +195,14 @@ def unpack_image(
     if not existed:
         os.makedirs(dest, exist_ok=True)
     fetch_done = [started]
+    failures: list[BaseException] = []
 
     def fetch_layers() -> None:
-        failure: BaseException | None = None
         try:
-            walk(
-                marking(handler, gate),
-                parts.layers,
-                concurrency=concurrency or default_concurrency(),
-            )
-        except BaseException as e:  # handed to the applier through the gate
-            failure = e
+            walk(handler, parts.layers, scheduler=sched)
+        except BaseException as e:  # the applier sees it through sched.wait
+            failures.append(e)
         fetch_done[0] = time.monotonic()
-        gate.finish(failure)
 
     fetching = threading.Thread(target=fetch_layers, name="unpack-fetch", daemon=True)
     fetching.start()
@@ -218,9 +210,9 @@ def unpack_image(
         template = apply_options or ApplyOptions()
         if warn is not None:
             template = template.replace(warn=warn)
-        _apply_all(store, parts, dest, gate, result, progress or NullProgress(), template, name)
+        _apply_all(store, parts, dest, sched, result, progress or NullProgress(), template, name)
     except BaseException:
-        gate.cancel()
+        sched.stop(Cancelled("transfer stopped: the unpack failed"))
         # Flowing transfers stop at their next chunk; one blocked on a silent
         # server cannot be interrupted, so the error is not held up by it (the
         # thread is a daemon, and whatever it commits is verified content).
@@ -229,9 +221,8 @@ def unpack_image(
             _remove_contents(dest, remove_dir=not existed)
         raise
     fetching.join()
-    failure = gate.wait_finished()
-    if failure is not None:  # every layer arrived, yet something else failed
-        raise failure
+    if failures:  # every layer arrived, yet something else failed
+        raise failures[0]
     result.fetched, result.skipped = handler.fetched, handler.skipped
     result.download_seconds = fetch_done[0] - started
     result.total_seconds = time.monotonic() - started
@@ -244,7 +235,7 @@ def _apply_all(
     store: Store,
     parts: ImageParts,
     dest: str,
-    gate: LayerGate,
+    sched: Scheduler,
     result: UnpackResult,
     progress: Progress,
     template: ApplyOptions,
@@ -253,7 +244,7 @@ def _apply_all(
     count = len(parts.layers)
     for i, (layer, diff_id) in enumerate(zip(parts.layers, parts.diff_ids, strict=True)):
         waited = time.monotonic()
-        gate.wait(layer.digest)
+        sched.wait(str(layer.digest))  # the walk's key for it
         began = time.monotonic()
         result.wait_seconds += began - waited
         label = f"{i + 1}/{count} {layer.digest}"

@@ -15,6 +15,11 @@ that thread (in a job, or while it waits for the others): the running jobs
 are not waited for (they may be transfers minutes from their end); the
 worker threads are daemons, and ``dist`` exits right after. A thread the
 system will not start is no failure: the threads there are do the work.
+
+A thread outside the pool can follow a run (unpack applies each layer as
+soon as its fetch is done): ``wait(key)`` until a job has run, raising the
+run's failure if that comes first; ``stop(error)`` ends the run from there
+(nothing new starts; a running job that watches ``stopped`` stops too).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import itertools
 import threading
 from collections.abc import Callable, Collection
 
+from ocidist.errors import DistError
+
 Priority = tuple[int, int]
 
 
@@ -31,7 +38,14 @@ class Scheduler:
     def __init__(self, concurrency: int = 1, *, name: str = "walk") -> None:
         self._limit = max(1, concurrency)
         self._name = name
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        # Threads outside the pool waiting for a job (``wait``): a condition
+        # of their own, so that waking one never takes the place of waking
+        # an idle worker for a ready job.
+        self._settled = threading.Condition(lock)
+        self._over = False
+        self.stopped = False  # ``stop`` was called (read without the lock)
         self._jobs: dict[str, tuple[Callable[[], None], Priority]] = {}
         self._waiting: dict[str, int] = {}  # key -> unfinished jobs it waits for
         self._dependents: dict[str, list[str]] = {}
@@ -84,8 +98,35 @@ class Scheduler:
                     self._failure = e
                 self._cond.notify_all()
             raise
+        finally:
+            with self._cond:
+                self._over = True
+                self._settled.notify_all()
         if self._failure is not None:
             raise self._failure
+
+    def wait(self, key: str) -> None:
+        """Block until job ``key`` has run (from a thread outside the pool);
+        raise the run's failure if it comes first, or DistError if the run
+        ended without such a job."""
+        with self._cond:
+            while key not in self._done:
+                if self._failure is not None:
+                    raise self._failure
+                if self._over:
+                    raise DistError(f"{self._name}: {key}: the run ended without it")
+                self._settled.wait()
+
+    def stop(self, error: BaseException) -> None:
+        """End the run from outside the pool with ``error`` as its failure
+        (unless it failed already): nothing new starts, the running jobs
+        finish (or stop sooner where they watch ``stopped``)."""
+        with self._cond:
+            self.stopped = True
+            if self._failure is None:
+                self._failure = error
+            self._cond.notify_all()
+            self._settled.notify_all()
 
     # -- inside, under the lock unless said otherwise --
 
@@ -134,6 +175,7 @@ class Scheduler:
                         self._failure = e
                     self._running -= 1
                     self._cond.notify_all()
+                    self._settled.notify_all()
                 return
             with self._cond:
                 self._running -= 1
@@ -144,3 +186,4 @@ class Scheduler:
                         self._make_ready(d)
                 if not self._running:
                     self._cond.notify_all()  # the idle may be done
+                self._settled.notify_all()

@@ -1,24 +1,22 @@
-"""Pieces of image unpacking: reading an image's config, and the gate between
-the threads that fetch layers and the one that applies them.
+"""Pieces of image unpacking: reading an image's config, and stopping the
+transfers when the applier fails.
 
-Layers are fetched in parallel (largest first) but must be applied in order,
-so the applier waits on a ``LayerGate`` for the next layer while later ones
-still download; the fetch side marks each blob as soon as it is committed.
-If the applier fails, ``cancel`` makes running transfers stop at their next
-chunk (``CancellingProgress``) instead of finishing downloads nobody needs;
-what they fetched so far stays as a resumable ingest.
+Layers are fetched in parallel (largest first) on the walker's scheduler
+but must be applied in order, so the applier waits for the next layer's job
+(``Scheduler.wait``) while later ones still download. If the applier fails,
+``Scheduler.stop`` makes running transfers stop at their next chunk
+(``CancellingProgress``) instead of finishing downloads nobody needs; what
+they fetched so far stays as a resumable ingest.
 """
 
 from __future__ import annotations
-
-import threading
-from collections.abc import Callable
 
 from ocidist import jsondata, manifest
 from ocidist.content import Store
 from ocidist.descriptor import Descriptor, Platform, is_config, is_index, is_layer, is_manifest
 from ocidist.digest import Digest
 from ocidist.errors import Cancelled, DistError, InvalidContent, NotFound
+from ocidist.images.scheduler import Scheduler
 from ocidist.images.walk import Handler, read_manifest, walk
 from ocidist.progress import NullProgress, Progress
 from ocidist.value import Value
@@ -123,56 +121,14 @@ def read_config(
     return ImageParts(manifest_desc, config, layers, diff_ids, plat)
 
 
-class LayerGate:
-    """Blobs committed so far, the first fetch failure, and a cancel flag."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._present: set[Digest] = set()
-        self._failure: BaseException | None = None
-        self._finished = False
-        self.cancelled = threading.Event()
-
-    def mark(self, dgst: Digest) -> None:
-        with self._cond:
-            self._present.add(dgst)
-            self._cond.notify_all()
-
-    def finish(self, failure: BaseException | None) -> None:
-        """The fetch side is done, successfully or with ``failure``."""
-        with self._cond:
-            self._finished = True
-            self._failure = failure
-            self._cond.notify_all()
-
-    def wait(self, dgst: Digest) -> None:
-        """Block until ``dgst`` is committed; raise the fetch failure if it
-        comes first (or the fetch ended without it, which is a bug)."""
-        with self._cond:
-            while dgst not in self._present:
-                if self._failure is not None:
-                    raise self._failure
-                if self._finished:
-                    raise DistError(f"content {dgst}: fetch ended without it")
-                self._cond.wait()
-
-    def wait_finished(self) -> BaseException | None:
-        with self._cond:
-            while not self._finished:
-                self._cond.wait()
-            return self._failure
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-
 class CancellingProgress:
-    """Passes events on; raises ``Cancelled`` inside a transfer once the gate
-    is cancelled, which aborts that copy at its next chunk."""
+    """Passes events on; raises ``Cancelled`` inside a transfer once the
+    walk's scheduler is stopped (the unpack failed), which aborts that copy
+    at its next chunk; what it fetched stays as a resumable ingest."""
 
-    def __init__(self, inner: Progress | None, gate: LayerGate) -> None:
+    def __init__(self, inner: Progress | None, sched: Scheduler) -> None:
         self._inner = inner or NullProgress()
-        self._gate = gate
+        self._sched = sched
 
     def start(self, desc: Descriptor, offset: int) -> None:
         self._check()
@@ -189,21 +145,5 @@ class CancellingProgress:
         self._inner.close()
 
     def _check(self) -> None:
-        if self._gate.cancelled.is_set():
+        if self._sched.stopped:
             raise Cancelled("transfer stopped: the unpack failed")
-
-
-def marking(
-    handler: Callable[[Descriptor], list[Descriptor]], gate: LayerGate
-) -> Callable[[Descriptor], list[Descriptor]]:
-    """``handler`` that also marks each descriptor on ``gate`` once handled
-    (committed to the store), and starts nothing new after a cancel."""
-
-    def handle(desc: Descriptor) -> list[Descriptor]:
-        if gate.cancelled.is_set():
-            raise Cancelled("transfer stopped: the unpack failed")
-        children = handler(desc)
-        gate.mark(desc.digest)
-        return children
-
-    return handle

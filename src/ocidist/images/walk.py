@@ -80,14 +80,19 @@ def walk(
     *,
     concurrency: int = 1,
     nests: tuple[Callable[[Descriptor], bool], str] = (lambda d: is_index(d.media_type), "indexes"),
+    scheduler: Scheduler | None = None,
 ) -> None:
     """Run ``handler`` on ``roots`` and on every child it returns, bounded.
 
     ``nests``: which descriptors count as one level deeper, and what they
     are called in the error: an image graph's indexes (a manifest and its
     blobs add no depth); for a graph whose every edge is a level (what
-    refers to what: ``referrers.closure``), every descriptor."""
-    sched = Scheduler(concurrency, name="walk")
+    refers to what: ``referrers.closure``), every descriptor.
+
+    ``scheduler``: the pool to walk on instead of a new one of
+    ``concurrency`` threads, for a caller that follows the walk from another
+    thread (``Scheduler.wait``: unpack's applier)."""
+    sched = scheduler or Scheduler(concurrency, name="walk")
     deeper, what = nests
 
     def add(desc: Descriptor, depth: int) -> None:
