@@ -202,6 +202,9 @@ def unpack_image(
             walk(handler, parts.layers, scheduler=sched)
         except BaseException as e:  # the applier sees it through sched.wait
             failures.append(e)
+            # A failure before the run began (a bad root) never reached the
+            # scheduler: hand it over, or the applier would wait forever.
+            sched.stop(e)
         fetch_done[0] = time.monotonic()
 
     fetching = threading.Thread(target=fetch_layers, name="unpack-fetch", daemon=True)
