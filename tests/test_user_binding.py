@@ -344,3 +344,71 @@ def test_login_sends_the_password_to_the_registry_named_only(
         not (docker_config / "config.json").exists()
         or site_a.password not in (docker_config / "config.json").read_text()
     )
+
+
+# -- the library: Client(credentials=...) ---------------------------------------
+
+
+def test_client_credentials_are_bound_to_their_registry(
+    site_a: Site, site_b: Site, image: BuiltImage, tmp_path: Path, docker_config: Path
+) -> None:
+    """Client(credentials={registry: (user, password)}) as dist -u: A's pair
+    never reaches a mirror of A, and a copy gives each side its own."""
+    from ocidist import Client
+
+    given = {
+        site_a.host: (site_a.user, site_a.password),
+        site_b.host: (site_b.user, site_b.password),
+    }
+    with challenging_mirror("Basic") as mirror:
+        d = hosts_toml(tmp_path, site_a.host, f"http://{site_a.host}", mirror.url().rstrip("/"))
+        with Client(tmp_path / "root", credentials=given, hosts_dir=d) as client:
+            _, desc = client.resolve(f"{site_a.host}/{REPO}:v1")
+        seen = mirror.requests()
+    # (A blob asked of a mirror that answers 401 ends a transfer: copy without it.)
+    with Client(tmp_path / "root", credentials=given) as client:
+        client.copy(f"{site_a.host}/{REPO}:v1", f"{site_b.host}/{REPO}:from-client")
+    assert str(desc.digest) == image.digest
+    assert seen, "the mirror was not tried first"
+    for req in seen:
+        assert not leaked(req.text(), site_a.password), req.text()
+    assert site_a.basic_users() == {"alice"}
+    assert site_b.basic_users() == {"bob"}
+    assert not leaked(site_b.sent(), site_a.password)
+    assert inspect_raw(site_b.registry, f"{REPO}:from-client", creds=site_b.creds) == image.raw
+
+
+def test_client_refuses_one_password_for_every_host(site_a: Site, tmp_path: Path) -> None:
+    """credentials=(user, password) went to every host a Client talked to."""
+    from ocidist import Client
+    from ocidist.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match=r"\{registry: \(user, password\)\}") as err:
+        Client(tmp_path / "root", credentials=(site_a.user, site_a.password))  # type: ignore[arg-type]
+    assert site_a.password not in str(err.value)
+    assert not site_a.proxy.recorder.log
+
+
+def test_client_reads_registry_auth_file_alone(
+    site_a: Site,
+    image: BuiltImage,
+    tmp_path: Path,
+    docker_config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ocidist import Client
+    from ocidist.errors import Unauthorized
+
+    auths = {site_a.host: {"auth": b64(site_a.creds)}}
+    (docker_config / "config.json").write_text(json.dumps({"auths": auths}))
+    ref = f"{site_a.host}/{REPO}:v1"
+    with Client(tmp_path / "root") as client:
+        assert str(client.resolve(ref)[1].digest) == image.digest
+    job = tmp_path / "job-auth.json"
+    job.write_text(json.dumps({"auths": {"other.example": {"auth": b64("x:y")}}}))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(job))
+    with Client(tmp_path / "root") as client, pytest.raises(Unauthorized):
+        client.resolve(ref)
+    job.write_text(json.dumps({"auths": auths}))
+    with Client(tmp_path / "root") as client:
+        assert str(client.resolve(ref)[1].digest) == image.digest

@@ -97,9 +97,15 @@ class Client:
     Args:
         root: the content store directory (default ``$DIST_ROOT``, else
             ``$XDG_DATA_HOME/ocidist``, i.e. ``~/.local/share/ocidist``).
-        credentials: ``(user, password)`` for every registry, or a function
-            ``host -> Credential | None``; default: Docker's ``config.json``
-            (and its helpers), then podman/skopeo's ``auth.json``.
+        credentials: ``{registry: (user, password)}``, each pair for that
+            registry (``host[:port]``; ``docker.io`` for Docker Hub) and its
+            token service alone, as `dist --user`: never for a mirror
+            hosts.toml lists for it, nor another registry (a copy's other
+            side); everything else from the files. Or a function
+            ``host -> Credential | None``, asked for every host contacted,
+            mirrors included: it decides. Default: Docker's ``config.json``
+            (and its helpers), then podman/skopeo's ``auth.json``; with
+            ``$REGISTRY_AUTH_FILE`` set, that file alone.
         hosts_dir: containerd-style ``certs.d`` directory for mirrors and TLS
             (default ``$DIST_HOSTS_DIR``, else ``~/.config/ocidist/certs.d``).
         plain_http: talk plain HTTP to registries that are not loopback.
@@ -114,7 +120,7 @@ class Client:
 
         from ocidist import Client
 
-        with Client(root="/tmp/store", credentials=("ci", token)) as client:
+        with Client(root="/tmp/store", credentials={"ghcr.io": ("ci", token)}) as client:
             result = client.pull("ghcr.io/org/app:1.2", platform="linux/amd64")
             print(result.name, result.target.digest, result.fetched_bytes)
     """
@@ -123,7 +129,7 @@ class Client:
         self,
         root: str | os.PathLike[str] | None = None,
         *,
-        credentials: tuple[str, str] | CredentialFunc | None = None,
+        credentials: Mapping[str, tuple[str, str]] | CredentialFunc | None = None,
         hosts_dir: str | os.PathLike[str] | None = None,
         plain_http: bool = False,
         insecure: bool = False,
@@ -134,6 +140,15 @@ class Client:
         from ocidist.paths import default_root
 
         self.root = os.fspath(root or os.environ.get("DIST_ROOT") or default_root())
+        if isinstance(credentials, tuple):
+            from ocidist.errors import InvalidArgument
+
+            # It was "for every registry": every host contacted, mirrors
+            # and the other side of a copy included.
+            raise InvalidArgument(
+                "Client: credentials=(user, password) names no registry, and a password "
+                "goes to one registry only: give {registry: (user, password)}"
+            )
         self._credentials = credentials
         hosts = hosts_dir or os.environ.get("DIST_HOSTS_DIR")
         self._hosts_dir = os.fspath(hosts) if hosts else None
@@ -186,15 +201,18 @@ class Client:
     def _credential_func(self) -> CredentialFunc:
         from ocidist.remotes.docker import credentials as creds
         from ocidist.remotes.docker.auth import Credential
-        from ocidist.remotes.docker.authfile import from_auth_files
+        from ocidist.remotes.docker.authfile import stored
 
         given = self._credentials
-        if isinstance(given, tuple):
-            user, password = given
-            return creds.static(Credential(username=user, secret=password))
-        if given is not None:
+        if given is None:
+            return stored()
+        if not isinstance(given, Mapping):
             return given
-        return creds.chain(creds.from_docker_config(), from_auth_files())
+        bound = [
+            creds.for_registry(registry, Credential(username=user, secret=password))
+            for registry, (user, password) in given.items()
+        ]
+        return creds.chain(*bound, stored())
 
     @contextmanager
     def _progress_for(self, callback: ProgressCallback | None) -> Iterator[Progress | None]:
