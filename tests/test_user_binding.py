@@ -412,3 +412,34 @@ def test_client_reads_registry_auth_file_alone(
     job.write_text(json.dumps({"auths": auths}))
     with Client(tmp_path / "root") as client:
         assert str(client.resolve(ref)[1].digest) == image.digest
+
+
+def test_a_namespace_login_is_not_used_for_the_whole_host(
+    site_a: Site, image: BuiltImage, tmp_path: Path, docker_config: Path
+) -> None:
+    """A config.json key naming a namespace (podman/skopeo write them:
+    ``skopeo login host/team``) holds for that namespace: dist chooses
+    credentials per host, so it uses none of them, as with auth.json,
+    rather than offer the team's password for every repository of the host.
+    dist logout HOST leaves them too."""
+    host = site_a.host
+    cfg = docker_config / "config.json"
+    scoped = {f"{host}/team": {"auth": b64(site_a.creds)}}
+    cfg.write_text(json.dumps({"auths": scoped}))
+    proc = run_dist("resolve", f"{host}/{REPO}:v1")
+    assert not site_a.basic_users(), "the namespace's password was sent for another repository"
+    assert proc.returncode == 1 and "unauthorized" in one_error_line(proc)
+    # Nor is a helper named for a namespace asked for the host.
+    cfg.write_text(json.dumps({"auths": scoped, "credHelpers": {f"{host}/team": "absent"}}))
+    proc = run_dist("resolve", f"{host}/{REPO}:v1")
+    assert proc.returncode == 1 and "unauthorized" in one_error_line(proc)
+    proc = run_dist("logout", host)
+    assert json.loads(cfg.read_text())["auths"] == scoped
+    # A host key, Docker's own or its URL form, holds for the host.
+    cfg.write_text(
+        json.dumps({"auths": {**scoped, f"http://{host}/v1/": {"auth": b64(site_a.creds)}}})
+    )
+    proc = run_dist("--json", "resolve", f"{host}/{REPO}:v1")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json_doc(proc.stdout)["digest"] == image.digest
+    assert site_a.basic_users() == {"alice"}

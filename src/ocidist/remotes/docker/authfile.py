@@ -40,6 +40,7 @@ from ocidist.remotes.docker.credentials import (
     helper_get,
     hostname,
     load_config,
+    names_namespace,
     save_config,
 )
 
@@ -82,10 +83,9 @@ def _key(registry: str) -> str:
 
 
 def _same_registry(key: str, registry: str) -> bool:
-    bare = key.strip()
-    if not bare.startswith(("http://", "https://")) and "/" in bare.rstrip("/"):
-        return False  # a namespace key (quay.io/team/app): not for the whole host
-    return _key(bare) == _key(registry)
+    if names_namespace(key):
+        return False  # quay.io/team/app: not for the whole host
+    return _key(key.strip()) == _key(registry)
 
 
 def lookup(registry: str, path: str) -> Credential | None:

@@ -51,6 +51,15 @@ def hostname(key: str) -> str:
     return s.split("/", 1)[0].lower()
 
 
+def names_namespace(key: str) -> bool:
+    """``quay.io/team/app`` (a podman/skopeo login for part of a registry)
+    rather than a host or Docker's URL form (``https://host/v1/``): such a key
+    holds for that namespace, not the whole host, and registry credentials
+    here are chosen per host, so it is not used (containers-auth.json(5))."""
+    bare = key.strip()
+    return not bare.startswith(("http://", "https://")) and "/" in bare.rstrip("/")
+
+
 def load_config(path: str | None = None, what: str = "Docker config") -> dict[str, Any]:
     path = path or config_path()
     try:
@@ -91,7 +100,9 @@ def helper_for(cfg: dict[str, Any], registry: str) -> str | None:
     helpers = cfg.get("credHelpers")
     if isinstance(helpers, dict):
         for key, name in helpers.items():
-            if hostname(key) == hostname(registry) and isinstance(name, str) and name:
+            if names_namespace(key) or not (isinstance(name, str) and name):
+                continue
+            if hostname(key) == hostname(registry):
                 return name
     store = cfg.get("credsStore")
     return store if isinstance(store, str) and store else None
@@ -107,7 +118,7 @@ def _auth_entry(cfg: dict[str, Any], registry: str) -> dict[str, Any] | None:
     want = hostname(key)
     for k, v in auths.items():
         # Old files use URLs ("https://host/v1/") as keys; compare host parts.
-        if isinstance(v, dict) and hostname(k) == want:
+        if isinstance(v, dict) and not names_namespace(k) and hostname(k) == want:
             return dict(v)
     return None
 
@@ -229,7 +240,8 @@ def erase(registry: str, path: str | None = None) -> bool:
             found = False
     auths = cfg.get("auths")
     if isinstance(auths, dict):
-        for k in [k for k in auths if hostname(k) == hostname(key)]:
+        same = [k for k in auths if not names_namespace(k) and hostname(k) == hostname(key)]
+        for k in same:
             del auths[k]
             found = True
     if found:
