@@ -19,6 +19,7 @@ from tests.dist_cli import json_doc, one_error_line, run_dist
 from tests.harness import (
     BuiltImage,
     Dir,
+    FaultProxy,
     Fifo,
     File,
     Hardlink,
@@ -224,6 +225,27 @@ def test_unpack_platform_of_index(tmp_path: Path, registry: Registry, repo_name:
     assert proc.returncode == 1
     assert "no manifest for platform linux/s390x (the index has linux/amd64" in one_error_line(proc)
     assert not (tmp_path / "none").exists()
+
+
+def test_layers_are_requested_while_the_config_is_coming(
+    tmp_path: Path, registry: Registry, fault_proxy: FaultProxy, repo_name: str
+) -> None:
+    """The config and the layers are all named by the manifest: the layers'
+    requests go out without waiting for the config's answer (on a far link
+    that answer is a round trip). The config's first GET is answered 503
+    with Retry-After: 2; the layers are asked for before its second GET."""
+    img = simple_image(tag=repo_name)
+    push_image(registry, repo_name, "v1", img)
+    assert img.config is not None
+    config = img.config.digest
+    fault_proxy.respond(503, f"/blobs/{config}", retry_after="2", method="GET")
+    dest = tmp_path / "rootfs"
+    unpack_cli(tmp_path, f"{fault_proxy.host}/{repo_name}:v1", dest)
+    blobs = [e.path.rsplit("/", 1)[-1] for e in fault_proxy.log if "/blobs/sha256:" in e.path]
+    layers = {layer.blob.digest for layer in img.layers}
+    assert blobs.count(config) == 2, blobs
+    second = blobs.index(config, blobs.index(config) + 1)
+    assert layers <= set(blobs[:second]), blobs
 
 
 def _dgst(text: str) -> Digest:

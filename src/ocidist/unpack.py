@@ -182,7 +182,36 @@ def unpack_image(
         progress=CancellingProgress(progress, sched),
         source=source,
     )
-    parts = fetch_parts(handler, store, target, name)
+    fetch_done = [started]
+    failures: list[BaseException] = []
+
+    def fetch_layers(layers: tuple[Descriptor, ...]) -> None:
+        try:
+            walk(handler, layers, scheduler=sched)
+        except BaseException as e:  # the applier sees it through sched.wait
+            failures.append(e)
+            # A failure before the run began (a bad root) never reached the
+            # scheduler: hand it over, or the applier would wait forever.
+            sched.stop(e)
+        fetch_done[0] = time.monotonic()
+
+    fetching: list[threading.Thread] = []
+
+    def start_layers(layers: tuple[Descriptor, ...]) -> None:
+        # While the config is still coming: its round trip overlaps theirs.
+        t = threading.Thread(target=fetch_layers, args=(layers,), name="unpack-fetch", daemon=True)
+        t.start()
+        fetching.append(t)
+
+    try:
+        parts = fetch_parts(handler, store, target, name, start_layers)
+    except BaseException:
+        sched.stop(Cancelled("transfer stopped: the unpack failed"))
+        for t in fetching:
+            t.join(timeout=CANCEL_GRACE_SECONDS)
+        raise
+    if not fetching:
+        start_layers(parts.layers)
     result = UnpackResult(
         name=name,
         target=target,
@@ -194,21 +223,6 @@ def unpack_image(
     )
     if not existed:
         os.makedirs(dest, exist_ok=True)
-    fetch_done = [started]
-    failures: list[BaseException] = []
-
-    def fetch_layers() -> None:
-        try:
-            walk(handler, parts.layers, scheduler=sched)
-        except BaseException as e:  # the applier sees it through sched.wait
-            failures.append(e)
-            # A failure before the run began (a bad root) never reached the
-            # scheduler: hand it over, or the applier would wait forever.
-            sched.stop(e)
-        fetch_done[0] = time.monotonic()
-
-    fetching = threading.Thread(target=fetch_layers, name="unpack-fetch", daemon=True)
-    fetching.start()
     try:
         template = apply_options or ApplyOptions()
         if warn is not None:
@@ -219,11 +233,11 @@ def unpack_image(
         # Flowing transfers stop at their next chunk; one blocked on a silent
         # server cannot be interrupted, so the error is not held up by it (the
         # thread is a daemon, and whatever it commits is verified content).
-        fetching.join(timeout=CANCEL_GRACE_SECONDS)
+        fetching[0].join(timeout=CANCEL_GRACE_SECONDS)
         if not force:
             _remove_contents(dest, remove_dir=not existed)
         raise
-    fetching.join()
+    fetching[0].join()
     if failures:  # every layer arrived, yet something else failed
         raise failures[0]
     result.fetched, result.skipped = handler.fetched, handler.skipped

@@ -11,6 +11,8 @@ they fetched so far stays as a resumable ingest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ocidist import jsondata, manifest
 from ocidist.content import Store
 from ocidist.descriptor import Descriptor, Platform, is_config, is_index, is_layer, is_manifest
@@ -50,28 +52,38 @@ class ImageParts(Value):
         object.__setattr__(self, "platform", platform)
 
 
-def fetch_parts(handler: Handler, store: Store, target: Descriptor, name: str) -> ImageParts:
+def fetch_parts(
+    handler: Handler,
+    store: Store,
+    target: Descriptor,
+    name: str,
+    start_layers: Callable[[tuple[Descriptor, ...]], None] | None = None,
+) -> ImageParts:
     """Walk ``handler`` (a fetching one that keeps one platform) from
     ``target`` down to the platform manifest and its config, and read them;
-    the layers are left for the caller to fetch."""
+    the layers are left for the caller to fetch. ``start_layers``, if given,
+    is handed them as soon as the manifest is read, before the config is
+    fetched: the config's round trip then overlaps the layers' (a small
+    image's pull on a far link is a chain of round trips)."""
     found: list[Descriptor] = []
 
-    def to_config(desc: Descriptor) -> list[Descriptor]:
-        if found:
-            handler(desc)  # the config
-            return []
+    def to_manifest(desc: Descriptor) -> list[Descriptor]:
         if not is_index(desc.media_type) and not is_manifest(desc.media_type):
             what = desc.media_type or "untyped"
             raise InvalidContent(f"{name}: {what} is not an image manifest")
         kids = list(handler(desc))
         if is_manifest(desc.media_type):
             found.append(desc)
-        return kids[:1]  # the best platform's manifest; a manifest's config
+            return []
+        return kids[:1]  # the best platform's manifest
 
-    walk(to_config, [target])
+    walk(to_manifest, [target])
     if not found:
         raise NotFound(f"{name}: the index lists no manifests")
     config, layers = manifest_parts(store, found[0])
+    if start_layers is not None:
+        start_layers(layers)
+    handler(config)
     return read_config(store, found[0], config, layers)
 
 
