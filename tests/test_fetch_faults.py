@@ -162,3 +162,28 @@ def test_cli_digest_mismatch_words(
     assert "digest mismatch" in one_error_line(out)
     # Whatever reached stdout is short of the object: never a complete bad copy.
     assert len(out.stdout) < layer["size"]
+
+
+def test_a_failing_layer_ends_the_pull_without_waiting_for_the_others(
+    tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    """One layer the registry no longer has: the pull says so at once, while
+    another layer's transfer is stalled (it finished every running transfer
+    first: here its stall timeout, then its retries)."""
+    img = large_image(tmp_path / "img", total_compressed=12 << 20, layers=2)
+    push_image(registry, repo_name, "v1", img)
+    big, other = sorted(
+        (b for b in img.blobs().values() if b.size > 1 << 20), key=lambda b: b.size, reverse=True
+    )
+    # The biggest goes first: it stalls; the other is gone.
+    fault_proxy.stall(60, f"/blobs/{big.digest}", after_bytes=500_000, times=None)
+    fault_proxy.respond(404, f"/blobs/{other.digest}", times=None)
+    started = time.monotonic()
+    out = run_dist("--root", str(tmp_path / "root"), "pull", "--concurrency", "2",
+                   f"{fault_proxy.host}/{repo_name}:v1", timeout=120)  # fmt: skip
+    took = time.monotonic() - started
+    assert out.returncode == 1, out.stderr
+    assert other.digest in one_error_line(out)
+    assert took < 25, (
+        f"took {took:.1f}s"
+    )  # start-up and the 404 (slack for load); not the 60 s stall

@@ -4,6 +4,7 @@ walker's own bounds on whatever a handler returns (images.walk)."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 
@@ -12,7 +13,7 @@ import pytest
 from ocidist.descriptor import OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor
 from ocidist.digest import Digest
 from ocidist.errors import DistError, InvalidContent
-from ocidist.images.scheduler import Scheduler
+from ocidist.images.scheduler import FAILURE_GRACE, Scheduler
 from ocidist.images.walk import MAX_CHILDREN, MAX_INDEX_DEPTH, Recorder, walk
 
 
@@ -69,7 +70,14 @@ def test_jobs_added_while_running_and_the_thread_bound() -> None:
 
     s.add("j0", lambda: job(0))
     s.run()
-    assert peak <= 3 and len(threads) <= 3
+    # At most 3 at once; the caller's thread works only before there is a pool.
+    assert peak <= 3 and len(threads - {threading.main_thread().name}) <= 3
+
+
+def _waiting(ident: int) -> bool:
+    """Whether thread ``ident`` is in a Condition.wait."""
+    frame = sys._current_frames().get(ident)
+    return frame is not None and frame.f_code.co_name == "wait"
 
 
 def test_an_interrupt_while_the_caller_waits_stops_the_workers() -> None:
@@ -94,7 +102,7 @@ def test_an_interrupt_while_the_caller_waits_stops_the_workers() -> None:
         ran.append("interrupting")
         taken.set()
         deadline = time.monotonic() + 10
-        while s._idle == 0 and time.monotonic() < deadline:  # the caller waits
+        while not _waiting(main) and time.monotonic() < deadline:
             time.sleep(0.01)
         signal.pthread_kill(main, signal.SIGINT)
         time.sleep(0.5)  # the caller has raised by now
@@ -143,6 +151,40 @@ def test_a_thread_that_cannot_start_leaves_the_work_to_the_others(
     s.run()
     assert sorted(done) == sorted([f"leaf{i}" for i in range(20)] + ["top"])
     assert done[-1] == "top" and starts[0] > 1
+
+
+def test_a_failure_does_not_wait_for_a_stalled_job() -> None:
+    """The first failure is raised after at most FAILURE_GRACE, while another
+    job is still stuck (a stalled transfer: minutes); it waited for every
+    running job. With a pool the caller's thread only watches, so it is never
+    the one stuck in a transfer."""
+    s = Scheduler(4, name="t")
+    release = threading.Event()
+    stuck = threading.Event()
+    callers: list[str] = []
+
+    def stalled() -> None:
+        callers.append(threading.current_thread().name)
+        stuck.set()
+        release.wait(60)
+
+    def failing() -> None:
+        callers.append(threading.current_thread().name)
+        stuck.wait(10)
+        raise InvalidContent("gone")
+
+    s.add("stalled", stalled)
+    s.add("failing", failing)
+    started = time.monotonic()
+    try:
+        with pytest.raises(InvalidContent, match="gone"):
+            s.run()
+        took = time.monotonic() - started
+    finally:
+        release.set()
+    assert took < FAILURE_GRACE + 5, f"took {took:.1f}s"  # not the 60 s stall
+    assert threading.main_thread().name not in callers
+    s.join()  # what is still running can be waited for
 
 
 def _d(mt: str, n: int) -> Descriptor:

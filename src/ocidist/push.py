@@ -225,7 +225,8 @@ def push_image(
     try:
         sched.run()
     except _Present:
-        # Running uploads finished first; the rest is there already.
+        # No failure: the running uploads finish first; the rest is there already.
+        sched.join()
         done = {str(d.digest) for d in (*result.pushed, *result.existing, *result.mounted)}
         everything = [*todo.blobs.values(), *(d for d, _ in todo.manifests)]
         for desc in everything:

@@ -6,15 +6,20 @@ of jobs that must finish first, and a priority (among the jobs ready to run,
 the lowest goes first). A running job may add more jobs: a walk discovers
 the graph as it goes, a push knows it up front.
 
-The caller's thread is one of the workers; more threads start only while
-there is ready work and no idle worker, up to ``concurrency`` in all (a
-small image never pays for a pool). The first failure stops everything:
-nothing new starts, running jobs finish, and the failure is raised in the
-caller's thread — at once for an interrupt (Ctrl-C), wherever it lands in
-that thread (in a job, or while it waits for the others): the running jobs
-are not waited for (they may be transfers minutes from their end); the
-worker threads are daemons, and ``dist`` exits right after. A thread the
-system will not start is no failure: the threads there are do the work.
+While one job at a time is ready, the caller's thread runs them itself (a
+small image never pays for a pool). Once there is more, threads start, up to
+``concurrency``, while there is ready work and no idle thread; the caller's
+thread then only watches them, so that it can raise the first failure as it
+happens instead of being in a transfer of its own (minutes, on a slow link).
+
+The first failure stops everything: nothing new starts, and the failure is
+raised in the caller's thread once the running jobs finished, or after
+``FAILURE_GRACE`` seconds; at once for an interrupt (Ctrl-C), wherever it
+lands in that thread (in a job, or while it waits). Jobs still running then
+(transfers may be minutes from their end) go on in their threads, which are
+daemons; ``dist`` exits right after. ``join`` waits for them (push: its
+"the registry has it all" stops the run and then counts what was sent).
+A thread the system will not start is no failure: those there do the work.
 
 A thread outside the pool can follow a run (unpack applies each layer as
 soon as its fetch is done): ``wait(key)`` until a job has run, raising the
@@ -27,11 +32,17 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 from collections.abc import Callable, Collection
 
 from ocidist.errors import DistError
 
 Priority = tuple[int, int]
+
+# After a failure, how long the jobs still running get to finish before it is
+# raised (a manifest or a small blob finishes well within it; a stalled
+# transfer would take its stall timeout, then its retries).
+FAILURE_GRACE = 2.0
 
 
 class Scheduler:
@@ -56,6 +67,7 @@ class Scheduler:
         self._idle = 0
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._caller_busy = False  # the caller's thread is running a job
         self._failure: BaseException | None = None
 
     def add(
@@ -85,11 +97,10 @@ class Scheduler:
             self._started = True
             self._grow()
         try:
-            self._work()
+            self._work(caller=True)
             if self._failure is not None and not isinstance(self._failure, Exception):
                 raise self._failure  # KeyboardInterrupt in a job of this thread: now
-            for t in list(self._threads):
-                t.join()
+            self._join(FAILURE_GRACE if self._failure is not None else None)
         except BaseException as e:
             # Raised in this thread outside a job (Ctrl-C while it waited on
             # the workers): it is the run's failure, so nothing new starts.
@@ -128,18 +139,32 @@ class Scheduler:
             self._cond.notify_all()
             self._settled.notify_all()
 
+    def join(self) -> None:
+        """Wait for the jobs still running after ``run`` raised."""
+        self._join(None)
+
+    def _join(self, within: float | None) -> None:  # not under the lock
+        until = None if within is None else time.monotonic() + within
+        for t in list(self._threads):
+            t.join(None if until is None else max(0.0, until - time.monotonic()))
+
     # -- inside, under the lock unless said otherwise --
 
     def _make_ready(self, key: str) -> None:
         heapq.heappush(self._ready, (self._jobs[key][1], next(self._seq), key))
-        self._cond.notify()
+        # All: one notify could wake only the caller's thread, which leaves
+        # the job to the pool.
+        self._cond.notify_all()
         if self._started:
             self._grow()
 
     def _grow(self) -> None:
-        # The caller's thread is a worker too: threads besides it, at most limit - 1.
-        wanted = len(self._ready) - self._idle - (0 if self._threads or self._running else 1)
-        while wanted > 0 and len(self._threads) < self._limit - 1:
+        # Before there is a pool the caller's thread takes one ready job
+        # itself; while it runs one, the threads number at most limit - 1.
+        caller_takes = 0 if self._threads or self._caller_busy else 1
+        wanted = len(self._ready) - self._idle - caller_takes
+        cap = self._limit - (1 if self._caller_busy else 0)
+        while wanted > 0 and len(self._threads) < cap:
             t = threading.Thread(
                 target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
             )
@@ -147,19 +172,27 @@ class Scheduler:
                 t.start()
             except RuntimeError:
                 # "can't start new thread": the threads there are (the
-                # caller's at least) do the work; no more are asked for.
-                self._limit = len(self._threads) + 1
+                # caller's, if none) do the work; no more are asked for.
+                self._limit = max(1, len(self._threads))
                 return
             self._threads.append(t)
             wanted -= 1
 
-    def _work(self) -> None:  # not under the lock
+    def _work(self, caller: bool = False) -> None:  # not under the lock
         while True:
             with self._cond:
-                while not self._ready and self._failure is None and self._running:
-                    self._idle += 1
-                    self._cond.wait()
-                    self._idle -= 1
+                while self._failure is None and (self._ready or self._running):
+                    if self._ready and not (caller and self._threads):
+                        break  # a job to take (the caller's thread: while there is no pool)
+                    if caller:
+                        self._grow()  # ready work it leaves to the pool
+                        if self._ready and not self._threads:
+                            continue  # no thread would start: the caller works
+                        self._cond.wait()
+                    else:
+                        self._idle += 1
+                        self._cond.wait()
+                        self._idle -= 1
                 if self._failure is not None or not self._ready:
                     if self._failure is None and len(self._done) < len(self._jobs):
                         self._failure = RuntimeError(f"{self._name}: jobs wait on each other")
@@ -167,6 +200,8 @@ class Scheduler:
                     return
                 _, _, key = heapq.heappop(self._ready)
                 self._running += 1
+                if caller:
+                    self._caller_busy = True
             try:
                 self._jobs[key][0]()
             except BaseException as e:  # re-raised in the caller's thread
@@ -174,11 +209,15 @@ class Scheduler:
                     if self._failure is None:
                         self._failure = e
                     self._running -= 1
+                    if caller:
+                        self._caller_busy = False
                     self._cond.notify_all()
                     self._settled.notify_all()
                 return
             with self._cond:
                 self._running -= 1
+                if caller:
+                    self._caller_busy = False
                 self._done.add(key)
                 for d in self._dependents.pop(key, ()):
                     self._waiting[d] -= 1
