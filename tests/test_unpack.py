@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -246,6 +247,33 @@ def test_layers_are_requested_while_the_config_is_coming(
     assert blobs.count(config) == 2, blobs
     second = blobs.index(config, blobs.index(config) + 1)
     assert layers <= set(blobs[:second]), blobs
+
+
+def test_big_layers_come_in_turns_in_the_order_they_are_applied(
+    tmp_path: Path, registry: Registry, fault_proxy: FaultProxy, repo_name: str
+) -> None:
+    """Layers fetched in ranges: two at a time, in manifest order, so the
+    first ones arrive early and are applied while the rest come (started
+    all at once they shared the link and all arrived at the end). The third
+    layer's first request is sent only once the first layer's last range
+    is in."""
+    rnd = random.Random(11)
+    specs: list[LayerSpec] = [[(f"f{i}", File(rnd.randbytes(1 << 20)))] for i in range(3)]
+    img = build_image(specs)
+    push_image(registry, repo_name, "v1", img)
+    ranges = ("--range-threshold", "256KiB", "--range-size", "64KiB", "--max-ranges", "2")
+    ref = f"{fault_proxy.host}/{repo_name}:v1"
+    dest = tmp_path / "rootfs"
+    proc = run_dist("--root", str(tmp_path / "root"), *ranges, "unpack", ref, str(dest))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert (dest / "f2").read_bytes() == specs[2][0][1].data  # type: ignore[union-attr]
+    digests = [layer.blob.digest for layer in img.layers]
+    seen = [e.path.rsplit("/", 1)[-1] for e in fault_proxy.log if "/blobs/sha256:" in e.path]
+    first_of = {d: seen.index(d) for d in digests}
+    last_of = {d: len(seen) - 1 - seen[::-1].index(d) for d in digests}
+    assert seen.count(digests[0]) >= 16  # it did come in ranges
+    assert first_of[digests[2]] > last_of[digests[0]], seen
+    assert first_of[digests[1]] < last_of[digests[0]], seen  # two at a time
 
 
 def _dgst(text: str) -> Digest:

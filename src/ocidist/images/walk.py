@@ -29,7 +29,7 @@ one object are errors (``GraphLimit``), the same line whichever command walks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from ocidist import manifest
 from ocidist.content import Provider
@@ -81,6 +81,7 @@ def walk(
     concurrency: int = 1,
     nests: tuple[Callable[[Descriptor], bool], str] = (lambda d: is_index(d.media_type), "indexes"),
     scheduler: Scheduler | None = None,
+    after: Callable[[Descriptor], Collection[str]] | None = None,
 ) -> None:
     """Run ``handler`` on ``roots`` and on every child it returns, bounded.
 
@@ -91,7 +92,10 @@ def walk(
 
     ``scheduler``: the pool to walk on instead of a new one of
     ``concurrency`` threads, for a caller that follows the walk from another
-    thread (``Scheduler.wait``: unpack's applier)."""
+    thread (``Scheduler.wait``: unpack's applier).
+
+    ``after``: the keys (digests) of jobs a descriptor's job waits for
+    (``Scheduler.add``'s deps; none by default)."""
     sched = scheduler or Scheduler(concurrency, name="walk")
     deeper, what = nests
 
@@ -99,7 +103,8 @@ def walk(
         depth += deeper(desc)
         if depth > MAX_INDEX_DEPTH:
             raise too_deep(desc, what)
-        sched.add(str(desc.digest), lambda: visit(desc, depth), priority=_priority(desc))
+        deps = after(desc) if after is not None else ()
+        sched.add(str(desc.digest), lambda: visit(desc, depth), deps, priority=_priority(desc))
 
     def visit(desc: Descriptor, depth: int) -> None:
         children = handler(desc)
