@@ -1,4 +1,4 @@
-"""``containerd.services.images.v1.Images`` over the MetadataStore.
+"""``containerd.services.images.v1.Images`` over a metadata store.
 
 Namespaces: every ``containerd-namespace`` sees the one store of the root
 (``ctr`` uses "default"), so what ctr names, `dist images ls` lists.
@@ -16,7 +16,7 @@ from ocidist.api.gen import images_pb2 as pb
 from ocidist.content.labels import validate as validate_labels
 from ocidist.descriptor import Descriptor
 from ocidist.errors import AlreadyExists, InvalidArgument, NotFound
-from ocidist.metadata import Image, MetadataStore
+from ocidist.metadata import Image, Metadata
 
 SERVICE = "containerd.services.images.v1.Images"
 
@@ -46,7 +46,7 @@ def _target(msg: descriptor_pb2.Descriptor) -> Descriptor:
 
 
 class ImagesService:
-    def __init__(self, metadata: MetadataStore) -> None:
+    def __init__(self, metadata: Metadata) -> None:
         self.metadata = metadata
 
     def handler(self) -> grpc.GenericRpcHandler:

@@ -13,24 +13,32 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import grpc
 
 from ocidist.api import convert, rpc
 from ocidist.api.gen import ocidist_pb2 as pb
 from ocidist.api.unpack_roots import UnpackRoots
-from ocidist.content.local import LocalStore
+from ocidist.content import Store
 from ocidist.descriptor import Descriptor
 from ocidist.errors import Cancelled, DistError, InvalidArgument, reworded
 from ocidist.images.platforms import selection
-from ocidist.metadata import MetadataStore
+from ocidist.metadata import Metadata
 from ocidist.progress import Progress
-from ocidist.remotes.docker.resolver import DockerResolver
+from ocidist.remotes import Resolver
 
 SERVICE = "ocidist.v1.Distribution"
 UPDATE_INTERVAL = 0.25  # seconds between progress events for one object
 
 _END = object()
+
+
+class OwnedResolver(Resolver, Protocol):
+    """A resolver made for one call (by the server, which builds it) and
+    closed after it."""
+
+    def close(self) -> None: ...
 
 
 class QueueProgress:
@@ -81,9 +89,9 @@ def _event(
 class DistributionService:
     def __init__(
         self,
-        store: LocalStore,
-        metadata: MetadataStore,
-        resolver: Callable[[], DockerResolver],
+        store: Store,
+        metadata: Metadata,
+        resolver: Callable[[], OwnedResolver],
         unpack_roots: UnpackRoots,
     ) -> None:
         self.store = store
@@ -111,7 +119,7 @@ class DistributionService:
             raise InvalidArgument("pull: the request has no ref")
         matcher, limit = selection(list(req.platforms), req.all_platforms)
 
-        def work(resolver: DockerResolver, progress: Progress) -> pb.ProgressEvent:
+        def work(resolver: Resolver, progress: Progress) -> pb.ProgressEvent:
             result = fetch_image(
                 resolver,
                 self.store,
@@ -134,7 +142,7 @@ class DistributionService:
         if not req.name:
             raise InvalidArgument("push: the request has no image name")
 
-        def work(resolver: DockerResolver, progress: Progress) -> pb.ProgressEvent:
+        def work(resolver: Resolver, progress: Progress) -> pb.ProgressEvent:
             result = push_image(
                 resolver, self.store, self.metadata, req.name, req.ref or None, progress=progress
             )
@@ -151,7 +159,7 @@ class DistributionService:
             raise InvalidArgument("unpack: the request has no image name")
         matcher, _ = selection([req.platform] if req.platform else [])
 
-        def work(resolver: DockerResolver, progress: Progress) -> pb.ProgressEvent:
+        def work(resolver: Resolver, progress: Progress) -> pb.ProgressEvent:
             # Only below the operator's unpack roots, through the directory's
             # descriptor (unpack_roots.py): the client names the path.
             with self.unpack_roots.open(req.dir) as dest:
@@ -177,7 +185,7 @@ class DistributionService:
     def _run(
         self,
         what: str,
-        work: Callable[[DockerResolver, Progress], pb.ProgressEvent],
+        work: Callable[[Resolver, Progress], pb.ProgressEvent],
         context: grpc.ServicerContext,
     ) -> Iterator[pb.ProgressEvent]:
         """Run ``work`` in a thread of its own, streaming its progress, then
