@@ -1,4 +1,4 @@
-"""``containerd.services.content.v1.Content`` over a LocalStore.
+"""``containerd.services.content.v1.Content`` over a content store.
 
 Write follows containerd's service message for message (a STAT first with the
 ref, WRITEs at the current offset, offset 0 restarting, COMMIT verifying),
@@ -20,9 +20,7 @@ from google.protobuf.empty_pb2 import Empty
 from ocidist.api import convert, leases_service, rpc
 from ocidist.api.filters import Fields, compile_filters
 from ocidist.api.gen import content_pb2 as pb
-from ocidist.content import Info, Status
-from ocidist.content.ingest import LocalWriter
-from ocidist.content.local import LocalStore
+from ocidist.content import Info, Status, Store, Writer
 from ocidist.digest import Digest
 from ocidist.errors import (
     AlreadyExists,
@@ -68,7 +66,7 @@ def _status_fields(status: Status) -> Fields:
 
 
 class ContentService:
-    def __init__(self, store: LocalStore, leases: LeaseStore) -> None:
+    def __init__(self, store: Store, leases: LeaseStore) -> None:
         self.store = store
         self.leases = leases
 
@@ -208,7 +206,7 @@ class ContentService:
             self.leases.add_resource(ns, lease, Resource(str(dgst), CONTENT))
 
 
-def _open_writer(store: LocalStore, ref: str, total: int, expected: Digest | None) -> LocalWriter:
+def _open_writer(store: Store, ref: str, total: int, expected: Digest | None) -> Writer:
     """The writer for ``ref``, trying again for a while when it is locked.
 
     A client that closes a Write stream and opens the next one for the same
@@ -243,7 +241,7 @@ class _WriteSession:
         self.lease = lease
         self.total = -1
         self.expected: Digest | None = None
-        self.writer: LocalWriter | None = None
+        self.writer: Writer | None = None
 
     def open(self, first: pb.WriteContentRequest) -> None:
         self._expect(first)
