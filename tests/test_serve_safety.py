@@ -307,6 +307,53 @@ def test_credentials_go_only_to_their_registry(tmp_path: Path, sockdir: str) -> 
             server.stop()
 
 
+def test_a_mirror_of_the_bound_registry_gets_none_of_its_password(
+    tmp_path: Path, sockdir: str
+) -> None:
+    """hosts.toml lists a mirror for the --user-registry host: the daemon asks
+    the mirror first, and gives it nothing of --user (its own entries only)."""
+    bound, mirror = (RecordingServer(responder=_asks_for_basic) for _ in range(2))
+    for server in (bound, mirror):
+        server.start()
+    try:
+        hosts = tmp_path / "certs.d" / bound.host
+        hosts.mkdir(parents=True)
+        (hosts / "hosts.toml").write_text(
+            f'server = "{bound.url().rstrip("/")}"\n\n[host."{mirror.url().rstrip("/")}"]\n'
+            '  capabilities = ["pull", "resolve"]\n'
+        )
+        docker = tmp_path / "docker"
+        docker.mkdir()
+        env = {**os.environ, "DOCKER_CONFIG": str(docker)}
+        sock = os.path.join(sockdir, "d.sock")
+        args = [sys.executable, "-m", "ocidist", "--root", str(tmp_path / "root"), "serve"]
+        proc = subprocess.Popen(
+            [*args, "--address", sock, "--hosts-dir", str(tmp_path / "certs.d"),
+             "-u", "alice:alice-pw", "--user-registry", bound.host],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        served = Served(tmp_path / "root", sock, proc)
+        from tests.test_serve import wait_connectable
+
+        wait_connectable(sock, proc)
+        d = Daemon(sock)
+        try:
+            with pytest.raises(DistError):
+                list(d.pull(f"{bound.host}/some/app:1"))
+        finally:
+            d.close()
+            assert served.stop() == 0
+        assert mirror.requests(), "the mirror was not asked"
+        assert all("alice" not in r.text() for r in mirror.requests())
+        assert {r.header("Authorization") for r in mirror.requests()} == {None}
+        assert _basic("alice", "alice-pw") in {r.header("Authorization") for r in bound.requests()}
+    finally:
+        for server in (bound, mirror):
+            server.stop()
+
+
 def test_user_without_a_registry_is_refused(tmp_path: Path) -> None:
     proc = run_dist("--root", str(tmp_path), "serve", "-u", "alice:pw")
     assert proc.returncode == 2
