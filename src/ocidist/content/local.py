@@ -14,7 +14,6 @@ the whole verified blob, never a partial one under a digest name.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
@@ -48,7 +47,7 @@ class LocalStore:
 
     def _ingest_dir(self, key: str) -> str:
         # Hash the key: keys are free-form (they may hold '/' or be long).
-        return os.path.join(self._ingest, hashlib.sha256(key.encode()).hexdigest())
+        return os.path.join(self._ingest, Digest.from_bytes(key.encode()).encoded)
 
     # -- Provider --------------------------------------------------------------
 
