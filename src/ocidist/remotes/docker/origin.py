@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
+
+from ocidist.value import Value
 
 # Headers that carry a credential whatever the caller called them.
 BOUND_NAMES = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -59,10 +61,16 @@ class Refused(Exception):
     """A redirect the policy will not follow (the message says why)."""
 
 
-class Origin(NamedTuple):
+class Origin(Value):
+    __slots__ = ("scheme", "host", "port")
     scheme: str  # "http" or "https"
     host: str  # lower-case; an IPv6 address without brackets
     port: int
+
+    def __init__(self, scheme: str, host: str, port: int) -> None:
+        object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -161,10 +169,16 @@ def answered_by(url: str, origin: Origin) -> bool:
         return False
 
 
-class Redirect(NamedTuple):
+class Redirect(Value):
+    __slots__ = ("url", "method", "body")
     url: str
     method: str
     body: Any  # None when the redirect drops it
+
+    def __init__(self, url: str, method: str, body: Any) -> None:
+        object.__setattr__(self, "url", url)
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "body", body)
 
 
 def redirect(

@@ -35,19 +35,26 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from ocidist.errors import InvalidArgument
+from ocidist.value import Value
 
 
 class ProxyError(InvalidArgument):
     """A proxy setting that cannot be used as written."""
 
 
-class Proxy(NamedTuple):
+class Proxy(Value):
+    __slots__ = ("host", "port", "authorization")
     host: str
     port: int
     authorization: str | None  # "Basic …" from the URL's user information
+
+    def __init__(self, host: str, port: int, authorization: str | None) -> None:
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "authorization", authorization)
 
     def __str__(self) -> str:  # never with the credentials
         host = f"[{self.host}]" if ":" in self.host else self.host

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ocidist import reference
 from ocidist.content.tuning import Tuning
@@ -44,6 +44,7 @@ from ocidist.remotes.docker.session import Session
 from ocidist.remotes.docker.token import HTTPTokenSource
 from ocidist.remotes.docker.transport import Deadline, Response, Transport
 from ocidist.text import quote
+from ocidist.value import Value
 
 if TYPE_CHECKING:
     from ocidist.remotes.docker.pusher import DockerPusher, PushOptions
@@ -52,19 +53,59 @@ DEFAULT_RETRY = RetryPolicy()
 HostsFunc = Callable[[str], list[RegistryHost]]
 
 
-class ResolverOptions(NamedTuple):
-    plain_http: bool = False
-    insecure: bool = False
-    deadline: float | None = None  # time.monotonic() value for the whole command
-    hosts_dir: str | None = None
-    credentials: CredentialFunc = no_credentials
-    retry: RetryPolicy = DEFAULT_RETRY
-    pool_size: int = 16
-    hosts: HostsFunc | None = None  # overrides hosts_dir/default lookup
-    push: PushOptions | None = None  # for every pusher() not given its own
-    proxies: ProxyConfig | None = None  # None: from the environment (proxy.py)
-    # Parallel ranged fetch of big blobs (content/parallel.py); None: defaults.
-    ranges: Tuning | None = None
+class ResolverOptions(Value):
+    __slots__ = (
+        "plain_http",
+        "insecure",
+        "deadline",
+        "hosts_dir",
+        "credentials",
+        "retry",
+        "pool_size",
+        "hosts",
+        "push",
+        "proxies",
+        "ranges",
+    )
+    _no_hash = ("credentials", "hosts", "push", "proxies")
+    plain_http: bool
+    insecure: bool
+    deadline: float | None
+    hosts_dir: str | None
+    credentials: CredentialFunc
+    retry: RetryPolicy
+    pool_size: int
+    hosts: HostsFunc | None
+    push: PushOptions | None
+    proxies: ProxyConfig | None
+    ranges: Tuning | None
+
+    def __init__(
+        self,
+        plain_http: bool = False,
+        insecure: bool = False,
+        deadline: float | None = None,  # time.monotonic() value for the whole command
+        hosts_dir: str | None = None,
+        credentials: CredentialFunc = no_credentials,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        pool_size: int = 16,
+        hosts: HostsFunc | None = None,  # overrides hosts_dir/default lookup
+        push: PushOptions | None = None,  # for every pusher() not given its own
+        proxies: ProxyConfig | None = None,  # None: from the environment (proxy.py)
+        # Parallel ranged fetch of big blobs (content/parallel.py); None: defaults.
+        ranges: Tuning | None = None,
+    ) -> None:
+        object.__setattr__(self, "plain_http", plain_http)
+        object.__setattr__(self, "insecure", insecure)
+        object.__setattr__(self, "deadline", deadline)
+        object.__setattr__(self, "hosts_dir", hosts_dir)
+        object.__setattr__(self, "credentials", credentials)
+        object.__setattr__(self, "retry", retry)
+        object.__setattr__(self, "pool_size", pool_size)
+        object.__setattr__(self, "hosts", hosts)
+        object.__setattr__(self, "push", push)
+        object.__setattr__(self, "proxies", proxies)
+        object.__setattr__(self, "ranges", ranges)
 
 
 class DockerResolver:

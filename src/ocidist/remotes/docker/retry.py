@@ -32,10 +32,11 @@ the same way::
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ocidist import logs
 from ocidist.errors import DistError, TimedOut, Unavailable, reworded
+from ocidist.value import Value
 
 if TYPE_CHECKING:
     from ocidist.remotes.docker.transport import Deadline
@@ -44,20 +45,37 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _LOGGER = "ocidist.remotes"
 
 
-class RetryPolicy(NamedTuple):
-    # A NamedTuple: a dataclass costs ~1 ms of start-up to create.
+class RetryPolicy(Value):
+    # A Value (value.py): a dataclass costs ~1 ms of start-up to create, a
+    # NamedTuple ~90 us.
+    __slots__ = ("attempts", "backoff", "max_backoff", "max_retry_after", "jitter", "min_progress")
+    attempts: int
+    backoff: float
+    max_backoff: float
+    max_retry_after: float
+    jitter: float
+    min_progress: int
 
-    attempts: int = 5  # attempts without progress, including the first
-    backoff: float = 0.2  # first wait, doubled each attempt
-    max_backoff: float = 10.0
-    # A longer Retry-After is waited out only this long (then the next
-    # attempt, and the command --timeout still bounds the whole).
-    max_retry_after: float = 60.0
-    jitter: float = 0.25  # +/- fraction, so a fleet does not retry in lockstep
-    # An attempt that gained at least this many bytes before it broke made
-    # progress: the count starts again. One chunk of a copy (1 MiB) means a
-    # trickle of less cannot keep a transfer going one request at a time.
-    min_progress: int = 1 << 20
+    def __init__(
+        self,
+        attempts: int = 5,  # attempts without progress, including the first
+        backoff: float = 0.2,  # first wait, doubled each attempt
+        max_backoff: float = 10.0,
+        # A longer Retry-After is waited out only this long (then the next
+        # attempt, and the command --timeout still bounds the whole).
+        max_retry_after: float = 60.0,
+        jitter: float = 0.25,  # +/- fraction, so a fleet does not retry in lockstep
+        # An attempt that gained at least this many bytes before it broke made
+        # progress: the count starts again. One chunk of a copy (1 MiB) means a
+        # trickle of less cannot keep a transfer going one request at a time.
+        min_progress: int = 1 << 20,
+    ) -> None:
+        object.__setattr__(self, "attempts", attempts)
+        object.__setattr__(self, "backoff", backoff)
+        object.__setattr__(self, "max_backoff", max_backoff)
+        object.__setattr__(self, "max_retry_after", max_retry_after)
+        object.__setattr__(self, "jitter", jitter)
+        object.__setattr__(self, "min_progress", min_progress)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""

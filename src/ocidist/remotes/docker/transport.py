@@ -18,7 +18,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from ocidist import logs
 from ocidist.errors import DistError, InvalidContent, RegistryError, TimedOut, Unavailable
@@ -35,6 +35,7 @@ from ocidist.remotes.docker.origin import (
     split_bound,
 )
 from ocidist.remotes.docker.proxy import Proxy, ProxyConfig
+from ocidist.value import Value
 
 _LOGGER = "ocidist.remotes.transport"
 
@@ -49,19 +50,37 @@ DRAIN_MAX = 64 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
-# NamedTuples, not dataclasses: creating a dataclass costs ~1 ms of start-up
-# (it compiles its methods with exec); these are plain frozen values.
-class TLSConfig(NamedTuple):
-    insecure: bool = False
-    ca_files: tuple[str, ...] = ()
-    client_cert: str | None = None
-    client_key: str | None = None
+# Values (value.py), not dataclasses or NamedTuples: creating either class
+# costs start-up (a dataclass ~1 ms, a NamedTuple ~90 us: both exec code).
+class TLSConfig(Value):
+    __slots__ = ("insecure", "ca_files", "client_cert", "client_key")
+    insecure: bool
+    ca_files: tuple[str, ...]
+    client_cert: str | None
+    client_key: str | None
+
+    def __init__(
+        self,
+        insecure: bool = False,
+        ca_files: tuple[str, ...] = (),
+        client_cert: str | None = None,
+        client_key: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "insecure", insecure)
+        object.__setattr__(self, "ca_files", ca_files)
+        object.__setattr__(self, "client_cert", client_cert)
+        object.__setattr__(self, "client_key", client_key)
 
 
-class Timeouts(NamedTuple):
-    connect: float = 10.0
+class Timeouts(Value):
+    __slots__ = ("connect", "read")
+    connect: float
     # A read that sees no byte for this long is a stall; the request is retried.
-    read: float = 30.0
+    read: float
+
+    def __init__(self, connect: float = 10.0, read: float = 30.0) -> None:
+        object.__setattr__(self, "connect", connect)
+        object.__setattr__(self, "read", read)
 
 
 class Deadline:
@@ -545,9 +564,10 @@ class Transport:
                 if not loc:
                     raise Unavailable(f"{what}: redirect without Location")
                 try:
-                    url, method, body = redirect(
+                    moved = redirect(
                         status, method, body, url, loc, confined=owner if confined else None
                     )
+                    url, method, body = moved.url, moved.method, moved.body
                 except Refused as e:
                     # The server's answer, not a passing fault: no retry.
                     trace.note("redirect %d refused: %s", status, str(e))
@@ -592,7 +612,7 @@ class Transport:
         except ValueError:
             raise InvalidContent(f"{what}: invalid URL") from None
         scheme, host, port, _ = _target(url, what)
-        if o != (scheme, host.lower(), port):
+        if (o.scheme, o.host, o.port) != (scheme, host.lower(), port):
             raise InvalidContent(f"{what}: invalid URL")
         return o
 
