@@ -14,6 +14,7 @@ import pytest
 
 from ocidist.remotes.docker.uploadstream import Aborted, OneShot
 from tests.harness import FaultProxy, Registry
+from tests.harness.faultrules import Drop
 from tests.harness.hostile import HostileRegistry, Peer, Request, answer
 from tests.test_hostile_http import dist
 
@@ -146,3 +147,29 @@ def test_a_registry_that_refuses_a_whole_blob_patch_gets_chunks(tmp_path: Path, 
         f"{2 * limit}-{n - 1}",
     ]
     assert len(reg.requests("POST")) == 1
+
+
+def test_a_dropped_whole_blob_patch_ends_in_a_verified_blob(
+    tmp_path: Path, fault_proxy: FaultProxy, registry: Registry
+) -> None:
+    """Against Distribution: the one PATCH for the whole blob is cut off
+    before the registry sees it; the upload goes on in the same session
+    (4 MiB PATCHes from the offset the registry reports) and the registry
+    stores exactly the blob's bytes under its digest."""
+    data = random.Random(8).randbytes(9 * MiB + 7)
+    blob = tmp_path / "blob"
+    blob.write_bytes(data)
+    fault_proxy.add(Drop(before_headers=True), method="PATCH", path="/blobs/uploads/", times=1)
+    r = dist(
+        tmp_path, "--timeout", "60s", "push-object", f"{fault_proxy.host}/stream-drop", str(blob)
+    )
+    assert r.proc.returncode == 0, r.proc.stderr
+    ranges = [e.header("Content-Range") for e in fault_proxy.log if e.method == "PATCH"]
+    n = len(data)
+    assert ranges[0] == f"0-{n - 1}"
+    assert ranges[1:] == [f"0-{4 * MiB - 1}", f"{4 * MiB}-{8 * MiB - 1}", f"{8 * MiB}-{n - 1}"]
+    posts = [e for e in fault_proxy.log if e.method == "POST"]
+    assert len(posts) == 1  # the same session
+    dgst = "sha256:" + hashlib.sha256(data).hexdigest()
+    with urllib.request.urlopen(f"{registry.url}/v2/stream-drop/blobs/{dgst}") as resp:
+        assert resp.read() == data
