@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 from typing import Any
@@ -100,6 +99,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         ctx.root, address, lambda: ctx.new_resolver(credentials, deadline=False), _policy(args)
     )
     stop = threading.Event()
+    import signal  # here: every `dist --help` imports this module
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
