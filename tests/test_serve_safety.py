@@ -427,8 +427,12 @@ def test_the_socket_is_private_from_the_first_instant(tmp_path: Path, sockdir: s
         [*argv, "--address", sock],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        # The laxest umask there is: a socket bound under it is 0777.
-        preexec_fn=lambda: os.umask(0),
+        # The laxest umask there is: a socket bound under it is 0777. Set by
+        # Popen itself, not by a preexec_fn: one forces a plain fork(), whose
+        # at-fork handlers grpc (loaded in this process by earlier tests)
+        # restarts its pollers with in the child, and they abort it (SIGABRT,
+        # "epoll_wait error: Bad file descriptor") before it runs dist.
+        umask=0,
     )
     try:
         watcher.join(timeout=30)

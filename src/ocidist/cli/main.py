@@ -157,12 +157,8 @@ def main(
         return ctx.fail(e)
     except DeadlinePassed:
         return ctx.fail(TimedOut("timed out (--timeout reached)"))
-    except Terminated:
-        report_error("terminated", 143, KeyboardInterrupt(), as_json=ctx.json)
-        return 143
-    except KeyboardInterrupt:
-        report_error("interrupted", 130, KeyboardInterrupt(), as_json=ctx.json)
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted(e, as_json=ctx.json)
     except BrokenPipeError:
         # The reader went away (`dist fetch-object … | head`); not our failure.
         _silence_stdout()
@@ -173,11 +169,27 @@ def main(
         ctx.close()
 
 
+def _interrupted(e: KeyboardInterrupt, *, as_json: bool) -> int:
+    """SIGTERM's or Ctrl-C's one line; the exit code (143, 130)."""
+    message, code = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+    report_error(message, code, KeyboardInterrupt(), as_json=as_json)
+    return code
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
 
 
+# SIGTERM seen, whether or not its exception got through: one raised where
+# Python only prints and drops exceptions (a weakref callback, a __del__,
+# both run by imports) is lost, this is not (`dist serve` reads it when it
+# takes the signal over, or such a lost SIGTERM would leave it running).
+terminate_requested = False
+
+
 def _terminate(signum: int, frame: object) -> None:
+    global terminate_requested
+    terminate_requested = True
     raise Terminated
 
 
@@ -223,7 +235,13 @@ def run() -> NoReturn:
     # does: the finally blocks run, so a copy's staging store, a half-written
     # archive's temporary file and the like are removed, not left behind.
     signal.signal(signal.SIGTERM, _terminate)
-    code = main(_fast_parse=True, _program=True)
+    try:
+        code = main(_fast_parse=True, _program=True)
+    except KeyboardInterrupt as e:
+        # A signal before main's own handling starts (while the command line
+        # is parsed, or its modules imported): the same one line and code as
+        # later, not a traceback and a teardown of the interpreter.
+        code = _interrupted(e, as_json="--json" in sys.argv[1:])
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -85,6 +85,31 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    # SIGTERM/SIGINT only ask the daemon to stop, from its first instant: an
+    # exception raised by a handler in the middle of importing grpc or of
+    # building the server would end the start-up half-done (grpc's import
+    # then even reports itself "not installed"). A stop asked for while
+    # starting is honoured once started, through the one shutdown path.
+    import signal  # here: every `dist --help` imports this module
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    from ocidist.cli import main
+
+    if main.terminate_requested:  # before this handler, and its exception lost
+        stop.set()
+    try:
+        return _serve(args, ctx, stop)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _serve(args: argparse.Namespace, ctx: Context, stop: threading.Event) -> int:
     from ocidist.extras import require_serve
 
     require_serve("serve")
@@ -98,13 +123,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     server = Server(
         ctx.root, address, lambda: ctx.new_resolver(credentials, deadline=False), _policy(args)
     )
-    stop = threading.Event()
-    import signal  # here: every `dist --help` imports this module
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.start()
         if not ctx.quiet:
@@ -116,8 +134,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             print("dist serve: shutting down", file=sys.stderr, flush=True)
     finally:
         server.stop()
-        for s, h in previous.items():
-            signal.signal(s, h)
     return 0
 
 
