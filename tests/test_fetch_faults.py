@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -187,3 +189,39 @@ def test_a_failing_layer_ends_the_pull_without_waiting_for_the_others(
     assert took < 25, (
         f"took {took:.1f}s"
     )  # start-up and the 404 (slack for load); not the 60 s stall
+
+
+@pytest.mark.parametrize("command", ["pull", "unpack"])
+def test_connections_open_while_the_manifest_is_stalled(
+    command: str, tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    """pull and unpack warm the registry's connections while the manifest is
+    still coming (issue 20: the first blobs must not each pay a handshake):
+    with the manifest's answer held back, the proxy already holds more than
+    the one connection asking for it."""
+    push_image(registry, repo_name, "v1", simple_image())
+    fault_proxy.stall(3, "/manifests/", method=None, times=None)
+    args = [command, f"{fault_proxy.host}/{repo_name}:v1"]
+    if command == "unpack":
+        args.append(str(tmp_path / "out"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocidist", "--root", str(tmp_path / "root"), *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        most = 0
+        deadline = time.monotonic() + 20  # start-up, under load
+        while time.monotonic() < deadline and not any(
+            "/manifests/" in e.path for e in fault_proxy.log
+        ):
+            time.sleep(0.02)
+        # Half the stall: the warm-up runs beside the manifest's request.
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            most = max(most, len(fault_proxy._server.conns))
+            time.sleep(0.02)
+        assert fault_proxy.count("GET", "/blobs/") == 0, "the manifest was not held back"
+        assert most >= 2, f"{most} connection(s) open while the manifest was stalled"
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()

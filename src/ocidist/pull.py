@@ -17,7 +17,7 @@ from ocidist.images.platforms import MatchComparer, default_matcher
 from ocidist.images.walk import platform_children, walk
 from ocidist.metadata import Metadata
 from ocidist.progress import Progress
-from ocidist.remotes import Resolver, resolve_to_fetch
+from ocidist.remotes import Resolver, Warmer, resolve_to_fetch
 
 
 def default_concurrency() -> int:
@@ -42,14 +42,13 @@ def link_concurrency(resolve_seconds: float) -> int:
     return default_concurrency()
 
 
-def warm_up(resolver: object, ref: str) -> None:
+def warm_up(resolver: Resolver, ref: str) -> None:
     """Open connections to ``ref``'s registry in the background while the
     manifest is being read, so the first blobs do not each pay a handshake
     (a round trip; more with TLS). Best effort: any failure is the fetch's
     to report."""
-    warm = getattr(resolver, "warm", None)
-    if warm is not None:
-        warm(ref, default_concurrency())
+    if isinstance(resolver, Warmer):
+        resolver.warm(ref, default_concurrency())
 
 
 class PullResult:

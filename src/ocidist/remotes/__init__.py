@@ -101,6 +101,15 @@ class Resolver(Protocol):
     def pusher(self, ref: str) -> Pusher: ...
 
 
+@runtime_checkable
+class Warmer(Protocol):
+    """A resolver that can open connections to a reference's registry ahead
+    of use (in the background, best effort), so the first blobs of a pull do
+    not each pay a handshake while the manifest is still being read."""
+
+    def warm(self, ref: str, n: int) -> None: ...
+
+
 class Registry(Resolver, Protocol):
     """A registry's resolver: objects by digest alone, and referrers."""
 
