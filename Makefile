@@ -31,6 +31,14 @@ deps:
 demo: deps venv
 	$(BIN)/python scripts/demo.py
 
+# The suite on TEST_WORKERS pytest-xdist workers: most of its time is spent
+# waiting (dist subprocesses, registries starting, fault and deadline tests),
+# not computing. --dist loadgroup keeps each @pytest.mark.xdist_group on one
+# worker (one containerd suite build, one packaging venv, the timing- and
+# memory-bound tests one after another). PYTEST_ARGS replaces all of it, e.g.
+# PYTEST_ARGS=tests/test_pull.py runs that file alone on one process.
+TEST_WORKERS ?= 4
+PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadgroup
 test: deps venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -77,7 +77,28 @@ def umoci() -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: long-running test")
+    config.addinivalue_line(
+        "markers", "slow: long-running test (handed out first to pytest-xdist workers)"
+    )
     config.addinivalue_line(
         "markers", "packaging: builds a fresh venv with `pip install .` (about 10 s)"
     )
+    # pytest-xdist registers it too; named here so that the suite also runs
+    # without the plugin (-p no:xdist) and without a warning.
+    config.addinivalue_line(
+        "markers",
+        "xdist_group(name): under `make test` (--dist loadgroup) one worker runs the group, "
+        "one test after another: 'timing' for deadline and peak-RSS bounds, or tests "
+        "sharing an expensive module fixture",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker, the tests marked ``slow`` come first: the
+    controller hands tests out in collection order, so a long test collected
+    last would run alone at the end while the other workers sit idle. Every
+    worker sorts the same way (xdist checks that the collections match); a
+    plain run keeps the files' order."""
+    if not hasattr(config, "workerinput"):
+        return
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -44,6 +44,9 @@ def test_detect() -> None:
 @pytest.mark.parametrize(
     ("data", "name"),
     [(bz2.compress(RAW), "bzip2"), (lzma.compress(RAW), "xz"), (b"hello world" * 100, None)],
+    # Named: an id made of RAW's random bytes differs in every process, and
+    # pytest-xdist's workers must collect the same tests.
+    ids=["bzip2", "xz", "not-compressed"],
 )
 def test_unsupported_compression(tmp_path: Path, data: bytes, name: str | None) -> None:
     with pytest.raises(ArchiveError) as e:

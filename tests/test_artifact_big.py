@@ -61,6 +61,7 @@ def push_and_pull(work: Path, host: str, repo: str) -> tuple[int, int, Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("timing")  # a peak-RSS bound
 def test_200mb_artifact_resumes_both_ways_in_flat_memory(
     tmp_path: Path, registry: Registry, fault_proxy: FaultProxy, repo_name: str
 ) -> None:

@@ -47,7 +47,9 @@ __all__ = ["docker_config", "pki", "tls_env", "token_env"]
 
 RUNS = 20
 # 40 dist processes per test: allow for a machine shared with other work.
-pytestmark = pytest.mark.timeout(900)
+# One worker runs the module (under `make test`'s xdist): one set of its
+# registries, and the 20-run tests not racing each other for the CPU.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("auth-concurrency")]
 # Enough blobs to keep the default concurrency (at least 4) busy, small
 # enough that 40 runs take a few seconds each.
 LAYERS = 12

@@ -30,6 +30,8 @@ __all__ = ["sockdir"]  # the fixture, for the daemon case
 
 DEADLINE = 3.0
 SLACK = 4.0  # interpreter start-up on a loaded machine, and the pauses of the run
+# Deadline bounds: with the other bounded tests on one xdist worker.
+pytestmark = pytest.mark.xdist_group("timing")
 
 
 def _head(peer: Peer) -> tuple[str, str] | None:

@@ -15,10 +15,14 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from tests.dist_cli import one_error_line, run_dist_peak
 from tests.test_layout import dist, ok
 
 MiB = 1 << 20
+# Peak-RSS bounds: with the other bounded tests on one xdist worker.
+pytestmark = pytest.mark.xdist_group("timing")
 
 
 def run_rss(root: Path, *args: str) -> tuple[int, str, int]:

@@ -49,6 +49,7 @@ def mutated(draw: st.DrawFn, seeds: list[str]) -> str:
     return "".join(text)
 
 
+@pytest.mark.slow
 @settings(max_examples=1500)
 @given(st.one_of(mutated(VALID), st.text(max_size=300), st.binary(max_size=300).map(repr)))
 @example("a" * 300 + "/b")
@@ -117,6 +118,7 @@ manifest_like = st.fixed_dictionaries(
 )  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(max_examples=1500)
 @given(st.integers(0, 255), st.one_of(manifest_like.map(json.dumps), st.text(max_size=200)))
 @example(0, "[" * 100_000)

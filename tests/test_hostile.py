@@ -512,6 +512,7 @@ def test_tar_bomb_deep_path(tmp_path: Path) -> None:
     failed(apply(tmp_path, tar_of({deeper: b"x"})), "deeper than 1024")
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_bounded(tmp_path: Path) -> None:
     """1 GiB of zeros in a ~1 MB gzip layer, refused at a 64 MiB limit."""
     size = 1 << 30

@@ -307,6 +307,7 @@ def trickle(data_of: object, every: float = 1.0) -> object:
     ids=["trickled-head", "slow-100-continue", "slow-obs-fold", "slow-header-lines",
          "slow-trailers", "silent", "trickled-body"],
 )  # fmt: skip
+@pytest.mark.xdist_group("timing")  # DEADLINE + SLACK
 def test_timeout_holds_whatever_the_server_does(
     tmp_path: Path, reg: HostileRegistry, img: Image, path: str, action: object
 ) -> None:
@@ -319,6 +320,7 @@ def test_timeout_holds_whatever_the_server_does(
     assert "Traceback" not in line
 
 
+@pytest.mark.xdist_group("timing")
 def test_timeout_holds_in_a_tls_handshake(tmp_path: Path) -> None:
     """A server that accepts and never answers the TLS handshake."""
     with HostileRegistry() as silent:

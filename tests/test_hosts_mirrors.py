@@ -12,6 +12,7 @@ from tests.conftest import RegistryFactory
 from tests.dist_cli import one_error_line, run_dist
 from tests.harness import Registry, push_image, simple_image
 from tests.harness.authfixtures import docker_config
+from tests.harness.net import refused_port
 
 __all__ = ["docker_config"]
 
@@ -89,14 +90,13 @@ def test_mirror_without_the_image_falls_through_to_upstream(
 def test_error_names_every_host_tried_and_why(
     registry: Registry, fresh_registry: RegistryFactory, repo_name: str, pushed: str, tmp_path: Path
 ) -> None:
-    down = fresh_registry()
-    down_host = down.host
-    down.stop()
     empty = fresh_registry()
-    d = hosts_dir(
-        tmp_path, registry, (down_host, ["pull", "resolve"]), (empty.host, ["pull", "resolve"])
-    )
-    proc = run_dist("--hosts-dir", d, "resolve", f"{registry.host}/{repo_name}:no-such-tag")
+    with refused_port() as port:
+        down_host = f"127.0.0.1:{port}"
+        d = hosts_dir(
+            tmp_path, registry, (down_host, ["pull", "resolve"]), (empty.host, ["pull", "resolve"])
+        )
+        proc = run_dist("--hosts-dir", d, "resolve", f"{registry.host}/{repo_name}:no-such-tag")
     assert proc.returncode == 1
     line = one_error_line(proc)
     assert "tried 3 hosts" in line, line

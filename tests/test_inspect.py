@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.dist_cli import one_error_line
 from tests.harness import (
     FaultProxy,
@@ -98,6 +100,7 @@ def test_platform_of_an_index(tmp_path: Path, registry: Registry, repo_name: str
     assert proc.returncode == 1 and "no manifest for" in one_error_line(proc)
 
 
+@pytest.mark.slow
 def test_every_transport_gives_the_same_answer(
     tmp_path: Path, registry: Registry, repo_name: str
 ) -> None:

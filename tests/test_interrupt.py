@@ -18,6 +18,8 @@ from tests.dist_cli import run_dist
 from tests.harness import FaultProxy, Registry, large_image, push_image
 
 STALL = 60.0  # far longer than the test may wait
+# "Ends within 5 s + slack": with the other bounded tests on one xdist worker.
+pytestmark = pytest.mark.xdist_group("timing")
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,9 @@ NOT_JSON = {
     "content get": "the blob's bytes",
 }
 COVERED: set[str] = set()
+# The module's tests fill COVERED, which the last one reads: under `make
+# test`'s xdist they must all run in one worker process, in file order.
+pytestmark = pytest.mark.xdist_group("json-events")
 
 
 def _commands() -> set[str]:

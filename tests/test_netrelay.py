@@ -17,6 +17,9 @@ from tests.harness import Registry
 from tests.harness.netrelay import NetRelay, Profile
 
 PAYLOAD = 1_000_000
+# The relay runs in this process and its upper bounds are deadlines (one is
+# 0.8 s): with the other bounded tests on one xdist worker.
+pytestmark = pytest.mark.xdist_group("timing")
 
 
 class _Handler(socketserver.BaseRequestHandler):

@@ -17,7 +17,8 @@ from tests.harness import Registry, push_image, simple_image
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.packaging
+# One xdist worker builds the venv (a module fixture) for all of them.
+pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("packaging")]
 
 
 class Venv:

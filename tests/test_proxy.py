@@ -23,7 +23,8 @@ from tests.dist_cli import one_error_line, run_dist
 from tests.harness import Registry, push_image, simple_image
 from tests.harness.authfixtures import TLSEnv, pki, tls_env
 from tests.harness.hostile import HostileRegistry
-from tests.harness.tinyproxy import TinyProxy, free_port, loopback_name
+from tests.harness.net import refused_port
+from tests.harness.tinyproxy import TinyProxy, loopback_name
 
 __all__ = ["pki", "tls_env"]
 
@@ -158,21 +159,22 @@ def test_no_proxy_is_honoured(
     push_image(registry, repo_name, "v1", img)
     port = registry.host.rsplit(":", 1)[1]
     ref = f"{name}:{port}/{repo_name}:v1"
-    dead = f"http://127.0.0.1:{free_port()}"
-    for no_proxy in (name, f"{name}:{port}", "*", f".other,{name.upper()}"):
-        out = run_dist("--plain-http", "resolve", ref,
-                       env=_env(HTTP_PROXY=dead, NO_PROXY=no_proxy))  # fmt: skip
-        assert out.returncode == 0, (no_proxy, out.stderr.decode())
-    out = run_dist("--plain-http", "resolve", ref, env=_env(HTTP_PROXY=dead, no_proxy="other"))
+    with refused_port() as dead_port:
+        dead = f"http://127.0.0.1:{dead_port}"
+        for no_proxy in (name, f"{name}:{port}", "*", f".other,{name.upper()}"):
+            out = run_dist("--plain-http", "resolve", ref,
+                           env=_env(HTTP_PROXY=dead, NO_PROXY=no_proxy))  # fmt: skip
+            assert out.returncode == 0, (no_proxy, out.stderr.decode())
+        out = run_dist("--plain-http", "resolve", ref, env=_env(HTTP_PROXY=dead, no_proxy="other"))
     assert out.returncode == 1
 
 
 def test_a_dead_proxy_is_one_clear_line(registry: Registry, name: str) -> None:
-    dead = free_port()
     port = registry.host.rsplit(":", 1)[1]
-    out = run_dist("--plain-http", "--timeout", "20s", "resolve", f"{name}:{port}/any/repo:v1",
-                   env=_env(HTTPS_PROXY=f"http://127.0.0.1:{dead}",
-                            HTTP_PROXY=f"http://127.0.0.1:{dead}"))  # fmt: skip
+    with refused_port() as dead:
+        out = run_dist("--plain-http", "--timeout", "20s", "resolve", f"{name}:{port}/any/repo:v1",
+                       env=_env(HTTPS_PROXY=f"http://127.0.0.1:{dead}",
+                                HTTP_PROXY=f"http://127.0.0.1:{dead}"))  # fmt: skip
     assert out.returncode == 1
     line = one_error_line(out)
     assert f"proxy http://127.0.0.1:{dead}" in line and "connection refused" in line, line

@@ -20,6 +20,9 @@ from tests.harness.registry import REGISTRY_BIN
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Its trials have time bounds and load the machine: with the other bounded tests.
+@pytest.mark.xdist_group("timing")
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_quick_reliability_suite(tmp_path: Path) -> None:
     if not Path(REGISTRY_BIN).exists():

@@ -140,9 +140,10 @@ def test_cli_resolve_errors(registry: Registry, repo_name: str) -> None:
 
 
 def test_cli_connection_refused_says_so() -> None:
-    from tests.harness.net import free_port
+    from tests.harness.net import refused_port
 
-    out = run_dist("--timeout", "20s", "resolve", f"127.0.0.1:{free_port()}/a/b:c")
+    with refused_port() as port:
+        out = run_dist("--timeout", "20s", "resolve", f"127.0.0.1:{port}/a/b:c")
     assert out.returncode == 1
     line = one_error_line(out)
     assert "connection refused" in line and "gave up after" in line

@@ -29,10 +29,15 @@ GOCODE = Path("/usr/share/gocode")
 CONTAINERD = GOCODE / "src" / "github.com" / "containerd" / "containerd"
 GO = shutil.which("go")
 
-pytestmark = pytest.mark.skipif(
-    GO is None or not (CONTAINERD / "content" / "testsuite").is_dir(),
-    reason="go or containerd's Go source is not installed (run `make deps`)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        GO is None or not (CONTAINERD / "content" / "testsuite").is_dir(),
+        reason="go or containerd's Go source is not installed (run `make deps`)",
+    ),
+    # Both tests on one xdist worker: the binary (a module fixture) is built
+    # once, not once per worker.
+    pytest.mark.xdist_group("containerd"),
+]
 
 CONTENT_SUBTESTS = (
     "Writer",

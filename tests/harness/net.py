@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -17,6 +18,22 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def refused_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port that refuses connections for as long as the block runs.
+
+    A port that was free a moment ago (``free_port``, or a stopped server's)
+    is no dead address: under pytest-xdist another worker's server may bind
+    it meanwhile and answer (seen: a "connection refused" test got a
+    registry's 501). A socket bound without ``listen`` holds the port: the
+    kernel answers every connection with RST and gives the port to no one
+    else until it is closed.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        yield int(s.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
