@@ -47,6 +47,7 @@ class Source:
         fetcher: Fetcher,
         close: Callable[[], None] | None = None,
         ref: str = "",
+        has: Callable[[Descriptor], bool] | None = None,
     ) -> None:
         self.transport = transport
         self.name = name
@@ -54,6 +55,9 @@ class Source:
         self.fetcher = fetcher
         self._close = close
         self.ref = ref  # the image's reference, when the source knows one
+        # Whether a local copy (store, layout) holds an object: it may hold
+        # only some platforms of an index. None: a registry, which has all.
+        self.has = has
 
     def read(self, desc: Descriptor, cap: int = MAX_MANIFEST_SIZE) -> bytes:
         """A small object (manifest, index, config) whole, verified."""
@@ -166,7 +170,14 @@ def store_source(store: Store, metadata: Metadata, name: str) -> Source:
     from ocidist.layout.exporter import lookup_image
 
     image = lookup_image(metadata, name)
-    return Source("store", image.name, image.target, StoreFetcher(store), ref=image.name)
+    return Source(
+        "store",
+        image.name,
+        image.target,
+        StoreFetcher(store),
+        ref=image.name,
+        has=lambda d: store.exists(d.digest),
+    )
 
 
 # -- OCI layouts --------------------------------------------------------------------
@@ -185,8 +196,14 @@ class LayoutDir:
         except FileNotFoundError:
             raise InvalidContent(f"{self.path}: not an OCI layout: no {name}") from None
 
+    def has(self, desc: Descriptor) -> bool:
+        return os.path.isfile(self._blob(desc))
+
+    def _blob(self, desc: Descriptor) -> str:
+        return os.path.join(self.path, "blobs", desc.digest.algorithm, desc.digest.encoded)
+
     def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
-        path = os.path.join(self.path, "blobs", desc.digest.algorithm, desc.digest.encoded)
+        path = self._blob(desc)
         try:
             f = open(path, "rb")  # noqa: SIM115 - the caller closes the stream
         except FileNotFoundError:
@@ -212,6 +229,9 @@ class LayoutTar:
         if not self.tar.has(name):
             raise InvalidContent(f"{self.path}: not an OCI layout: no {name}")
         return self.tar.read(name, cap)
+
+    def has(self, desc: Descriptor) -> bool:
+        return self.tar.find(f"blobs/{desc.digest.algorithm}/{desc.digest.encoded}") is not None
 
     def fetch(self, desc: Descriptor, offset: int = 0, *, verify: bool = True) -> Readable:
         member = self.tar.find(f"blobs/{desc.digest.algorithm}/{desc.digest.encoded}")
@@ -266,7 +286,7 @@ def _layout(layout: LayoutDir | LayoutTar, tag: str) -> Source:
     label = root.annotations.get(IMAGE_NAME) or root.annotations.get(REF_NAME) or ""
     name = f"{layout.path}:{label}" if label else layout.path
     plain = Descriptor(root.media_type, root.digest, root.size, platform=root.platform)
-    return Source("oci", name, plain, layout, layout.close, ref=_entry_ref(root))
+    return Source("oci", name, plain, layout, layout.close, ref=_entry_ref(root), has=layout.has)
 
 
 def _entry_ref(entry: Descriptor) -> str:

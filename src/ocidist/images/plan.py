@@ -21,6 +21,7 @@ from ocidist.images.walk import (
     children_handler,
     find_manifest,
     manifest_children,
+    none_held,
     platform_children,
     read_manifest,
     walk,
@@ -84,15 +85,35 @@ def stored_platform(
 ) -> Descriptor:
     """The best platform manifest below index ``root`` that ``store`` holds
     (``root`` itself when it is no index)."""
+    return held_platform(
+        stored_reader(store, what), lambda d: store.exists(d.digest), root, matcher, what
+    )
+
+
+def held_platform(
+    read: Read,
+    has: Callable[[Descriptor], bool],
+    root: Descriptor,
+    matcher: MatchComparer,
+    what: str,
+    where: str = "the store",
+) -> Descriptor:
+    """The best platform manifest below index ``root`` in a local copy
+    (``where``: the store, a layout) that may hold only some of an index's
+    platforms: ``read`` reads from it, ``has`` says what it holds. A wanted
+    platform it lacks is an error naming the platforms it does hold."""
     matching = platform_children(matcher)
 
     def present(desc: Descriptor, data: bytes) -> list[Descriptor]:
-        kids = [k for k in matching(desc, data) if store.exists(k.digest)]
-        if is_index(desc.media_type) and not kids:
-            raise NotFound(f"{what}: no manifest for platform {matcher.wanted()} in the store")
+        kept = matching(desc, data)
+        kids = [k for k in kept if has(k)]
+        if is_index(desc.media_type) and kept and not kids:
+            entries = manifest_children(desc, data)
+            held = [e for e in entries if has(e)]
+            raise none_held(what, matcher, entries, held, where)
         return kids
 
-    return find_manifest(children_handler(stored_reader(store, what), present), root)
+    return find_manifest(children_handler(read, present), root)
 
 
 def remote_platform(read: Read, root: Descriptor, matcher: MatchComparer) -> Descriptor:

@@ -194,12 +194,35 @@ def platform_children(
 
 def no_match(desc: Descriptor, matcher: MatchComparer, entries: Sequence[Descriptor]) -> NotFound:
     """The error for an index with no manifest for the wanted platform."""
+    return NotFound(
+        f"{desc.digest}: no manifest for platform {matcher.wanted()}"
+        f" (the index has {platform_list(entries)})"
+    )
+
+
+def none_held(
+    what: str,
+    matcher: MatchComparer,
+    entries: Sequence[Descriptor],
+    held: Sequence[Descriptor],
+    where: str = "the store",
+) -> NotFound:
+    """The error for an index whose entries for the wanted platform are all
+    missing from a local copy (``where``: the store, a layout) that holds
+    ``held`` of its ``entries``: an index pulled for other platforms. Both
+    lists are named, so the user sees what can be used and what to fetch."""
+    return NotFound(
+        f"{what}: no manifest for platform {matcher.wanted()} in {where}"
+        f" ({where} has {platform_list(held) or 'none of them'};"
+        f" the index has {platform_list(entries)})"
+    )
+
+
+def platform_list(entries: Sequence[Descriptor]) -> str:
+    """The platforms ``entries`` name, sorted, for an error message."""
     # Platform strings come from the registry: data, not terminal control.
     have = sorted({escape(str(e.platform), 64) for e in entries if e.platform is not None})
-    listed = ", ".join(have[:16]) + (f", … ({len(have)} in all)" if len(have) > 16 else "")
-    return NotFound(
-        f"{desc.digest}: no manifest for platform {matcher.wanted()} (the index has {listed})"
-    )
+    return ", ".join(have[:16]) + (f", … ({len(have)} in all)" if len(have) > 16 else "")
 
 
 # -- handlers ----------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ocidist.errors import (
     NotFound,
 )
 from ocidist.images.platforms import MatchComparer
-from ocidist.images.walk import Recorder, manifest_children, platform_children, walk
+from ocidist.images.walk import Recorder, manifest_children, none_held, platform_children, walk
 from ocidist.layout.common import (
     BUFSIZE,
     IMAGE_NAME,
@@ -117,7 +117,12 @@ def _closure(store: Store, target: Descriptor, matcher: MatchComparer | None) ->
         if is_index(desc.media_type):
             present = [k for k in kids if store.exists(k.digest)]  # never pulled: left out
             if kids and not present:
-                raise NotFound(f"{desc.digest}: none of its manifests is in the store")
+                if matcher is None:
+                    raise NotFound(f"{desc.digest}: none of its manifests is in the store")
+                # Pulled for other platforms: say which, as push and copy do.
+                entries = manifest_children(desc, read_small(store, desc))
+                held = [e for e in entries if store.exists(e.digest)]
+                raise none_held(str(desc.digest), matcher, entries, held)
             return present
         return kids
 
