@@ -6,7 +6,8 @@ closed against a real daemon process.
   swapped for a symlink after the check changes nothing).
 - Credentials belong to their registry: ``--user`` only with
   ``--user-registry`` and only for that host; a client-named host gets its
-  own config.json entry or nothing.
+  own config.json entry or nothing; a ``credHelpers`` helper's password goes
+  to its registry alone (not to that registry's mirror, nor to another).
 - TCP as root needs ``--unauthenticated-tcp``; the unix socket is 0600 from
   the instant it exists, whatever the umask.
 """
@@ -31,11 +32,13 @@ from ocidist.api.client import Daemon
 from ocidist.api.unpack_roots import UnpackRoots
 from ocidist.errors import DistError, InvalidArgument, PermissionDenied
 from tests.dist_cli import one_error_line, run_dist
-from tests.harness import Registry, push_image, simple_image
+from tests.harness import BuiltImage, FaultProxy, Registry, push_image, simple_image
+from tests.harness.authfixtures import docker_config, install_helper
 from tests.harness.recording import Recorded, RecordingServer, Reply
 from tests.test_serve import Served, ok, sockdir, start_serve
+from tests.test_user_binding import REPO, Site, hosts_toml, image, leaked, site_a, site_b
 
-__all__ = ["sockdir"]
+__all__ = ["docker_config", "image", "site_a", "site_b", "sockdir"]  # fixtures
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the TCP rule is about running as root")
 
@@ -352,6 +355,54 @@ def test_a_mirror_of_the_bound_registry_gets_none_of_its_password(
     finally:
         for server in (bound, mirror):
             server.stop()
+
+
+def test_a_credential_helper_serves_its_registry_alone(
+    site_a: Site,
+    site_b: Site,
+    image: BuiltImage,
+    fault_proxy: FaultProxy,
+    tmp_path: Path,
+    sockdir: str,
+    docker_config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """config.json's credHelpers names a docker-credential-<name> for A (an
+    htpasswd registry): the daemon pulls A's image with the password the
+    helper gives, and neither A's hosts.toml mirror (an anonymous registry,
+    asked first, which lacks the image) nor B (another htpasswd registry a
+    client names) sees any of it."""
+    helper = install_helper(tmp_path / "bin", "vault", monkeypatch)
+    helper.write_text(
+        json.dumps({site_a.host: {"Username": site_a.user, "Secret": site_a.password}})
+    )
+    (docker_config / "config.json").write_text(json.dumps({"credHelpers": {site_a.host: "vault"}}))
+    mirror = fault_proxy.url.rstrip("/")
+    hosts = hosts_toml(tmp_path, site_a.host, f"http://{site_a.host}", mirror)
+    for site in (site_a, site_b):
+        site.proxy.recorder.clear()
+    # The daemon inherits PATH (the helper) and DOCKER_CONFIG from os.environ.
+    served = start_serve(tmp_path / "root", os.path.join(sockdir, "d.sock"), "--hosts-dir", hosts)
+    d = Daemon(served.sock)
+    try:
+        events = list(d.pull(f"{site_a.host}/{REPO}:v1"))
+        last = events[-1]
+        assert last.event == "complete" and last.descriptor is not None
+        assert str(last.descriptor.digest) == image.digest
+        with pytest.raises(DistError, match="unauthorized"):
+            list(d.pull(f"{site_b.host}/{REPO}:v1"))
+    finally:
+        d.close()
+        assert served.stop() == 0
+    assert "get" in Path(f"{helper}.log").read_text().split()
+    assert site_a.basic_users() == {site_a.user}
+    asked = [r for r in fault_proxy.recorder.log if f"/{REPO}/" in r.path]
+    assert asked, "the mirror was not asked first"
+    assert {r.header("Authorization") for r in fault_proxy.recorder.log} == {None}
+    assert all(not leaked(f"{r.path}?{r.query} {r.headers}", site_a.password) for r in asked)
+    assert site_b.proxy.recorder.log, "B was not asked"
+    assert site_b.basic_users() == set()
+    assert not leaked(site_b.sent(), site_a.password)
 
 
 def test_user_without_a_registry_is_refused(tmp_path: Path) -> None:
