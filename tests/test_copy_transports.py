@@ -235,3 +235,35 @@ def test_docker_archive_layers_are_gzipped_for_a_registry_as_skopeo_does(
     assert [x["mediaType"] for x in kept["layers"]] == [
         "application/vnd.oci.image.layer.v1.tar"
     ] * len(kept["layers"])
+
+
+def test_an_image_a_layout_or_archive_lacks_is_named_with_what_it_has(
+    tmp_path: Path, registry: Registry, repo_name: str
+) -> None:
+    """A :TAG (or @N) the layout or docker-archive does not hold, or none
+    given where it holds several, lists the images it does hold, escaped."""
+    image = simple_image(tag=repo_name)
+    push_image(registry, repo_name, "v1", image)
+    src = f"{registry.host}/{repo_name}:v1"
+    root = tmp_path / "root"
+    layout, saved = tmp_path / "layout", tmp_path / "saved.tar"
+    for tag in ("v1", "v2\x1b[31m"):
+        ok(dist(root, "copy", src, f"oci:{layout}:{tag}"))
+    ok(dist(root, "copy", src, f"docker-archive:{saved}:ex.io/a:7"))
+    out = f"oci:{tmp_path / 'out'}:x"
+
+    def refused(source: str, words: str) -> None:
+        proc = dist(root, "copy", source, out)
+        assert proc.returncode != 0
+        line = one_error_line(proc)
+        assert words in line, line
+
+    has = "(the layout has v1, v2\\x1b[31m)"
+    refused(f"oci:{layout}:v3", f"{layout}: no image tagged v3 {has}")
+    refused(f"oci:{layout}", f"{layout}: holds 2 images: name one with :TAG {has}")
+    refused(
+        f"docker-archive:{saved}:ex.io/b:1",
+        "no image tagged ex.io/b:1 (the archive has @0 ex.io/a:7)",
+    )
+    refused(f"docker-archive:{saved}:@3", "no image @3 (the archive has @0 ex.io/a:7)")
+    assert not (tmp_path / "out").exists()

@@ -24,7 +24,7 @@ from ocidist.descriptor import MAX_MANIFEST_SIZE, Descriptor
 from ocidist.digest import Digest, VerifyingReader
 from ocidist.errors import DigestMismatch, DistError, InvalidArgument, InvalidContent, NotFound
 from ocidist.stream import Readable
-from ocidist.text import quote
+from ocidist.text import listing, quote
 
 if TYPE_CHECKING:
     from ocidist.content import Store
@@ -273,13 +273,13 @@ def _layout(layout: LayoutDir | LayoutTar, tag: str) -> Source:
             if tag in (e.annotations.get(REF_NAME), e.annotations.get(IMAGE_NAME))
         ]
         if not found:
-            raise NotFound(f"{layout.path}: no image tagged {quote(tag)}")
+            raise NotFound(f"{layout.path}: no image tagged {quote(tag)} {_has(entries)}")
         root = found[0]
     elif len(entries) == 1:
         root = entries[0]
     else:
         raise InvalidArgument(
-            f"{layout.path}: holds {len(entries)} images: name one with :TAG"
+            f"{layout.path}: holds {len(entries)} images: name one with :TAG {_has(entries)}"
             if entries
             else f"{layout.path}: index.json lists no images"
         )
@@ -287,6 +287,16 @@ def _layout(layout: LayoutDir | LayoutTar, tag: str) -> Source:
     name = f"{layout.path}:{label}" if label else layout.path
     plain = Descriptor(root.media_type, root.digest, root.size, platform=root.platform)
     return Source("oci", name, plain, layout, layout.close, ref=_entry_ref(root), has=layout.has)
+
+
+def _has(entries: list[Descriptor]) -> str:
+    """The tags a layout's index.json gives its images, for an error that
+    asks the user to name one (the layout's text: escaped)."""
+    tags = [e.annotations.get(REF_NAME) or e.annotations.get(IMAGE_NAME) or "" for e in entries]
+    named = [t for t in tags if t]
+    if not named:
+        return "(the layout's images have no tags)"
+    return f"(the layout has {listing(named)})"
 
 
 def _entry_ref(entry: Descriptor) -> str:

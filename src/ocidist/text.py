@@ -13,6 +13,11 @@ characters and (with its default ``ensure_ascii``) lone surrogates itself.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # text is imported by every command: no import for a hint
+    from collections.abc import Iterable
+
 # Error messages quote remote text up to this many characters.
 QUOTE_LIMIT = 200
 
@@ -40,3 +45,12 @@ def escape(text: str, limit: int | None = None) -> str:
 def quote(text: str, limit: int = QUOTE_LIMIT) -> str:
     """Remote text as it appears inside an error message: escaped, shortened."""
     return escape(text, limit)
+
+
+def listing(items: Iterable[str], limit: int = 16, each: int = 64) -> str:
+    """What an error says is there instead (an index's platforms, a layout's
+    tags): each item escaped and shortened to ``each`` characters, sorted,
+    deduplicated, the first ``limit`` then the count."""
+    have = sorted({escape(item, each) for item in items})
+    shown = ", ".join(have[:limit])
+    return shown + (f", … ({len(have)} in all)" if len(have) > limit else "")

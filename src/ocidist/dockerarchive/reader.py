@@ -38,7 +38,7 @@ from ocidist.digest import Digest, VerifyingReader, new_hasher
 from ocidist.errors import DigestMismatch, DistError, InvalidContent, NotFound
 from ocidist.stream import Readable
 from ocidist.tarindex import Member, TarIndex
-from ocidist.text import quote
+from ocidist.text import QUOTE_LIMIT, listing, quote
 from ocidist.value import Value
 
 MANIFEST_FILE = "manifest.json"
@@ -129,19 +129,25 @@ class DockerArchiveReader:
             if len(self.images) != 1:
                 raise InvalidContent(
                     f"{self.what}: holds {len(self.images)} images: name one "
-                    "(docker-archive:FILE:NAME:TAG or :@N)"
+                    f"(docker-archive:FILE:NAME:TAG or :@N) {self._has()}"
                 )
             return self.images[0]
         if ref.startswith("@"):
             try:
                 return self.images[int(ref[1:])]
             except (ValueError, IndexError):
-                raise NotFound(f"{self.what}: no image {quote(ref)}") from None
+                raise NotFound(f"{self.what}: no image {quote(ref)} {self._has()}") from None
         want = reference.parse(ref).name
         for image in self.images:
             if want in image.repo_tags:
                 return image
-        raise NotFound(f"{self.what}: no image tagged {quote(ref)}")
+        raise NotFound(f"{self.what}: no image tagged {quote(ref)} {self._has()}")
+
+    def _has(self) -> str:
+        """Each image as ``@N`` and its tags, for an error that asks the user
+        to name one (the archive's text: escaped)."""
+        images = (" ".join([f"@{i.index}", *i.repo_tags]) for i in self.images)
+        return f"(the archive has {listing(images, each=QUOTE_LIMIT)})"
 
     # -- reading --
 

@@ -45,7 +45,7 @@ from ocidist.errors import GraphLimit, InvalidContent, NotFound
 from ocidist.images.platforms import MatchComparer, select
 from ocidist.images.scheduler import Scheduler
 from ocidist.remotes import Fetcher
-from ocidist.text import escape
+from ocidist.text import listing
 
 Handler = Callable[[Descriptor], Sequence[Descriptor]]
 Children = Callable[[Descriptor, bytes], list[Descriptor]]
@@ -221,8 +221,7 @@ def none_held(
 def platform_list(entries: Sequence[Descriptor]) -> str:
     """The platforms ``entries`` name, sorted, for an error message."""
     # Platform strings come from the registry: data, not terminal control.
-    have = sorted({escape(str(e.platform), 64) for e in entries if e.platform is not None})
-    return ", ".join(have[:16]) + (f", … ({len(have)} in all)" if len(have) > 16 else "")
+    return listing(str(e.platform) for e in entries if e.platform is not None)
 
 
 # -- handlers ----------------------------------------------------------------------
