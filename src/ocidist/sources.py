@@ -28,6 +28,7 @@ from ocidist.text import listing, quote
 
 if TYPE_CHECKING:
     from ocidist.content import Store
+    from ocidist.images.platforms import MatchComparer
     from ocidist.metadata import Metadata
     from ocidist.remotes import Fetcher, Resolver
 
@@ -73,6 +74,22 @@ class Source:
         if len(data) != desc.size or Digest.from_bytes(data, desc.digest.algorithm) != desc.digest:
             raise DigestMismatch(f"{self.name}: {desc.digest}: digest mismatch")
         return data
+
+    def platform(
+        self, index: Descriptor, matcher: MatchComparer, read: Callable[[Descriptor], bytes]
+    ) -> Descriptor:
+        """The manifest for ``matcher`` below ``index`` (read with ``read``):
+        the walker's pick, among what the source holds when it is a local
+        copy, which names the platforms it does hold when the wanted one is
+        not there."""
+        from ocidist.images.walk import children_handler, find_manifest, platform_children
+
+        if self.has is None:
+            return find_manifest(children_handler(read, platform_children(matcher, 1)), index)
+        from ocidist.images.plan import held_platform
+
+        where = "the store" if self.transport == "store" else "the layout"
+        return held_platform(read, self.has, index, matcher, self.name, where)
 
     def close(self) -> None:
         if self._close is not None:

@@ -116,16 +116,8 @@ def _pick(source: Source, matcher: MatchComparer | None) -> Descriptor:
     """The root to copy: with a platform, the manifest the walker picks."""
     if matcher is None or not is_index(source.root.media_type):
         return source.root
-    from ocidist.images.walk import children_handler, find_manifest, platform_children
-
-    if source.has is not None:
-        # A store or layout may hold only some of the index's platforms:
-        # pick among those, and name them when the wanted one is not there.
-        from ocidist.images.plan import held_platform
-
-        where = "the store" if source.transport == "store" else "the layout"
-        return held_platform(source.read, source.has, source.root, matcher, source.name, where)
-    return find_manifest(children_handler(source.read, platform_children(matcher, 1)), source.root)
+    # A store or layout may hold only some of the index's platforms.
+    return source.platform(source.root, matcher, source.read)
 
 
 def _staged_name(source: Source, root: Descriptor) -> str:

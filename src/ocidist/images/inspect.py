@@ -16,7 +16,7 @@ from ocidist.digest import Digest
 from ocidist.errors import InvalidContent, NotFound
 from ocidist.images.platforms import MatchComparer, default_matcher
 from ocidist.images.unpack import MAX_CONFIG_SIZE
-from ocidist.images.walk import check_fan_out, children_handler, find_manifest, platform_children
+from ocidist.images.walk import check_fan_out
 from ocidist.value import Value
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ def choose_below(source: Source, chosen: Chosen, matcher: MatchComparer) -> Chos
             held[key] = source.read(desc)
         return held[key]
 
-    found = find_manifest(children_handler(read, platform_children(matcher, 1)), chosen.desc)
+    # A store or layout may hold only some of the index's platforms.
+    found = source.platform(chosen.desc, matcher, read)
     return Chosen(found, read(found), [*chosen.parents, chosen.desc])
 
 
