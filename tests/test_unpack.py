@@ -276,6 +276,31 @@ def test_big_layers_come_in_turns_in_the_order_they_are_applied(
     assert first_of[digests[1]] < last_of[digests[0]], seen  # two at a time
 
 
+def test_a_failed_layer_is_the_error_while_the_config_is_still_coming(
+    tmp_path: Path, registry: Registry, fault_proxy: FaultProxy, repo_name: str
+) -> None:
+    """A layer the registry does not have (404) fails the layer walk while
+    the config's answer is still to come (its first GET answered 503
+    Retry-After: 3). The unpack's one error line is that layer's failure,
+    not the "transfer stopped" that the walk's stop makes the config's
+    transfer raise when it resumes."""
+    img = simple_image(tag=repo_name)
+    push_image(registry, repo_name, "v1", img)
+    assert img.config is not None
+    config = img.config.digest
+    missing = img.layers[0].blob.digest
+    fault_proxy.respond(503, f"/blobs/{config}", retry_after="3", method="GET")
+    fault_proxy.respond(404, f"/blobs/{missing}", method="GET", times=None)
+    dest = tmp_path / "rootfs"
+    proc = run_dist(
+        "--root", str(tmp_path / "root"), "unpack", f"{fault_proxy.host}/{repo_name}:v1", str(dest)
+    )
+    assert proc.returncode != 0
+    line = one_error_line(proc)
+    assert "transfer stopped" not in line, line
+    assert missing in line, line
+
+
 def _dgst(text: str) -> Digest:
     return Digest.parse(text)
 

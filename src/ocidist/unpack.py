@@ -206,10 +206,15 @@ def unpack_image(
 
     try:
         parts = fetch_parts(handler, store, target, name, start_layers)
-    except BaseException:
+    except BaseException as e:
         sched.stop(Cancelled("transfer stopped: the unpack failed"))
         for t in fetching:
             t.join(timeout=CANCEL_GRACE_SECONDS)
+        if isinstance(e, Cancelled) and failures:
+            # The layers' walk failed first and stopped the run, which made
+            # the config's transfer (still coming) raise Cancelled: the
+            # walk's failure is the one to report, not that echo of it.
+            raise failures[0] from None
         raise
     if not fetching:
         start_layers(parts.layers)
