@@ -15,7 +15,7 @@ import pytest
 from ocidist.remotes.docker.uploadstream import Aborted, OneShot
 from tests.harness import FaultProxy, Registry
 from tests.harness.faultrules import Drop
-from tests.harness.hostile import HostileRegistry, Peer, Request, answer
+from tests.harness.hostile import HostileRegistry, HostileServer, Peer, Request, answer
 from tests.test_hostile_http import dist
 
 MiB = 1 << 20
@@ -173,3 +173,102 @@ def test_a_dropped_whole_blob_patch_ends_in_a_verified_blob(
     dgst = "sha256:" + hashlib.sha256(data).hexdigest()
     with urllib.request.urlopen(f"{registry.url}/v2/stream-drop/blobs/{dgst}") as resp:
         assert resp.read() == data
+
+
+def test_a_registry_offset_past_what_was_sent_restarts_the_upload(tmp_path: Path) -> None:
+    """The streamed PATCH breaks off after the registry read 1 MiB of it, and
+    its status then claims all but the last byte of a 64 MiB blob: more than
+    the client can have handed over (its pipe holds 8 MiB). Going on from
+    there would skip bytes never sent, leaving only the registry's digest
+    check between the client and a wrong blob; as the held-chunk path does
+    (a claim past what was sent restarts), the upload starts again in a new
+    session and the registry ends with exactly the blob."""
+    data = random.Random(9).randbytes(64 * MiB)
+    dgst = "sha256:" + hashlib.sha256(data).hexdigest()
+    stored: dict[str, bytearray] = {}
+    sessions: list[str] = []
+    lied: list[int] = []
+    starts: list[tuple[str, int]] = []
+
+    def script(peer: Peer) -> None:
+        while True:
+            while b"\r\n\r\n" not in peer._buf:
+                if not peer.alive or not peer._fill():
+                    return
+            raw, rest = peer._buf.split(b"\r\n\r\n", 1)
+            head = raw.decode("latin-1")
+            if head.startswith("PATCH "):
+                # Bodies read here into a bytearray (Peer.request's bytes
+                # concatenation is quadratic in a body this size).
+                sid = head.split(" ", 2)[1].rsplit("/", 1)[-1]
+                fields = dict(
+                    (k.strip().lower(), v.strip())
+                    for k, _, v in (ln.partition(":") for ln in head.split("\r\n")[1:])
+                )
+                length = int(fields["content-length"])
+                start = int(fields["content-range"].partition("-")[0])
+                starts.append((sid, start))
+                first = sid == "u1" and not lied
+                want = MiB if first else length  # the first: 1 MiB of it, then drop
+                body, peer._buf = bytearray(rest), b""
+                while len(body) < want:
+                    try:
+                        got = peer.sock.recv(1 << 20)
+                    except OSError:
+                        return
+                    if not got:
+                        return
+                    body += got
+                # Appends what comes, as a registry that does not check the
+                # start against what it holds would.
+                stored[sid] += body[:want]
+                if first:
+                    return
+                peer._buf = bytes(body[want:])
+                hdrs = {"Location": f"/v2/a/blobs/uploads/{sid}"}
+                if not peer.send(
+                    answer(202, headers={**hdrs, "Range": f"0-{len(stored[sid]) - 1}"})
+                ):
+                    return
+                continue
+            req = peer.request()
+            if req is None:
+                return
+            sid = req.path.rsplit("/", 1)[-1]
+            loc = {"Location": f"/v2/a/blobs/uploads/{sid}"}
+            if req.method == "HEAD":
+                ok = peer.send(answer(404, head=True))
+            elif req.method == "POST":
+                sid = f"u{len(sessions) + 1}"
+                sessions.append(sid)
+                stored[sid] = bytearray()
+                ok = peer.send(answer(202, headers={"Location": f"/v2/a/blobs/uploads/{sid}"}))
+            elif req.method == "GET" and sid in stored:
+                held = len(stored[sid])
+                if not lied:
+                    lied.append(held)
+                    held = len(data) - 1  # the lie: far past what was sent
+                hdrs = {**loc, "Range": f"0-{max(held - 1, 0)}"}
+                ok = peer.send(answer(204, headers=hdrs))
+            elif req.method == "PUT":
+                good = hashlib.sha256(stored[sid]).hexdigest() == dgst.split(":")[1]
+                bad = b'{"errors":[{"code":"DIGEST_INVALID","message":"digest invalid"}]}'
+                ok = peer.send(
+                    answer(201, headers={"Docker-Content-Digest": dgst})
+                    if good
+                    else answer(400, bad, {"Content-Type": "application/json"})
+                )
+            else:
+                ok = peer.send(answer(200, b"{}", {"Content-Type": "application/json"}))
+            if not ok:
+                return
+
+    with HostileServer(script) as reg:
+        blob = tmp_path / "blob"
+        blob.write_bytes(data)
+        r = dist(tmp_path, "--timeout", "60s", "push-object", f"{reg.host}/a", str(blob))
+    assert lied, "the status GET was never asked"
+    assert r.proc.returncode == 0, r.proc.stderr
+    # No PATCH went on from an offset beyond the bytes the session was sent.
+    assert ("u1", len(data) - 1) not in starts, starts
+    assert bytes(stored[sessions[-1]]) == data

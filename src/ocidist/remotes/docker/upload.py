@@ -262,8 +262,12 @@ class BlobWriter:
             self._chunk = fallback  # before the status GET, which may restart
         before = self._sent
         reached = self._status()
-        if not 0 <= reached <= self._total:
-            raise self._restart(f"registry holds {reached} bytes of {self._total}")
+        if not 0 <= reached <= stream.fed:
+            # More than the stream was ever handed (or than the blob has):
+            # going on from there would skip bytes never sent, with only the
+            # registry's digest check left to notice. As _resync does for
+            # held chunks, the upload starts again.
+            raise self._restart(f"registry holds {reached} bytes, of which {stream.fed} were sent")
         self._sent = reached
         if whole and reached == before:
             self._chunk = fallback
