@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from ocidist.client import Client
+from ocidist.content.local import LocalStore
 from ocidist.descriptor import Descriptor
 from ocidist.digest import Digest
-from ocidist.errors import DigestMismatch, RegistryError, TimedOut, TooManyRequests
+from ocidist.errors import DigestMismatch, NotFound, RegistryError, TimedOut, TooManyRequests
 from ocidist.remotes.docker.resolver import DockerResolver, ResolverOptions
 from ocidist.remotes.docker.retry import RetryPolicy
 from tests.dist_cli import one_error_line, run_dist
@@ -225,3 +228,31 @@ def test_connections_open_while_the_manifest_is_stalled(
     finally:
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
+
+
+def test_a_failed_pull_leaves_no_transfer_going_into_the_store(
+    tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    """A pull that failed returns while its other transfers still run (the
+    scheduler waits FAILURE_GRACE for them, not their stall timeouts). In a
+    process that goes on after it (dist serve, a program using the client),
+    those must not go on into the store: one stalled for 5 s would, once it
+    flows again, write the rest of its blob and commit it, holding its
+    ingest's lock all along. It stops at its next chunk instead."""
+    img = large_image(tmp_path / "img", total_compressed=12 << 20, layers=2)
+    push_image(registry, repo_name, "v1", img)
+    big, other = sorted(
+        (b for b in img.blobs().values() if b.size > 1 << 20), key=lambda b: b.size, reverse=True
+    )
+    fault_proxy.stall(5, f"/blobs/{big.digest}", after_bytes=500_000, times=None)
+    fault_proxy.respond(404, f"/blobs/{other.digest}", times=None)
+    with Client(tmp_path / "root", concurrency=2) as client:
+        with pytest.raises(NotFound):
+            client.pull(f"{fault_proxy.host}/{repo_name}:v1")
+        failed = time.monotonic()
+        while time.monotonic() - failed < 20 and any(
+            t.name.startswith("walk-") for t in threading.enumerate()
+        ):
+            time.sleep(0.1)
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("walk-")]
+    assert not LocalStore(str(tmp_path / "root")).exists(Digest.parse(big.digest))

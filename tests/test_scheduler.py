@@ -187,6 +187,40 @@ def test_a_failure_does_not_wait_for_a_stalled_job() -> None:
     s.join()  # what is still running can be waited for
 
 
+def test_a_failed_run_is_stopped_for_the_jobs_still_running() -> None:
+    """Once run() raised its failure, the jobs it left running see
+    ``stopped`` (transfers watch it through CancellingProgress and end at
+    their next chunk); a run that succeeded is not stopped."""
+    s = Scheduler(4, name="t")
+    release = threading.Event()
+    stuck = threading.Event()
+    seen: list[bool] = []
+
+    def stalled() -> None:
+        stuck.set()
+        release.wait(60)
+        seen.append(s.stopped)
+
+    def failing() -> None:
+        stuck.wait(10)
+        raise InvalidContent("gone")
+
+    s.add("stalled", stalled)
+    s.add("failing", failing)
+    try:
+        with pytest.raises(InvalidContent):
+            s.run()
+    finally:
+        release.set()
+    s.join()
+    assert seen == [True]
+    ok = Scheduler(2, name="t")
+    ok.add("a", lambda: None)
+    ok.add("b", lambda: None)
+    ok.run()
+    assert not ok.stopped
+
+
 def _d(mt: str, n: int) -> Descriptor:
     return Descriptor(mt, Digest.from_bytes(b"%d" % n), 1)
 

@@ -14,6 +14,7 @@ from ocidist.content import Store
 from ocidist.descriptor import Descriptor
 from ocidist.images.handlers import FetchHandler
 from ocidist.images.platforms import MatchComparer, default_matcher
+from ocidist.images.scheduler import CancellingProgress, Scheduler
 from ocidist.images.walk import platform_children, walk
 from ocidist.metadata import Metadata
 from ocidist.progress import Progress
@@ -102,14 +103,17 @@ def fetch_image(
     if not concurrency:
         concurrency = link_concurrency(time.monotonic() - started)
     r = reference.parse(name)
+    sched = Scheduler(concurrency or default_concurrency(), name="walk")
     handler = FetchHandler(
         store,
         fetcher,
         platform_children(matcher or default_matcher(), limit),
-        progress=progress,
+        # A failed pull returns while transfers may still run: they stop at
+        # their next chunk, not go on into the store (dist serve goes on).
+        progress=CancellingProgress(progress, sched, "transfer stopped: the pull failed"),
         source=(r.domain, r.path),
     )
-    walk(handler, [desc], concurrency=concurrency or default_concurrency())
+    walk(handler, [desc], scheduler=sched)
     if metadata is not None:
         metadata.put_image(name, desc)
     return PullResult(name, desc, handler.fetched, handler.skipped)

@@ -144,11 +144,17 @@ def _via(
     progress: Progress | None,
 ) -> Copied:
     from ocidist.images.handlers import FetchHandler
+    from ocidist.images.scheduler import CancellingProgress, Scheduler
     from ocidist.images.walk import walk
     from ocidist.pull import default_concurrency
 
-    handler = FetchHandler(store, source.fetcher, progress=progress)
-    walk(handler, [root], concurrency=concurrency or default_concurrency())
+    sched = Scheduler(concurrency or default_concurrency(), name="walk")
+    # A failed fetch returns while transfers may still run; they stop at
+    # their next chunk instead of writing on into a staging store that is
+    # being removed.
+    cancelling = CancellingProgress(progress, sched, "transfer stopped: the copy failed")
+    handler = FetchHandler(store, source.fetcher, progress=cancelling)
+    walk(handler, [root], scheduler=sched)
     kind = split_transport(dst)[0]
     if kind == "store" and source.transport == "store":
         # Nothing is fetched or written (the objects are there already), so

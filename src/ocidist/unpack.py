@@ -40,8 +40,8 @@ from ocidist.digest import Digest
 from ocidist.errors import Cancelled, DigestMismatch, DistError, InvalidArgument, NotFound
 from ocidist.images.handlers import FetchHandler
 from ocidist.images.platforms import MatchComparer, default_matcher
-from ocidist.images.scheduler import Scheduler
-from ocidist.images.unpack import CancellingProgress, ImageParts, fetch_parts
+from ocidist.images.scheduler import CancellingProgress, Scheduler
+from ocidist.images.unpack import ImageParts, fetch_parts
 from ocidist.images.walk import platform_children, read_manifest, walk
 from ocidist.manifest import detect_media_type
 from ocidist.metadata import Metadata
@@ -179,7 +179,7 @@ def unpack_image(
         store,
         fetcher,
         platform_children(matcher or default_matcher(), 1),
-        progress=CancellingProgress(progress, sched),
+        progress=CancellingProgress(progress, sched, "transfer stopped: the unpack failed"),
         source=source,
     )
     fetch_done = [started]

@@ -17,8 +17,12 @@ raised in the caller's thread once the running jobs finished, or after
 ``FAILURE_GRACE`` seconds; at once for an interrupt (Ctrl-C), wherever it
 lands in that thread (in a job, or while it waits). Jobs still running then
 (transfers may be minutes from their end) go on in their threads, which are
-daemons; ``dist`` exits right after. ``join`` waits for them (push: its
-"the registry has it all" stops the run and then counts what was sent).
+daemons; ``dist`` exits right after. The run is then ``stopped``: a job
+that watches it (a transfer through ``CancellingProgress``) ends at its
+next chunk, so a process that goes on after a failed run (``dist serve``, a
+program using the client) has none of it still writing into its store.
+``join`` waits for them (push: its "the registry has it all" stops the run
+and then counts what was sent).
 A thread the system will not start is no failure: those there do the work.
 
 A thread outside the pool can follow a run (unpack applies each layer as
@@ -35,7 +39,9 @@ import threading
 import time
 from collections.abc import Callable, Collection
 
-from ocidist.errors import DistError
+from ocidist.descriptor import Descriptor
+from ocidist.errors import Cancelled, DistError
+from ocidist.progress import NullProgress, Progress
 
 Priority = tuple[int, int]
 
@@ -56,7 +62,8 @@ class Scheduler:
         # an idle worker for a ready job.
         self._settled = threading.Condition(lock)
         self._over = False
-        self.stopped = False  # ``stop`` was called (read without the lock)
+        # ``stop`` was called, or ``run`` raised its failure (read without the lock)
+        self.stopped = False
         self._jobs: dict[str, tuple[Callable[[], None], Priority]] = {}
         self._waiting: dict[str, int] = {}  # key -> unfinished jobs it waits for
         self._dependents: dict[str, list[str]] = {}
@@ -112,6 +119,10 @@ class Scheduler:
         finally:
             with self._cond:
                 self._over = True
+                if self._failure is not None:
+                    # Raised while jobs may still run (after FAILURE_GRACE):
+                    # those that watch ``stopped`` end at their next step.
+                    self.stopped = True
                 self._settled.notify_all()
         if self._failure is not None:
             raise self._failure
@@ -226,3 +237,38 @@ class Scheduler:
                 if not self._running:
                     self._cond.notify_all()  # the idle may be done
                 self._settled.notify_all()
+
+
+class CancellingProgress:
+    """Passes progress events on; raises ``Cancelled`` inside a transfer once
+    ``sched`` is stopped (``stop``, or its run raised its failure), which
+    aborts that copy at its next chunk; what it fetched stays as a
+    resumable ingest."""
+
+    def __init__(
+        self,
+        inner: Progress | None,
+        sched: Scheduler,
+        why: str = "transfer stopped: the run failed",
+    ) -> None:
+        self._inner = inner or NullProgress()
+        self._sched = sched
+        self._why = why
+
+    def start(self, desc: Descriptor, offset: int) -> None:
+        self._check()
+        self._inner.start(desc, offset)
+
+    def update(self, desc: Descriptor, held: int) -> None:
+        self._check()
+        self._inner.update(desc, held)
+
+    def done(self, desc: Descriptor, status: str) -> None:
+        self._inner.done(desc, status)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def _check(self) -> None:
+        if self._sched.stopped:
+            raise Cancelled(self._why)

@@ -5,7 +5,7 @@ Layers are fetched in parallel (largest first) on the walker's scheduler
 but must be applied in order, so the applier waits for the next layer's job
 (``Scheduler.wait``) while later ones still download. If the applier fails,
 ``Scheduler.stop`` makes running transfers stop at their next chunk
-(``CancellingProgress``) instead of finishing downloads nobody needs; what
+(``scheduler.CancellingProgress``) instead of finishing downloads nobody needs; what
 they fetched so far stays as a resumable ingest.
 """
 
@@ -17,10 +17,8 @@ from ocidist import jsondata, manifest
 from ocidist.content import Store
 from ocidist.descriptor import Descriptor, Platform, is_config, is_index, is_layer, is_manifest
 from ocidist.digest import Digest
-from ocidist.errors import Cancelled, DistError, InvalidContent, NotFound
-from ocidist.images.scheduler import Scheduler
+from ocidist.errors import DistError, InvalidContent, NotFound
 from ocidist.images.walk import Handler, read_manifest, walk
-from ocidist.progress import NullProgress, Progress
 from ocidist.value import Value
 
 # A config is JSON read into memory; real ones are a few kB (history included).
@@ -131,31 +129,3 @@ def read_config(
         except InvalidContent as e:
             raise InvalidContent(f"config {config.digest}: {e}") from None
     return ImageParts(manifest_desc, config, layers, diff_ids, plat)
-
-
-class CancellingProgress:
-    """Passes events on; raises ``Cancelled`` inside a transfer once the
-    walk's scheduler is stopped (the unpack failed), which aborts that copy
-    at its next chunk; what it fetched stays as a resumable ingest."""
-
-    def __init__(self, inner: Progress | None, sched: Scheduler) -> None:
-        self._inner = inner or NullProgress()
-        self._sched = sched
-
-    def start(self, desc: Descriptor, offset: int) -> None:
-        self._check()
-        self._inner.start(desc, offset)
-
-    def update(self, desc: Descriptor, held: int) -> None:
-        self._check()
-        self._inner.update(desc, held)
-
-    def done(self, desc: Descriptor, status: str) -> None:
-        self._inner.done(desc, status)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def _check(self) -> None:
-        if self._sched.stopped:
-            raise Cancelled("transfer stopped: the unpack failed")
