@@ -51,9 +51,10 @@ bench: deps venv
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 # Fault trials with the table of docs/RELIABILITY.md (REL_ARGS=--quick for the
-# short form), then the reference parser under atheris for a bounded time when
-# atheris is installed (it is optional).
+# short form), then the parsers under atheris (the `fuzz` extra, installed
+# here: the tests need it not) for FUZZ_SECONDS in all.
 reliability: deps venv
+	$(BIN)/pip install -q -e '.[test,fast,serve,fuzz]'
 	$(BIN)/python scripts/reliability.py $(REL_ARGS)
 	$(BIN)/python tests/fuzz/run.py --seconds $(or $(FUZZ_SECONDS),30)
 
