@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from ocidist.client import Client
+from ocidist.errors import RegistryError
 from ocidist.remotes.docker.uploadstream import Aborted, OneShot
-from tests.harness import FaultProxy, Registry
+from tests.harness import FaultProxy, Registry, large_image, push_image
 from tests.harness.faultrules import Drop
 from tests.harness.hostile import HostileRegistry, HostileServer, Peer, Request, answer
 from tests.test_hostile_http import dist
@@ -272,3 +276,85 @@ def test_a_registry_offset_past_what_was_sent_restarts_the_upload(tmp_path: Path
     # No PATCH went on from an offset beyond the bytes the session was sent.
     assert ("u1", len(data) - 1) not in starts, starts
     assert bytes(stored[sessions[-1]]) == data
+
+
+def test_a_failed_push_sends_nothing_more(
+    tmp_path: Path, registry: Registry, repo_name: str
+) -> None:
+    """A push that failed returns while other uploads still run (the
+    scheduler waits FAILURE_GRACE for them). In a process that goes on after
+    it (dist serve, a program using the client) they must not go on: here
+    the registry refuses the config's PUT while it reads nothing of the
+    layers' PATCHes for 5 s; once it reads again, the layers used to be sent
+    whole and committed (PUT) after push() had raised. They stop at their
+    next chunk instead."""
+    img = large_image(tmp_path / "img", total_compressed=60 << 20, layers=2)
+    push_image(registry, repo_name, "v1", img)
+    assert img.config is not None
+    config = img.config.digest
+    layer_puts: list[str] = []
+    sessions: list[str] = []
+
+    def script(peer: Peer) -> None:
+        while True:
+            while b"\r\n\r\n" not in peer._buf:
+                if not peer.alive or not peer._fill():
+                    return
+            raw, rest = peer._buf.split(b"\r\n\r\n", 1)
+            head = raw.decode("latin-1")
+            if head.startswith("PATCH "):
+                fields = {
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (ln.partition(":") for ln in head.split("\r\n")[1:])
+                }
+                start = int(fields["content-range"].partition("-")[0])
+                length = int(fields["content-length"])
+                if peer.server.stopping.wait(5):  # reads nothing for 5 s
+                    return
+                body, peer._buf = bytearray(rest), b""
+                while len(body) < length:
+                    try:
+                        got = peer.sock.recv(1 << 20)
+                    except OSError:
+                        return
+                    if not got:
+                        return  # the client gave up on it
+                    body += got
+                peer._buf = bytes(body[length:])
+                loc = head.split(" ", 2)[1]
+                hdrs = {"Location": loc, "Range": f"0-{start + length - 1}"}
+                if not peer.send(answer(202, headers=hdrs)):
+                    return
+                continue
+            req = peer.request()
+            if req is None:
+                return
+            if req.method == "HEAD":
+                ok = peer.send(answer(404, head=True))
+            elif req.method == "POST":
+                sessions.append(f"/v2/a/blobs/uploads/u{len(sessions)}")
+                ok = peer.send(answer(202, headers={"Location": sessions[-1]}))
+            elif req.method == "PUT" and config.replace(":", "%3A") in req.target:
+                body = b'{"errors":[{"code":"DENIED","message":"no"}]}'
+                ok = peer.send(answer(403, body, {"Content-Type": "application/json"}))
+            elif req.method == "PUT":
+                layer_puts.append(req.target)
+                ok = peer.send(answer(201))
+            else:
+                ok = peer.send(answer(200, b"{}", {"Content-Type": "application/json"}))
+            if not ok:
+                return
+
+    with Client(tmp_path / "root", concurrency=4) as client:
+        name = client.pull(f"{registry.host}/{repo_name}:v1").name
+        with HostileServer(script) as reg:
+            with pytest.raises(RegistryError, match="denied"):
+                client.push(name, f"{reg.host}/a:v1")
+            failed = time.monotonic()
+            while time.monotonic() - failed < 20 and any(
+                t.name.startswith(("push-", "upload-stream")) for t in threading.enumerate()
+            ):
+                time.sleep(0.1)
+            left = [t.name for t in threading.enumerate()]
+            assert not [n for n in left if n.startswith(("push-", "upload-stream"))], left
+    assert layer_puts == []

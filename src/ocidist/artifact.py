@@ -224,7 +224,7 @@ def push_artifact(
     """Push ``files`` (path, media type or None) as one artifact manifest to
     ``ref`` (tagged when it has a tag, else by digest alone). How blobs go
     (chunk sizes, what is asked first) is the resolver's push options."""
-    from ocidist.images.scheduler import Scheduler
+    from ocidist.images.scheduler import CancellingProgress, Scheduler
     from ocidist.progress import NullProgress
     from ocidist.pull import default_concurrency
     from ocidist.push import PushResult, upload_blob
@@ -266,11 +266,15 @@ def push_artifact(
         if not layers or config_item is None:
             blobs.setdefault(EMPTY_DESCRIPTOR.digest, (EMPTY_DESCRIPTOR, None))
 
+        sched = Scheduler(concurrency or default_concurrency(), name="push")
+        # A failed push returns while uploads may still run: they stop at
+        # their next chunk, not send on and commit.
+        cancelling = CancellingProgress(prog, sched, "transfer stopped: the push failed")
+
         def upload(blob: Descriptor, path: str | None) -> None:
-            status = upload_blob(pusher, blob, _opener(path), progress=prog)
+            status = upload_blob(pusher, blob, _opener(path), progress=cancelling)
             result.record(blob, status)
 
-        sched = Scheduler(concurrency or default_concurrency(), name="push")
         for d, p in blobs.values():
             sched.add(str(d.digest), partial(upload, d, p), (), (0, -d.size))
         sched.run()

@@ -26,9 +26,9 @@ from ocidist.descriptor import DISTRIBUTION_SOURCE, Descriptor
 from ocidist.errors import NotFound
 from ocidist.images.plan import plan, remote_platform
 from ocidist.images.platforms import MatchComparer
-from ocidist.images.scheduler import Scheduler
+from ocidist.images.scheduler import CancellingProgress, Scheduler
 from ocidist.images.walk import fetch_manifest
-from ocidist.progress import NullProgress, Progress
+from ocidist.progress import Progress
 from ocidist.pull import default_concurrency
 from ocidist.push import (
     PushResult,
@@ -78,7 +78,10 @@ def copy_image(
     todo = plan(read, root)
     pusher = resolver.pusher(push_ref(dst, root, tag))
     result = CopyResult(dst.name, root, source=src_name)
-    prog = progress or NullProgress()
+    sched = Scheduler(concurrency or default_concurrency(), name="copy")
+    # A failed copy returns while transfers may still run: they stop at
+    # their next chunk (dist serve, a client program go on after it).
+    prog: Progress = CancellingProgress(progress, sched, "transfer stopped: the copy failed")
     # Where each blob comes from: a pusher to the same registry mounts it.
     source_label = {DISTRIBUTION_SOURCE + src.domain: src.path}
 
@@ -109,7 +112,6 @@ def copy_image(
                 raise
         result.record(desc, status)
 
-    sched = Scheduler(concurrency or default_concurrency(), name="copy")
     for key, desc in todo.blobs.items():
         sched.add(blob_key(key), partial(copy_blob, desc), (), (2, -desc.size))
     if via_store is not None:

@@ -37,7 +37,7 @@ from ocidist.errors import (
 )
 from ocidist.images.plan import Plan, plan, stored_platform, stored_reader
 from ocidist.images.platforms import MatchComparer
-from ocidist.images.scheduler import Scheduler
+from ocidist.images.scheduler import CancellingProgress, Scheduler
 from ocidist.metadata import Metadata
 from ocidist.progress import NullProgress, Progress
 from ocidist.pull import default_concurrency
@@ -189,7 +189,10 @@ def push_image(
     todo = plan_from_store(store, root, local)
     pusher = resolver.pusher(push_ref(dst, root, tag))
     result = PushResult(dst.name, root)
-    prog = progress or NullProgress()
+    sched = Scheduler(concurrency or default_concurrency(), name="push")
+    # A failed push returns while uploads may still run: they stop at their
+    # next chunk, not send on and commit (dist serve, a client program go on).
+    prog: Progress = CancellingProgress(progress, sched, "transfer stopped: the push failed")
 
     def push_blob(desc: Descriptor) -> None:
         try:
@@ -214,7 +217,6 @@ def push_image(
         if image_present(pusher, root):
             raise _Present
 
-    sched = Scheduler(concurrency or default_concurrency(), name="push")
     sched.add(CHECK, check_root)
     for key, desc in todo.blobs.items():
         # A blob the pusher sends without asking waits for the root check (a
