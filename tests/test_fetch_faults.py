@@ -230,13 +230,14 @@ def test_connections_open_while_the_manifest_is_stalled(
     assert proc.returncode == 0, err.decode()
 
 
+@pytest.mark.slow  # ~12 s: a stall well past FAILURE_GRACE
 def test_a_failed_pull_leaves_no_transfer_going_into_the_store(
     tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
 ) -> None:
     """A pull that failed returns while its other transfers still run (the
     scheduler waits FAILURE_GRACE for them, not their stall timeouts). In a
     process that goes on after it (dist serve, a program using the client),
-    those must not go on into the store: one stalled for 5 s would, once it
+    those must not go on into the store: one stalled for 8 s would, once it
     flows again, write the rest of its blob and commit it, holding its
     ingest's lock all along. It stops at its next chunk instead."""
     img = large_image(tmp_path / "img", total_compressed=12 << 20, layers=2)
@@ -244,7 +245,8 @@ def test_a_failed_pull_leaves_no_transfer_going_into_the_store(
     big, other = sorted(
         (b for b in img.blobs().values() if b.size > 1 << 20), key=lambda b: b.size, reverse=True
     )
-    fault_proxy.stall(5, f"/blobs/{big.digest}", after_bytes=500_000, times=None)
+    # 8 s: well past the failure and FAILURE_GRACE, even on a loaded machine.
+    fault_proxy.stall(8, f"/blobs/{big.digest}", after_bytes=500_000, times=None)
     fault_proxy.respond(404, f"/blobs/{other.digest}", times=None)
     with Client(tmp_path / "root", concurrency=2) as client:
         with pytest.raises(NotFound):
