@@ -12,10 +12,10 @@ registry got. When a PATCH breaks off, the writer asks the registry (``GET
 <location>`` → ``Range: 0-N``) and raises ``UploadRestarted``: its offset
 is now N, and ``content.copy`` feeds it again from there (a consumed
 request body is never replayed blindly; nothing is held to replay). When
-the registry cannot say (the session is gone, or an offset past the blob)
-the session is restarted and the offset drops to 0. A blob of unknown size
-goes in held chunks of ``BUFFERED_CHUNK``, each re-sent from memory from
-the registry's offset when lost.
+the registry cannot say (the session is gone, or an offset past what was
+sent, which would skip bytes) the session is restarted and the offset drops
+to 0. A blob of unknown size goes in held chunks of ``BUFFERED_CHUNK``,
+each re-sent from memory from the registry's offset when lost.
 
 The writer checks sizes but does not hash: the registry hashes what it
 received and refuses a ``digest=`` that does not match (``DIGEST_INVALID``,
