@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the tests and the demo drive for real: the CNCF Distribution
-# registry, skopeo and umoci (containerd's ctr where later work needs it).
+# registry, skopeo and umoci (containerd's ctr where later work needs it), and
+# docker.io's dockerd for the docker load/save interop tests.
 deps:
 	@bash scripts/install-deps.sh
 

@@ -7,6 +7,12 @@ command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ctr >/dev/null 2>&1 || need+=(containerd)
+# A Docker daemon and its client (20.10) for the docker-archive interop tests
+# (`docker load`/`docker save`, tests/test_docker_daemon.py), which start a
+# private dockerd of their own (a system docker is never used; where systemd
+# runs, the package also enables and starts one). Checked by the daemon's
+# path: a docker client alone elsewhere on PATH is not enough.
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need+=(docker.io)
 # A real HTTP proxy for the proxy tests (HTTP_PROXY/HTTPS_PROXY/CONNECT).
 command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/bin/tinyproxy ] || need+=(tinyproxy)
 # containerd 1.6's own content-store test suite, run against `dist serve`.

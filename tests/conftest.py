@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.harness import FaultProxy, Registry, repo_name_for
+from tests.harness.dockerd import Dockerd, unavailable_reason
 from tests.harness.registry import REGISTRY_BIN
 
 
@@ -74,6 +75,19 @@ def umoci() -> str:
     path = shutil.which("umoci")
     assert path is not None
     return path
+
+
+@pytest.fixture(scope="module")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """A private Docker daemon for the test module (its own data root,
+    exec root, socket and containerd), stopped by PID afterwards. Skips only
+    where it cannot run (not installed, not root); a daemon that should start
+    and does not is an error."""
+    why = unavailable_reason()
+    if why is not None:
+        pytest.skip(why)
+    with Dockerd(tmp_path_factory.mktemp("dockerd")) as daemon:
+        yield daemon
 
 
 def pytest_configure(config: pytest.Config) -> None:
