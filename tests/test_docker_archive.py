@@ -1,7 +1,8 @@
 """`docker save` archives: `dist export --format docker` and `dist import`, checked
 against skopeo's docker-archive transport in both directions and against the
-structure `docker load` reads (no Docker daemon here, so `docker load` itself
-cannot run)."""
+structure `docker load` reads, with hand-made archives for the edge cases.
+The real `docker load` and `docker save` (a private dockerd) are in
+tests/test_docker_daemon.py."""
 
 from __future__ import annotations
 
