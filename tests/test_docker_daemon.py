@@ -12,7 +12,9 @@ carries ``"Parent"`` for images built on one another; an image saved by ID
 has ``"RepoTags": null`` and no ``repositories`` file; every layer has the
 legacy ``VERSION`` and ``json`` files beside it; the configs of images it
 built have the Docker-only fields (``container``, ``container_config``,
-``docker_version``).
+``docker_version``); the layers it writes itself (``docker build``,
+``docker commit``) come from its own tar writer: PAX records for long and
+non-ASCII names, whiteouts as ``.wh.`` files and ``.wh..wh..opq``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -44,6 +48,10 @@ from tests.harness import (
 from tests.harness.dockerd import Dockerd
 from tests.harness.fstree import tree
 from tests.test_layout import dist, ok, store_digests
+
+REPO = Path(__file__).resolve().parent.parent
+MUTATE = REPO / "tests" / "docker" / "mutate.go"
+GO = shutil.which("go")
 
 pytestmark = [
     # One daemon per module: every test of it on one xdist worker.
@@ -406,6 +414,73 @@ def test_docker_built_images_with_a_parent(
     assert theirs["d/link"][3] == "a.txt" and theirs["d/run.sh"][1] == 0o750
 
 
+def test_a_layer_docker_wrote_from_a_containers_changes(
+    tmp_path: Path, registry: Registry, repo_name: str, dockerd: Dockerd
+) -> None:
+    """A container (tests/docker/mutate.go, static) removes a file, replaces
+    a directory, makes a hard link, a fifo, a setuid file, a file of another
+    owner and a symlink; `docker commit` makes a layer of it with docker's
+    own tar writer (``.wh.`` files, ``.wh..wh..opq``). dist imports that
+    image from `docker save`, unpacks it to the files docker has, and pushes
+    it as docker's image."""
+    if GO is None:
+        pytest.skip("go is not installed (run `make deps`: golang-go)")
+    binary = tmp_path / "mutate"
+    built = subprocess.run(
+        [GO, "build", "-o", str(binary), str(MUTATE)],
+        env={
+            **os.environ,
+            "GO111MODULE": "off",
+            "CGO_ENABLED": "0",
+            "GOFLAGS": "",
+            "GOCACHE": str(REPO / ".cache" / "go-build"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    image = simple_image(tag=repo_name)
+    load_into_docker(tmp_path, dockerd, image, "ex.io/base:1")
+    cid = dockerd.docker("create", "--network", "none", "ex.io/base:1", "/mutate")
+    container = cid.stdout.decode().strip()
+    try:
+        dockerd.docker("cp", str(binary), f"{container}:/mutate")
+        ran = dockerd.docker("start", "-a", container)
+        assert ran.stdout.decode().strip() == "mutated"
+        dockerd.docker("commit", container, "ex.io/mutated:1")
+    finally:
+        dockerd.docker("rm", container)
+    saved = tmp_path / "mutated.tar"
+    dockerd.docker("save", "-o", str(saved), "ex.io/mutated:1")
+    [entry] = archive_manifest(saved)
+    with tarfile.open(saved) as tf:
+        top = tf.extractfile(entry["Layers"][-1])
+        assert top is not None
+        with tarfile.open(fileobj=top) as layer:
+            members = {m.name: m for m in layer.getmembers()}
+    assert "etc/.wh.os-release" in members and "app/.wh..wh..opq" in members
+    assert members["app/new-link"].islnk() and members["app/fifo"].isfifo()
+    assert members["app/setuid"].mode & 0o4000 and members["app/new"].uid == 1000
+
+    root = tmp_path / "root"
+    ok(dist(root, "import", str(saved)))
+    ok(dist(root, "unpack", "ex.io/mutated:1", str(tmp_path / "ours")))
+    ours = tree(tmp_path / "ours")
+    theirs = tree(docker_rootfs(dockerd, "ex.io/mutated:1", tmp_path / "theirs"))
+    assert "etc/os-release" not in ours and "app/main.py" not in ours
+    assert ours["app/setuid"][1] == 0o4755 and ours["app/new"][2] == (1000, 1000)
+    # The base image's hard link mode difference (see the first test) is
+    # gone with /app: the trees match in full.
+    assert without_docker_additions(theirs, ours) == ours
+    dest = f"{registry.host}/{repo_name}:mutated"
+    ok(dist(tmp_path / "r", "copy", f"docker-archive:{saved}", dest))
+    assert_pushed_is_dockers(registry, dest, dockerd, "ex.io/mutated:1")
+    dockerd.docker("pull", dest)
+    assert dockerd.inspect(dest)["Id"] == dockerd.inspect("ex.io/mutated:1")["Id"]
+
+
 def test_docker_save_by_id_has_no_tags(
     tmp_path: Path, registry: Registry, repo_name: str, dockerd: Dockerd
 ) -> None:
@@ -454,5 +529,6 @@ def test_the_private_daemon_keeps_to_its_directory(
     assert not Path(f"/proc/{pid}").exists() and not Path(f"/proc/{its_containerd}").exists()
     mounts = Path("/proc/self/mounts").read_text()
     assert str(workdir) not in mounts
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{other.cgroup_parent}"))
     # The module's daemon is untouched.
     assert dockerd.running() and dockerd._is_our_containerd(containerd)

@@ -8,7 +8,9 @@ pid files, its containerd's among them), ``--pidfile``, the API socket
 ``/etc/docker/daemon.json`` on the machine changes nothing here and the trust
 key (``deprecated-key-path``, which 20.10 otherwise creates as
 ``/etc/docker/key.json``) is written beside the rest. No networking is set up
-(``--bridge=none``, no iptables rules). dockerd starts a containerd of its own
+(``--bridge=none``, no iptables rules). A container the tests run gets its
+cgroups under a ``--cgroup-parent`` named for this daemon (not the shared
+``/docker``), removed again at stop. dockerd starts a containerd of its own
 (no ``--containerd``), configured under the exec root and stopped with it;
 a system docker or containerd, if any, is never addressed: the ``docker``
 client only ever gets ``DOCKER_HOST=unix://<our socket>``, and its own
@@ -22,6 +24,8 @@ recorded, if that is still running, and any mount left under the data root.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -83,6 +87,12 @@ class Dockerd:
         self.storage_drivers = storage_drivers
         self.start_timeout = start_timeout
         self.storage_driver: str | None = None
+        # A cgroup parent of this daemon's own: with cgroupfs (cgroup v1 here)
+        # docker otherwise makes /docker in every hierarchy, shared with any
+        # system docker, and leaves it behind.
+        self.cgroup_parent = (
+            "ocidist-test-dockerd-" + hashlib.sha256(str(self.workdir).encode()).hexdigest()[:12]
+        )
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle -------------------------------------------------------
@@ -130,6 +140,7 @@ class Dockerd:
             "--iptables=false",
             "--ip6tables=false",
             "--storage-driver", driver,
+            "--cgroup-parent", self.cgroup_parent,
         ]  # fmt: skip
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
@@ -209,6 +220,21 @@ class Dockerd:
             else:
                 os.kill(containerd, signal.SIGKILL)
         self._unmount_leftovers()
+        self._remove_cgroups()
+
+    def _remove_cgroups(self) -> None:
+        """rmdir our cgroup parent in each hierarchy (containers' own are
+        gone once they are removed; rmdir fails on a cgroup still in use)."""
+        for parent in Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_parent}"):
+            for sub in sorted(parent.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                if sub.is_dir():
+                    with contextlib.suppress(OSError):
+                        sub.rmdir()
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        unified = Path("/sys/fs/cgroup") / self.cgroup_parent
+        with contextlib.suppress(OSError):
+            unified.rmdir()
 
     def _is_our_containerd(self, pid: int) -> bool:
         try:
