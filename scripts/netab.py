@@ -4,13 +4,14 @@
 older dist (a git revision, its ``src`` exported and put first on
 ``PYTHONPATH`` with this tree's virtualenv), interleaved run by run, and
 reports medians and pairwise ratios, which is what a shared, noisy machine
-allows. Two workloads:
+allows. Three workloads:
 
 - ``push``: ``dist push`` of an image of one random blob (default 1 GiB) from
   the store into a brand-new registry behind a fresh relay each run, with
   ``skopeo copy oci: docker://`` of the same image as a third side;
 - ``fetch``: ``dist fetch`` of that image into an empty store, from one
-  registry behind one relay;
+  registry behind one relay; with ``--workload``, of one of the bench's
+  images instead (every platform, as the bench fetches them);
 - ``unpack``: ``dist unpack REF DIR`` from an empty store, of one of the
   bench's images (``--workload``) in a registry behind one relay.
 
@@ -54,9 +55,16 @@ def export(rev: str, into: Path) -> str:
     return str(into / "src")
 
 
-def interleave(sides: dict[str, Callable[[], float]], runs: int) -> dict[str, list[float]]:
+def interleave(
+    sides: dict[str, Callable[[], float]], runs: int, *, warm_up: bool = True
+) -> dict[str, list[float]]:
     names = list(sides)
     times: dict[str, list[float]] = {n: [] for n in names}
+    # One untimed run of each first (as the bench does): bytecode written to
+    # its cache, program files in the page cache. Not for push: a run there
+    # is a minute, and compiling is ~0.2 s of it.
+    for name in names if warm_up else ():
+        sides[name]()
     for i in range(runs):
         k = i % len(names)
         for name in names[k:] + names[:k]:
@@ -84,8 +92,13 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return took
 
 
-def env_for(src: str | None) -> dict[str, str]:
+def env_for(src: str | None, pycache: Path) -> dict[str, str]:
+    """As the bench runs dist (bench.dist_env): bytecode cached, in a
+    directory per side, even where PYTHONDONTWRITEBYTECODE is set, or every
+    run compiles every module again (+~0.2 s of start-up on each side)."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(pycache / ("old" if src is not None else "new"))
     if src is not None:
         env["PYTHONPATH"] = src
     return env
@@ -151,34 +164,42 @@ def push(args: argparse.Namespace, work: Path, old: str) -> None:
 
     def dist(src_path: str | None) -> Callable[[], float]:
         return lambda: into_fresh(
-            lambda dest: [*DIST, "--root", str(store), "push", name, dest, "-q"], env_for(src_path)
+            lambda dest: [*DIST, "--root", str(store), "push", name, dest, "-q"],
+            env_for(src_path, work),
         )
 
     skopeo = ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:v1"]
     sides = {
         "new": dist(None),
         "old": dist(old),
-        "skopeo": lambda: into_fresh(lambda dest: [*skopeo, f"docker://{dest}"], env_for(None)),
+        "skopeo": lambda: into_fresh(lambda dest: [*skopeo, f"docker://{dest}"], dict(os.environ)),
     }
-    report(interleave(sides, args.runs))
+    report(interleave(sides, args.runs, warm_up=False))
 
 
 def fetch(args: argparse.Namespace, work: Path, old: str) -> None:
-    layout = work / "layout"
-    one_blob_layout(layout, args.size)
     reg = Registry(work / "registry", log_level="error").start()
     relay = None
     try:
-        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:v1",
-                        f"docker://{reg.host}/blob:v1"], check=True)  # fmt: skip
+        if args.workload is None:
+            layout = work / "layout"
+            one_blob_layout(layout, args.size)
+            subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:v1",
+                            f"docker://{reg.host}/blob:v1"], check=True)  # fmt: skip
+            path, extra = "blob:v1", []
+        else:
+            (work / "scratch").mkdir()
+            (w,) = workloads.build([args.workload], work / "cache", reg, work / "scratch", print)
+            path, extra = f"{w.repo}:{w.tag}", ["--all-platforms"]
         relay = NetRelay(reg.host, PROFILES[args.network]).start()
-        ref = f"{relay.host}/blob:v1"
+        ref = f"{relay.host}/{path}"
 
         def side(src_path: str | None) -> Callable[[], float]:
             def once() -> float:
                 d = Path(tempfile.mkdtemp(dir=work))
                 try:
-                    return timed([*DIST, "--root", str(d), "fetch", ref, "-q"], env_for(src_path))
+                    argv = [*DIST, "--root", str(d), "fetch", ref, *extra, "-q"]
+                    return timed(argv, env_for(src_path, work))
                 finally:
                     shutil.rmtree(d, ignore_errors=True)
 
@@ -192,6 +213,7 @@ def fetch(args: argparse.Namespace, work: Path, old: str) -> None:
 
 
 def unpack(args: argparse.Namespace, work: Path, old: str) -> None:
+    args.workload = args.workload or "large"
     reg = Registry(work / "registry", log_level="error").start()
     relay = None
     try:
@@ -205,7 +227,7 @@ def unpack(args: argparse.Namespace, work: Path, old: str) -> None:
                 d = Path(tempfile.mkdtemp(dir=work))
                 try:
                     argv = [*DIST, "--root", str(d / "s"), "unpack", ref, str(d / "r"), "-q"]
-                    return timed(argv, env_for(src_path))
+                    return timed(argv, env_for(src_path, work))
                 finally:
                     shutil.rmtree(d, ignore_errors=True)
 
@@ -225,7 +247,10 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--network", default="wan", choices=sorted(PROFILES))
     p.add_argument("--size", type=int, default=1 << 30, help="push, fetch: the blob's bytes")
-    p.add_argument("--workload", default="large", help="unpack: a bench workload")
+    p.add_argument(
+        "--workload",
+        help="unpack (default large), fetch (default: the one random blob): a bench workload",
+    )
     args = p.parse_args()
     work = Path(
         tempfile.mkdtemp(
