@@ -19,7 +19,14 @@ from ocidist.errors import DigestMismatch, NotFound, RegistryError, TimedOut, To
 from ocidist.remotes.docker.resolver import DockerResolver, ResolverOptions
 from ocidist.remotes.docker.retry import RetryPolicy
 from tests.dist_cli import one_error_line, run_dist
-from tests.harness import FaultProxy, Registry, large_image, push_image, simple_image
+from tests.harness import (
+    FaultProxy,
+    Registry,
+    large_image,
+    many_small_layers,
+    push_image,
+    simple_image,
+)
 
 FAST = RetryPolicy(attempts=4, backoff=0.05, max_backoff=0.2)
 
@@ -228,6 +235,53 @@ def test_connections_open_while_the_manifest_is_stalled(
     finally:
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
+
+
+def _blob_gets_while_stalled(fault_proxy: FaultProxy, argv: list[str], within: float = 1.5) -> int:
+    """Run dist (``argv``) with every blob's answer held back; the blob
+    GETs the proxy saw ``within`` seconds after the first."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocidist", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 20  # start-up, under load
+        while time.monotonic() < deadline and not fault_proxy.count("GET", "/blobs/"):
+            time.sleep(0.02)
+        time.sleep(within)
+        return fault_proxy.count("GET", "/blobs/")
+    finally:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+
+
+@pytest.mark.parametrize("command", ["pull", "unpack"])
+def test_a_far_registrys_small_blobs_are_all_in_flight_at_once(
+    command: str, tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    """A far registry (the manifest's answer took more than pull.FAR) gets
+    every small blob of the image requested at once, beyond the 16 objects
+    a far link otherwise has in flight: a small blob is a round trip
+    whatever its bytes (issue 20: 40 small layers over 80 ms took three
+    round trips at 16). Fails with the 16 for every object: 16 GETs."""
+    push_image(registry, repo_name, "v1", many_small_layers(count=24, file_size=1024))
+    fault_proxy.stall(0.1, "/manifests/", method=None, times=None)  # far
+    fault_proxy.stall(3, "/blobs/", method=None, times=None)
+    argv = ["--root", str(tmp_path / "root"), command, f"{fault_proxy.host}/{repo_name}:v1"]
+    if command == "unpack":
+        argv.append(str(tmp_path / "out"))
+    assert _blob_gets_while_stalled(fault_proxy, argv) == 25  # 24 layers and the config
+
+
+def test_a_chosen_concurrency_bounds_small_blobs_too(
+    tmp_path: Path, fault_proxy: FaultProxy, registry: Registry, repo_name: str
+) -> None:
+    """--concurrency N is N objects at once, small ones included, far or not."""
+    push_image(registry, repo_name, "v1", many_small_layers(count=12, file_size=1024))
+    fault_proxy.stall(0.1, "/manifests/", method=None, times=None)  # far
+    fault_proxy.stall(2, "/blobs/", method=None, times=None)
+    ref = f"{fault_proxy.host}/{repo_name}:v1"
+    argv = ["--root", str(tmp_path / "root"), "pull", ref, "--concurrency", "3"]
+    assert _blob_gets_while_stalled(fault_proxy, argv, within=1.0) == 3
 
 
 @pytest.mark.slow  # ~12 s: a stall well past FAILURE_GRACE

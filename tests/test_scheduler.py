@@ -74,6 +74,36 @@ def test_jobs_added_while_running_and_the_thread_bound() -> None:
     assert peak <= 3 and len(threads - {threading.main_thread().name}) <= 3
 
 
+def test_light_jobs_run_beyond_the_concurrency_heavy_ones_within_it() -> None:
+    """Scheduler(2, light=6): at most 2 heavy jobs at once, and light jobs
+    beside them up to 6 in all; without ``light`` the 2 bound every job."""
+
+    def peaks(s: Scheduler) -> tuple[int, int]:
+        lock = threading.Lock()
+        running = {"heavy": 0, "all": 0}
+        peak = {"heavy": 0, "all": 0}
+
+        def job(heavy: bool) -> None:
+            with lock:
+                for k in ("heavy", "all") if heavy else ("all",):
+                    running[k] += 1
+                    peak[k] = max(peak[k], running[k])
+            time.sleep(0.2)  # long enough for every thread to start, under load
+            with lock:
+                for k in ("heavy", "all") if heavy else ("all",):
+                    running[k] -= 1
+
+        for i in range(5):  # heavy ones first: they come first (priority)
+            s.add(f"h{i}", lambda: job(True), priority=(0, i))
+        for i in range(10):
+            s.add(f"l{i}", lambda: job(False), priority=(1, i), light=True)
+        s.run()
+        return peak["heavy"], peak["all"]
+
+    assert peaks(Scheduler(2, light=6)) == (2, 6)
+    assert peaks(Scheduler(2)) == (2, 2)
+
+
 def _waiting(ident: int) -> bool:
     """Whether thread ``ident`` is in a Condition.wait."""
     frame = sys._current_frames().get(ident)

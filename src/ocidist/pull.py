@@ -43,6 +43,19 @@ def link_concurrency(resolve_seconds: float) -> int:
     return default_concurrency()
 
 
+# Far, small objects (the walk's LIGHT_SIZE) in flight at once beyond the
+# concurrency: a round trip each, so as many as the image has, as containerd
+# does (no limit there; one connection each). 40 small layers over 80 ms:
+# one round trip instead of three at 16.
+FAR_LIGHT = 64
+
+
+def light_concurrency(resolve_seconds: float, concurrency: int) -> int:
+    """Small objects at once (``Scheduler``'s ``light``): far, ``FAR_LIGHT``;
+    near, no more than ``concurrency`` (the CPU is the limit there)."""
+    return max(FAR_LIGHT, concurrency) if resolve_seconds >= FAR else concurrency
+
+
 def warm_up(resolver: Resolver, ref: str) -> None:
     """Open connections to ``ref``'s registry in the background while the
     manifest is being read, so the first blobs do not each pay a handshake
@@ -96,14 +109,18 @@ def fetch_image(
     opening: ``metadata.OpeningInBackground``).
     """
     started = time.monotonic()
+    chosen = concurrency
     if not concurrency:
         warm_up(resolver, ref)
     # GET, not HEAD: the walk starts by fetching this manifest anyway.
     name, desc, fetcher = resolve_to_fetch(resolver, ref)
+    took = time.monotonic() - started
     if not concurrency:
-        concurrency = link_concurrency(time.monotonic() - started)
+        concurrency = link_concurrency(took)
     r = reference.parse(name)
-    sched = Scheduler(concurrency or default_concurrency(), name="walk")
+    # A --concurrency the user chose bounds every object.
+    light = concurrency if chosen else light_concurrency(took, concurrency)
+    sched = Scheduler(concurrency, name="walk", light=light)
     handler = FetchHandler(
         store,
         fetcher,

@@ -46,7 +46,7 @@ from ocidist.images.walk import platform_children, read_manifest, walk
 from ocidist.manifest import detect_media_type
 from ocidist.metadata import Metadata
 from ocidist.progress import NullProgress, Progress
-from ocidist.pull import default_concurrency, link_concurrency, warm_up
+from ocidist.pull import default_concurrency, light_concurrency, link_concurrency, warm_up
 from ocidist.remotes import Fetcher, RangeFetcher, Resolver, resolve_to_fetch
 from ocidist.stream import Readable
 from ocidist.value import Value
@@ -165,11 +165,16 @@ def unpack_image(
     existed = _check_dest(dest, force)
     if resolver is not None and not concurrency:
         warm_up(resolver, ref)
+    chosen = concurrency
     name, target, from_store, remote = _resolve(resolver, store, metadata, ref)
+    took = time.monotonic() - started
     if not concurrency and not from_store:
-        concurrency = link_concurrency(time.monotonic() - started)
+        concurrency = link_concurrency(took)
+    concurrency = concurrency or default_concurrency()
+    # A --concurrency the user chose bounds every object.
+    light = concurrency if chosen or from_store else light_concurrency(took, concurrency)
     # The pool the layers are walked on; the caller follows it (Scheduler.wait).
-    sched = Scheduler(concurrency or default_concurrency(), name="unpack")
+    sched = Scheduler(concurrency, name="unpack", light=light)
     fetcher = remote or _fetcher_for(resolver, name)
     source = None
     if not from_store:

@@ -25,6 +25,12 @@ program using the client) has none of it still writing into its store.
 and then counts what was sent).
 A thread the system will not start is no failure: those there do the work.
 
+Light jobs (``add(..., light=True)``: a small object, whose fetch is a round
+trip or two whatever its bytes) may run beyond ``concurrency``, up to
+``light`` at once: on a far registry forty small layers in flight together
+take one round trip where sixteen at a time take three, and cost no more
+memory or CPU than sixteen. Heavy jobs stay within ``concurrency``.
+
 A thread outside the pool can follow a run (unpack applies each layer as
 soon as its fetch is done): ``wait(key)`` until a job has run, raising the
 run's failure if that comes first; ``stop(error)`` ends the run from there
@@ -52,8 +58,9 @@ FAILURE_GRACE = 2.0
 
 
 class Scheduler:
-    def __init__(self, concurrency: int = 1, *, name: str = "walk") -> None:
-        self._limit = max(1, concurrency)
+    def __init__(self, concurrency: int = 1, *, name: str = "walk", light: int = 0) -> None:
+        self._limit = max(1, concurrency)  # heavy jobs at once
+        self._threads_cap = max(self._limit, light)  # all jobs at once
         self._name = name
         lock = threading.RLock()
         self._cond = threading.Condition(lock)
@@ -64,13 +71,17 @@ class Scheduler:
         self._over = False
         # ``stop`` was called, or ``run`` raised its failure (read without the lock)
         self.stopped = False
-        self._jobs: dict[str, tuple[Callable[[], None], Priority]] = {}
+        self._jobs: dict[str, tuple[Callable[[], None], Priority, bool]] = {}
         self._waiting: dict[str, int] = {}  # key -> unfinished jobs it waits for
         self._dependents: dict[str, list[str]] = {}
         self._done: set[str] = set()
+        # Ready jobs, one heap per lane: a heavy job waits for a heavy slot
+        # while light ones behind it go on.
         self._ready: list[tuple[Priority, int, str]] = []
+        self._ready_heavy: list[tuple[Priority, int, str]] = []
         self._seq = itertools.count()
         self._running = 0
+        self._heavy_running = 0
         self._idle = 0
         self._threads: list[threading.Thread] = []
         self._started = False
@@ -83,13 +94,17 @@ class Scheduler:
         run: Callable[[], None],
         deps: Collection[str] = (),
         priority: Priority = (0, 0),
+        *,
+        light: bool = False,
     ) -> bool:
         """Schedule ``run`` after the jobs ``deps`` names (keys never added
-        count as done); False when ``key`` was added before."""
+        count as done); False when ``key`` was added before. ``light``: it
+        may run beyond ``concurrency`` (see the module's docstring)."""
         with self._cond:
             if key in self._jobs:
                 return False
-            self._jobs[key] = (run, priority)
+            # Without a light lane every job is one of the ``concurrency``.
+            self._jobs[key] = (run, priority, light and self._threads_cap > self._limit)
             pending = {d for d in deps if d in self._jobs and d not in self._done and d != key}
             self._waiting[key] = len(pending)
             for d in pending:
@@ -162,19 +177,35 @@ class Scheduler:
     # -- inside, under the lock unless said otherwise --
 
     def _make_ready(self, key: str) -> None:
-        heapq.heappush(self._ready, (self._jobs[key][1], next(self._seq), key))
+        _, priority, light = self._jobs[key]
+        lane = self._ready if light else self._ready_heavy
+        heapq.heappush(lane, (priority, next(self._seq), key))
         # All: one notify could wake only the caller's thread, which leaves
         # the job to the pool.
         self._cond.notify_all()
         if self._started:
             self._grow()
 
+    def _any_ready(self) -> bool:
+        return bool(self._ready or self._ready_heavy)
+
+    def _next(self) -> list[tuple[Priority, int, str]] | None:
+        """The heap whose top job runs next (the lower priority of the two
+        lanes; a heavy one only while a heavy slot is free), or None."""
+        heavy, light = self._ready_heavy, self._ready
+        if heavy and self._heavy_running < self._limit and (not light or heavy[0] < light[0]):
+            return heavy
+        return light or None
+
     def _grow(self) -> None:
         # Before there is a pool the caller's thread takes one ready job
-        # itself; while it runs one, the threads number at most limit - 1.
+        # itself; while it runs one, the threads number at most cap - 1.
         caller_takes = 0 if self._threads or self._caller_busy else 1
-        wanted = len(self._ready) - self._idle - caller_takes
-        cap = self._limit - (1 if self._caller_busy else 0)
+        takeable = len(self._ready) + min(
+            len(self._ready_heavy), max(0, self._limit - self._heavy_running)
+        )
+        wanted = takeable - self._idle - caller_takes
+        cap = self._threads_cap - (1 if self._caller_busy else 0)
         while wanted > 0 and len(self._threads) < cap:
             t = threading.Thread(
                 target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
@@ -184,7 +215,8 @@ class Scheduler:
             except RuntimeError:
                 # "can't start new thread": the threads there are (the
                 # caller's, if none) do the work; no more are asked for.
-                self._limit = max(1, len(self._threads))
+                self._limit = min(self._limit, max(1, len(self._threads)))
+                self._threads_cap = max(1, len(self._threads))
                 return
             self._threads.append(t)
             wanted -= 1
@@ -192,25 +224,30 @@ class Scheduler:
     def _work(self, caller: bool = False) -> None:  # not under the lock
         while True:
             with self._cond:
-                while self._failure is None and (self._ready or self._running):
-                    if self._ready and not (caller and self._threads):
+                # A heavy job waiting for a slot means one is running:
+                # ready-but-not-takeable work always has a job to wait for.
+                while self._failure is None and (self._any_ready() or self._running):
+                    if self._next() is not None and not (caller and self._threads):
                         break  # a job to take (the caller's thread: while there is no pool)
                     if caller:
                         self._grow()  # ready work it leaves to the pool
-                        if self._ready and not self._threads:
+                        if self._next() is not None and not self._threads:
                             continue  # no thread would start: the caller works
                         self._cond.wait()
                     else:
                         self._idle += 1
                         self._cond.wait()
                         self._idle -= 1
-                if self._failure is not None or not self._ready:
+                lane = self._next()
+                if self._failure is not None or lane is None:
                     if self._failure is None and len(self._done) < len(self._jobs):
                         self._failure = RuntimeError(f"{self._name}: jobs wait on each other")
                     self._cond.notify_all()
                     return
-                _, _, key = heapq.heappop(self._ready)
+                _, _, key = heapq.heappop(lane)
+                heavy = lane is self._ready_heavy
                 self._running += 1
+                self._heavy_running += heavy
                 if caller:
                     self._caller_busy = True
             try:
@@ -220,6 +257,7 @@ class Scheduler:
                     if self._failure is None:
                         self._failure = e
                     self._running -= 1
+                    self._heavy_running -= heavy
                     if caller:
                         self._caller_busy = False
                     self._cond.notify_all()
@@ -227,6 +265,9 @@ class Scheduler:
                 return
             with self._cond:
                 self._running -= 1
+                self._heavy_running -= heavy
+                if heavy and self._ready_heavy:
+                    self._cond.notify_all()  # its slot is free for the next heavy one
                 if caller:
                     self._caller_busy = False
                 self._done.add(key)

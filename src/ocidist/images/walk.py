@@ -56,6 +56,10 @@ Read = Callable[[Descriptor], bytes]
 MAX_INDEX_DEPTH = 8
 # Bound the graph a hostile index or manifest can make us walk.
 MAX_CHILDREN = 10_000
+# An object this small is a round trip or two to fetch, whatever its bytes
+# (TCP's first windows carry ~14 kB, then twice as much each round trip):
+# a scheduler with a light lane runs any number of them at once.
+LIGHT_SIZE = 1 << 20
 
 
 def too_deep(desc: Descriptor, what: str = "indexes") -> GraphLimit:
@@ -104,7 +108,13 @@ def walk(
         if depth > MAX_INDEX_DEPTH:
             raise too_deep(desc, what)
         deps = after(desc) if after is not None else ()
-        sched.add(str(desc.digest), lambda: visit(desc, depth), deps, priority=_priority(desc))
+        sched.add(
+            str(desc.digest),
+            lambda: visit(desc, depth),
+            deps,
+            priority=_priority(desc),
+            light=desc.size <= LIGHT_SIZE,
+        )
 
     def visit(desc: Descriptor, depth: int) -> None:
         children = handler(desc)
