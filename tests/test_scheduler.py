@@ -104,6 +104,28 @@ def test_light_jobs_run_beyond_the_concurrency_heavy_ones_within_it() -> None:
     assert peaks(Scheduler(2)) == (2, 2)
 
 
+def test_the_first_jobs_run_while_the_pool_still_grows() -> None:
+    """Forty ready jobs: the first ones run while the later threads are
+    still being started, not after all of them (a far registry's small
+    blobs, requested at once: starting 40 threads under the scheduler's
+    lock held every request back 50-100 ms)."""
+    s = Scheduler(1, name="grow", light=40)
+    started_then: list[int] = []
+    lock = threading.Lock()
+
+    def job() -> None:
+        alive = sum(1 for t in threading.enumerate() if t.name.startswith("grow-"))
+        with lock:
+            started_then.append(alive)
+        time.sleep(0.05)
+
+    for i in range(40):
+        s.add(f"j{i}", job, light=True)
+    s.run()
+    assert len(started_then) == 40
+    assert min(started_then) < 40, "no job ran before every thread was started"
+
+
 def _waiting(ident: int) -> bool:
     """Whether thread ``ident`` is in a Condition.wait."""
     frame = sys._current_frames().get(ident)

@@ -83,6 +83,7 @@ class Scheduler:
         self._running = 0
         self._heavy_running = 0
         self._idle = 0
+        self._starting = 0  # threads asked for that have not reached their loop
         self._threads: list[threading.Thread] = []
         self._started = False
         self._caller_busy = False  # the caller's thread is running a job
@@ -172,7 +173,12 @@ class Scheduler:
     def _join(self, within: float | None) -> None:  # not under the lock
         until = None if within is None else time.monotonic() + within
         for t in list(self._threads):
-            t.join(None if until is None else max(0.0, until - time.monotonic()))
+            try:
+                t.join(None if until is None else max(0.0, until - time.monotonic()))
+            except RuntimeError:
+                # Not started yet (its starter is at an earlier one): with
+                # the run over or failed, it returns as soon as it runs.
+                continue
 
     # -- inside, under the lock unless said otherwise --
 
@@ -200,30 +206,64 @@ class Scheduler:
     def _grow(self) -> None:
         # Before there is a pool the caller's thread takes one ready job
         # itself; while it runs one, the threads number at most cap - 1.
+        # Threads asked for count as there (``_starting``): they take work
+        # as soon as they run.
         caller_takes = 0 if self._threads or self._caller_busy else 1
         takeable = len(self._ready) + min(
             len(self._ready_heavy), max(0, self._limit - self._heavy_running)
         )
-        wanted = takeable - self._idle - caller_takes
+        wanted = takeable - self._idle - self._starting - caller_takes
         cap = self._threads_cap - (1 if self._caller_busy else 0)
-        while wanted > 0 and len(self._threads) < cap:
-            t = threading.Thread(
-                target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
-            )
+        n = min(wanted, cap - len(self._threads))
+        if n <= 0:
+            return
+        # Each start waits for the new thread to run (~1 ms, more while the
+        # GIL is busy). Forty started here, under the lock, held every one
+        # of them (the first too) from its job for 50-100 ms: a far
+        # registry's small blobs, requested all at once. So the first new
+        # thread starts the others, outside the lock, and each works as
+        # soon as it runs.
+        base = len(self._threads)
+        rest = [
+            threading.Thread(target=self._work, name=f"{self._name}-{base + i}", daemon=True)
+            for i in range(2, n + 1)
+        ]
+        first = threading.Thread(
+            target=self._work, kwargs={"spawn": rest}, name=f"{self._name}-{base + 1}", daemon=True
+        )
+        self._threads += [first, *rest]
+        self._starting += n
+        try:
+            first.start()
+        except RuntimeError:
+            self._unstarted([first, *rest])
+
+    def _unstarted(self, threads: list[threading.Thread]) -> None:
+        # "can't start new thread": the threads there are (the caller's, if
+        # none) do the work; no more are asked for.
+        for t in threads:
+            self._threads.remove(t)
+        self._starting -= len(threads)
+        self._limit = min(self._limit, max(1, len(self._threads)))
+        self._threads_cap = max(1, len(self._threads))
+        self._cond.notify_all()
+
+    def _work(
+        self, caller: bool = False, spawn: list[threading.Thread] | None = None
+    ) -> None:  # not under the lock
+        for i, t in enumerate(spawn or ()):
             try:
                 t.start()
             except RuntimeError:
-                # "can't start new thread": the threads there are (the
-                # caller's, if none) do the work; no more are asked for.
-                self._limit = min(self._limit, max(1, len(self._threads)))
-                self._threads_cap = max(1, len(self._threads))
-                return
-            self._threads.append(t)
-            wanted -= 1
-
-    def _work(self, caller: bool = False) -> None:  # not under the lock
+                with self._cond:
+                    self._unstarted((spawn or [])[i:])
+                break
+        starting = not caller
         while True:
             with self._cond:
+                if starting:
+                    starting = False
+                    self._starting -= 1
                 # A heavy job waiting for a slot means one is running:
                 # ready-but-not-takeable work always has a job to wait for.
                 while self._failure is None and (self._any_ready() or self._running):
