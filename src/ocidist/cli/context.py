@@ -508,6 +508,9 @@ class Context:
         return code
 
     def close(self) -> None:
+        from ocidist import earlyconnect
+
+        earlyconnect.discard()  # opened at start-up, never needed (cli.main)
         if self._resolver is not None:
             self._resolver.close()
         if self._metadata is not None:

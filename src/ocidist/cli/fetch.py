@@ -31,7 +31,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             ),
         )
         add_pull_options(p)
-        p.set_defaults(handler=run, registries=refs("ref"))
+        p.set_defaults(handler=run, registries=refs("ref"), early_connect="ref")
 
 
 def add_pull_options(p: argparse.ArgumentParser) -> None:

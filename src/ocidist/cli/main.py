@@ -137,6 +137,8 @@ def main(
             args = parse(words)
     finally:
         Parser.json_errors = False
+    if _program:
+        _connect_early(args)
     handler = getattr(args, "handler", None)
     if handler is None:
         build_parser().print_help(sys.stderr)
@@ -167,6 +169,48 @@ def main(
         return ctx.fail(e)
     finally:
         ctx.close()
+
+
+_PROXY_VARIABLES = (
+    *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"),
+    *("http_proxy", "https_proxy", "all_proxy"),
+)
+
+
+def _connect_early(args: argparse.Namespace) -> None:
+    """A command that starts with a request to the registry of its argument
+    ``args.early_connect`` names (fetch, pull, unpack) gets a connection to
+    it opened now, beside its start-up (ocidist.earlyconnect): where the
+    address follows from the reference alone, no proxy is set (the
+    connection would go around it), no hosts.toml directory may name mirrors
+    or another server, and no daemon (--address) does the work."""
+    dest = getattr(args, "early_connect", None)
+    ref = getattr(args, dest, None) if dest else None
+    if not isinstance(ref, str) or getattr(args, "address", None):
+        return
+    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return
+    from ocidist import earlyconnect, reference
+    from ocidist.errors import DistError
+
+    try:
+        domain = reference.parse(ref).domain
+    except DistError:
+        return  # a stored name, or an invalid one: the command says which
+    hosts_dir = getattr(args, "hosts_dir", None) or _default_hosts_dir()
+    for name in (domain, "_default"):
+        if os.path.exists(os.path.join(hosts_dir, name)):
+            return
+    address = earlyconnect.dial(domain, bool(getattr(args, "plain_http", False)))
+    if address is not None:
+        earlyconnect.start(*address)
+
+
+def _default_hosts_dir() -> str:
+    # As remotes.docker.hostsconfig.default_hosts_dir, without importing the
+    # transport while the command starts (tests check the two agree).
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "ocidist", "certs.d")
 
 
 def _interrupted(e: KeyboardInterrupt, *, as_json: bool) -> int:

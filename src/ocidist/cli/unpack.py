@@ -39,7 +39,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--force", "-f", action="store_true", help="unpack over a non-empty DIR")
     add_transfer_options(p)
     add_limit_options(p)
-    p.set_defaults(handler=run, registries=refs("ref"))
+    p.set_defaults(handler=run, registries=refs("ref"), early_connect="ref")
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from ocidist import logs
 from ocidist.content.tuning import Tuning
+from ocidist.dialling import upstream
 from ocidist.errors import DistError, NotFound, RegistryError, Unavailable, reworded
 from ocidist.remotes.docker.origin import Origin, origin_of
 from ocidist.remotes.docker.transport import TLSConfig
@@ -21,8 +22,8 @@ from ocidist.value import Value
 T = TypeVar("T")
 _LOGGER = "ocidist.remotes"
 
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_REGISTRY = "registry-1.docker.io"
+# Docker Hub's alias and the loopback rule: ocidist.dialling (importable
+# while the command starts: earlyconnect).
 
 PULL, RESOLVE, PUSH = "pull", "resolve", "push"
 ALL_CAPABILITIES = frozenset({PULL, RESOLVE, PUSH})
@@ -67,21 +68,11 @@ class RegistryHost(Value):
         return origin_of(self.base)
 
 
-def is_loopback(host: str) -> bool:
-    name = host
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else name
-    elif name.count(":") == 1:
-        name = name.split(":", 1)[0]
-    return name in ("localhost", "::1") or name.startswith("127.")
-
-
 def default_hosts(
     domain: str, *, plain_http: bool = False, insecure: bool = False
 ) -> list[RegistryHost]:
     """The upstream endpoint for ``domain`` without any configuration file."""
-    dial = DOCKER_HUB_REGISTRY if domain == DOCKER_HUB else domain
-    scheme = "http" if plain_http or is_loopback(dial) else "https"
+    dial, scheme = upstream(domain, plain_http)
     return [RegistryHost(host=dial, scheme=scheme, tls=TLSConfig(insecure=insecure))]
 
 

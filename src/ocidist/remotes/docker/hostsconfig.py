@@ -18,13 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ocidist.content.tuning import Tuning
+from ocidist.dialling import DOCKER_HUB
 from ocidist.errors import InvalidArgument
-from ocidist.remotes.docker.hosts import (
-    ALL_CAPABILITIES,
-    DOCKER_HUB,
-    RegistryHost,
-    default_hosts,
-)
+from ocidist.remotes.docker.hosts import ALL_CAPABILITIES, RegistryHost, default_hosts
 from ocidist.remotes.docker.transport import TLSConfig
 
 HOSTS_FILE = "hosts.toml"

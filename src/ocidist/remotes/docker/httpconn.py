@@ -243,6 +243,28 @@ def connect(
     return secure(sock, timer, tls_context, server_hostname or host)
 
 
+def adopt(
+    raw: Any, timer: Timer, tls_context: Any | None, server_hostname: str
+) -> socket.socket | None:
+    """A socket connected elsewhere (``ocidist.earlyconnect``'s, a
+    ``_socket.socket``) made what ``connect`` returns; None when it is no
+    longer fit (the server closed it while it waited, say during a password
+    prompt, or its TLS handshake failed): the caller connects anew."""
+    preload()
+    sock = socket.socket(fileno=raw.detach())
+    try:
+        p = select.poll()
+        p.register(sock, select.POLLIN)
+        if p.poll(0):  # the peer's close (or bytes nobody asked for)
+            sock.close()
+            return None
+        sock.settimeout(timer.timeout())
+        return secure(sock, timer, tls_context, server_hostname)
+    except OSError:
+        sock.close()  # secure() closed it already where it failed
+        return None
+
+
 def secure(
     sock: socket.socket, timer: Timer, tls_context: Any | None, server_hostname: str
 ) -> socket.socket:

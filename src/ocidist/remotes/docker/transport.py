@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ocidist import logs
+from ocidist import earlyconnect, logs
 from ocidist.errors import DistError, InvalidContent, RegistryError, TimedOut, Unavailable
 from ocidist.remotes.docker import httpconn, trace
 from ocidist.remotes.docker.httpconn import Body, Connection, Headers, Protocol, Timer
@@ -385,7 +385,10 @@ class Transport:
         with self._lock:
             idle = self._idle.get(key)
             while idle:
-                conn = idle.pop()
+                # The oldest first: the connection opened earliest is the
+                # one surest to be through its handshake (the one the
+                # command opened while starting, then the warm-up's).
+                conn = idle.pop(0)
                 if not conn.dropped():
                     return conn
                 conn.close()
@@ -431,6 +434,12 @@ class Transport:
         ctx = self._context(tls, what) if scheme == "https" else None
         host_header = _host_header(scheme, host, port)
         if proxy is None:
+            # The connection the command opened while it started, if any.
+            early = earlyconnect.take(host, port, timer.timeout())
+            sock = httpconn.adopt(early, timer, ctx, host) if early is not None else None
+            if sock is not None:
+                logs.debug(_LOGGER, "early connection to %s://%s:%d", scheme, host, port)
+                return Connection(sock, host_header)
             logs.debug(_LOGGER, "new connection to %s://%s:%d", scheme, host, port)
             try:
                 sock = httpconn.connect(host, port, timer, ctx)
