@@ -11,7 +11,7 @@ import time
 
 from ocidist import reference
 from ocidist.content import Store
-from ocidist.descriptor import Descriptor
+from ocidist.descriptor import Descriptor, is_index
 from ocidist.images.handlers import FetchHandler
 from ocidist.images.platforms import MatchComparer, default_matcher
 from ocidist.images.scheduler import CancellingProgress, Scheduler
@@ -63,6 +63,21 @@ def warm_up(resolver: Resolver, ref: str) -> None:
     to report."""
     if isinstance(resolver, Warmer):
         resolver.warm(ref, default_concurrency())
+
+
+def warm_ahead(resolver: Resolver, ref: str, desc: Descriptor, resolve_seconds: float) -> None:
+    """After the resolve: an index read from a far registry has two levels
+    still to come, its manifests and then their blobs, where the fan-out
+    is; connections opened now (a round trip) are through their handshake
+    by that second level, which otherwise opens most of its own, a round
+    trip more (the bench's multi-platform image, every platform: 7 blobs,
+    5 connections open). A manifest's blobs come right after it: for those
+    it would be too late (their requests open their own). Not for unpack:
+    one platform's manifest, then its config and layers (the tiny index:
+    3 objects, connections enough already), where the warm-up threads'
+    start measured 1.03x against 0.85x for fetch of every platform."""
+    if resolve_seconds >= FAR and is_index(desc.media_type) and isinstance(resolver, Warmer):
+        resolver.warm(ref, FAR_CONCURRENCY)
 
 
 class PullResult:
@@ -117,6 +132,7 @@ def fetch_image(
     took = time.monotonic() - started
     if not concurrency:
         concurrency = link_concurrency(took)
+        warm_ahead(resolver, ref, desc, took)
     r = reference.parse(name)
     # A --concurrency the user chose bounds every object.
     light = concurrency if chosen else light_concurrency(took, concurrency)

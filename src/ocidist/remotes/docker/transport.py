@@ -419,8 +419,17 @@ class Transport:
         key = (scheme, host, port, tls if scheme == "https" else _PLAIN, proxy)
         with self._lock:
             want = min(n, self._pool_size) - len(self._idle.get(key, ()))
-        for _ in range(want):
+        if want > 0:
+            # One thread started here, which starts the others: each start
+            # waits for its thread to run (~1 ms, more with the GIL busy),
+            # and the caller is about to send a request (12 started here
+            # held the manifests' requests of an index back ~10 ms).
+            threading.Thread(target=self._warm_many, args=(key, want), daemon=True).start()
+
+    def _warm_many(self, key: _PoolKey, n: int) -> None:
+        for _ in range(n - 1):
             threading.Thread(target=self._warm_one, args=(key,), daemon=True).start()
+        self._warm_one(key)
 
     def _warm_one(self, key: _PoolKey) -> None:
         try:
