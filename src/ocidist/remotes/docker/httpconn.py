@@ -1,13 +1,12 @@
-"""One HTTP/1.1 client connection: h11 frames it, we own the socket and the clock.
+"""One HTTP/1.1 client connection: the socket, the clock, the framing.
 
-h11 (a strict, fuzzed, pure-Python HTTP/1.1 state machine) serialises every
-request head and body framing and parses every status line, header block,
-1xx answer, chunked body and trailer; this module feeds it bytes and
-enforces what h11 leaves to its user:
+http11.py checks the syntax (request heads, status lines, header and
+trailer blocks, chunk-size lines); this module moves the bytes and enforces
+what a parser cannot:
 
 - the answer's head (status line and fields, obs-fold continuation lines
-  included, since h11 unfolds them inside its bounded buffer) and a trailer
-  block are at most ``MAX_HEAD`` bytes and ``MAX_FIELDS`` fields each;
+  included) and a trailer block are at most ``MAX_HEAD`` bytes and
+  ``MAX_FIELDS`` fields each;
 - at most ``MAX_INFORMATIONAL`` 1xx answers come before the final one;
 - every blocking call (connect, TLS handshake, send, each read of the head
   and the body) gives up at the command's deadline (``Timer.deadline``) or
@@ -15,68 +14,40 @@ enforces what h11 leaves to its user:
   whole within ``stall`` seconds: a 1 byte/s trickle, endless ``100
   Continue`` or endless header lines cannot hold a request open.
 
-One thing is not h11's: a body framed by ``Content-Length`` is counted off
-the socket straight into the caller's buffer. The length is the one h11
-validated in the head (one value, ASCII digits, at most 20 of them; a
-conflicting or non-ASCII length never gets here), so the framing decision
-stays h11's; counting N bytes needs no parser, while h11's buffer would copy
-every byte of a layer twice more (docs/BENCHMARKS.md, "h11").
+A body is framed as RFC 9112 §6.3 says: none for HEAD, 204 and 304 (1xx
+answers are skipped; a 101 is refused); chunked when Transfer-Encoding says
+so (with Content-Length as well, chunked wins and the connection is not
+reused: it may be a smuggling attempt); Content-Length, counted off the
+socket straight into the caller's buffer; else until the connection closes.
 
-A connection may carry another request only when its answer was read to the
-end with nothing left over: bytes after a complete answer (a second,
-smuggled answer, or garbage) drop the connection, so they can never be read
-as the answer to the next request. ``dropped`` also refuses an idle
-connection with anything waiting on it.
+A connection may carry another request only when its answer (HTTP/1.1, no
+``Connection: close``) was read to the end with nothing left over: bytes
+after a complete answer (a second, smuggled answer, or garbage) drop the
+connection, so they can never be read as the answer to the next request.
+``dropped`` also refuses an idle connection with anything waiting on it.
 
 Errors are the built-in ones (``OSError``, ``TimeoutError`` and its
-``DeadlineReached``) or ``Protocol`` for an answer that is not HTTP we can
-frame; transport.py turns them into DistErrors.
+``DeadlineReached``, ``ValueError`` for a request that could be split) or
+``Protocol`` for an answer that is not HTTP we can frame; transport.py turns
+them into DistErrors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import h11
-else:
-    h11 = None  # bound by load_h11(), before the first request is framed
+from ocidist.remotes.docker import http11
+from ocidist.remotes.docker.http11 import MAX_FIELDS as MAX_FIELDS
+from ocidist.remotes.docker.http11 import MAX_HEAD as MAX_HEAD
+from ocidist.remotes.docker.http11 import Protocol as Protocol
 
-
-def load_h11() -> None:
-    """Import h11 (~10 ms of CPU: it creates its event classes with
-    ``dataclasses``, which imports ``inspect`` and ``ast``) and bind it here.
-    ``Connection.send`` calls this before framing a request (waiting for an
-    import in flight: the import system's module lock); ``preload`` starts
-    it in a thread as the first connection is made, so on a real network
-    the import runs while that connection waits on DNS, TCP and TLS rather
-    than before them. Started any earlier it would only share the
-    interpreter lock with the command's own set-up."""
-    global h11
-    if h11 is None:
-        import h11 as module
-
-        h11 = module
-
-
-_preloading = threading.Lock()
-
-
-def preload() -> None:
-    """Start importing h11 in the background, once (see ``load_h11``)."""
-    if h11 is None and _preloading.acquire(blocking=False):
-        threading.Thread(target=load_h11, name="import-h11", daemon=True).start()
-
-
-# The head of an answer (status line + fields) and a trailer block.
-MAX_HEAD = 64 * 1024
-MAX_FIELDS = 100
 # "100 Continue" and friends before the final answer.
 MAX_INFORMATIONAL = 10
 _RECV = 64 * 1024
@@ -91,10 +62,6 @@ _COALESCE = 64 * 1024
 # (some servers answer 411 otherwise).
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _NO_BODY_STATUS = frozenset({204, 304})
-
-
-class Protocol(Exception):
-    """The peer's answer is not HTTP/1.x we can frame (or breaks a cap)."""
 
 
 class Closed(ConnectionError):
@@ -223,7 +190,6 @@ def connect(
     address of ``host`` is tried in turn, all within ``timer``."""
     last: OSError | None = None
     sock: socket.socket | None = None
-    preload()  # h11, while this waits on the name, the handshakes (load_h11)
     for family, kind, proto, _, addr in resolve(host, port, timer):
         sock = socket.socket(family, kind, proto)
         try:
@@ -250,7 +216,6 @@ def adopt(
     ``_socket.socket``) made what ``connect`` returns; None when it is no
     longer fit (the server closed it while it waited, say during a password
     prompt, or its TLS handshake failed): the caller connects anew."""
-    preload()
     sock = socket.socket(fileno=raw.detach())
     try:
         p = select.poll()
@@ -285,10 +250,13 @@ def secure(
     return sock
 
 
+class _Wait(Exception):
+    """The buffer holds too little to go on, and the caller asked not to read."""
+
+
 class Connection:
     """A keep-alive connection; one request at a time, each answered in full
-    (or the connection dropped) before the next. Each exchange has its own
-    h11 state machine."""
+    (or the connection dropped) before the next."""
 
     def __init__(
         self,
@@ -309,10 +277,9 @@ class Connection:
         self._host = host_header
         self._absolute = absolute
         self._proxy_auth = proxy_auth
-        self._h: h11.Connection | None = None
-        self._eof = False
+        # Bytes read off the socket and not yet parsed or handed out.
+        self._buf = bytearray()
         self._received = 0  # bytes of the current answer so far
-        self._start = b""  # its first bytes (up to 5)
         self.closed = False
 
     def close(self) -> None:
@@ -349,12 +316,10 @@ class Connection:
         timer: Timer,
     ) -> None:
         """Send the request head and body (raises ValueError for a method,
-        target or header h11 refuses: one that could split the request)."""
-        load_h11()
-        h = self._h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-        self._eof = False
+        target or header that could split the request, or a body that does
+        not match its declared length)."""
+        self._buf = bytearray()
         self._received = 0
-        self._start = b""
         fields = [("Host", self._host)]
         if self._proxy_auth:
             fields.append(("Proxy-Authorization", self._proxy_auth))
@@ -383,26 +348,20 @@ class Connection:
             chunks = _file_chunks(body) if hasattr(body, "read") else body
             if "content-length" not in names:
                 fields.append(("Transfer-Encoding", "chunked"))
-        try:
-            head = h.send(h11.Request(method=method, target=target, headers=fields)) or b""
-            if data is not None and len(data) <= _COALESCE:
-                pieces = _framed(h, data) if len(data) else []
-                end = h.send(h11.EndOfMessage()) or b""
-                self._write(b"".join([head, *pieces, end]), timer)
-                return
-            self._write(head, timer)
-            if data is not None:
-                for piece in _framed(h, data):
+        head = http11.request_head(method, target, fields)
+        out = _BodyFramer(http11.request_framing(fields))
+        if data is not None and len(data) <= _COALESCE:
+            self._write(b"".join([head, *out.pieces(data), out.end()]), timer)
+            return
+        self._write(head, timer)
+        if data is not None:
+            for piece in out.pieces(data):
+                self._write(piece, timer)
+        elif chunks is not None:
+            for chunk in chunks:
+                for piece in out.pieces(memoryview(chunk).cast("B")):
                     self._write(piece, timer)
-            elif chunks is not None:
-                for chunk in chunks:
-                    view = memoryview(chunk).cast("B")
-                    if len(view):
-                        for piece in _framed(h, view):
-                            self._write(piece, timer)
-            self._write(h.send(h11.EndOfMessage()) or b"", timer)
-        except h11.LocalProtocolError as e:
-            raise ValueError(str(e)) from None
+        self._write(out.end(), timer)
 
     def _write(self, data: bytes | bytearray | memoryview, timer: Timer) -> None:
         view = memoryview(data).cast("B")
@@ -418,119 +377,156 @@ class Connection:
         ``authority`` (host:port); the socket then carries the tunnel."""
         self.send("CONNECT", authority, {"Host": authority}, None, timer)
         head_timer = timer.within(timer.stall, f"no answer to CONNECT within {timer.stall:g}s")
-        informational = 0
-        while True:
-            ev = self.next_event(head_timer)
-            if isinstance(ev, h11.InformationalResponse):
-                informational += 1
-                if informational > MAX_INFORMATIONAL:
-                    raise Protocol(f"more than {MAX_INFORMATIONAL} informational (1xx) answers")
-                continue
-            if isinstance(ev, h11.Response):
-                break
-            raise Protocol(f"unexpected {type(ev).__name__} before the answer to CONNECT")
-        _fields(ev.headers, "header block")
-        if not 200 <= ev.status_code < 300:
-            raise ProxyRefused(ev.status_code)
-        assert self._h is not None
-        if self._h.trailing_data[0]:
+        head = self._final_head(head_timer)
+        if not 200 <= head.status < 300:
+            raise ProxyRefused(head.status)
+        if self._buf:
             # The target speaks only after our TLS hello: these bytes are not its.
             raise Protocol("bytes after the proxy's answer to CONNECT")
 
     # -- response ------------------------------------------------------------
 
-    def next_event(self, timer: Timer) -> Any:
-        """h11's next event, reading from the socket as it needs bytes."""
-        h = self._h
-        assert h is not None
+    def _fill(self, timer: Timer | None) -> bool:
+        """Read what the socket has into the buffer; False at its end.
+        Without a timer, read nothing (``_Wait``)."""
+        if timer is None:
+            raise _Wait
+        self.sock.settimeout(timer.timeout())
+        try:
+            data = self.sock.recv(_RECV)
+        except TimeoutError as e:
+            raise timer.reason(e) from None
+        if not data:
+            return False
+        self._received += len(data)
+        self._buf += data
+        return True
+
+    def _closed(self) -> Closed:
+        if not self._received:
+            return Closed("connection closed before the status line")
+        return Closed("connection closed inside the answer")
+
+    def _block(self, timer: Timer | None, what: str, head: bool) -> bytearray:
+        """The buffer's bytes up to the next blank line (taken off, the blank
+        line too), reading as needed: a head or a trailer block, at most
+        ``MAX_HEAD`` bytes."""
+        buf = self._buf
+        searched = 0
         while True:
-            try:
-                ev = h.next_event()
-            except h11.RemoteProtocolError as e:
-                if self._eof:
-                    raise Closed("connection closed inside the answer") from None
-                raise Protocol(_say(e)) from None
-            if ev is not h11.NEED_DATA:
-                return ev
-            self.sock.settimeout(timer.timeout())
-            try:
-                data = self.sock.recv(_RECV)
-            except TimeoutError as e:
-                raise timer.reason(e) from None
-            if not data:
-                self._eof = True
-            elif self._received < 5 and h.their_state is h11.SEND_RESPONSE:
-                # Every answer starts "HTTP/": anything else (an SSH banner, an
-                # HTTP/2 preface) is refused now, not when a line never ends.
-                start = (self._start + data)[:5]
-                self._start = start
-                if not b"HTTP/".startswith(start[: len(start)]):
-                    raise Protocol(f"the answer is not HTTP/1.x (it starts {start!r})")
-            self._received += len(data)
-            h.receive_data(data)
+            if head and buf and not http11.starts_like_http(buf):
+                raise Protocol(f"the answer is not HTTP/1.x (it starts {bytes(buf[:5])!r})")
+            if buf[:2] == b"\r\n":
+                end, skip = 0, 2  # an empty block (no trailers; for a head, refused)
+            else:
+                end = buf.find(b"\r\n\r\n", max(0, searched - 3))
+                skip = 4
+            if end >= 0:
+                if end + skip > MAX_HEAD:
+                    break
+                block = buf[:end]
+                del buf[: end + skip]
+                return block
+            if len(buf) > MAX_HEAD:
+                break
+            if buf.count(b"\n") != buf.count(b"\r\n"):
+                # Lines ended by a bare LF: the blank line we wait for may
+                # never come (http11 refuses it in a whole block too).
+                raise Protocol(f"bare LF in the {what}")
+            searched = len(buf)
+            if not self._fill(timer):
+                raise self._closed()
+        raise Protocol(f"{what} over {MAX_HEAD} bytes")
+
+    def _line(self, timer: Timer | None) -> bytearray:
+        """The next line (a chunk size), taken off the buffer with its CRLF."""
+        buf = self._buf
+        searched = 0
+        while (end := buf.find(b"\r\n", max(0, searched - 1))) < 0:
+            if len(buf) > MAX_HEAD:
+                raise Protocol(f"chunk size line over {MAX_HEAD} bytes")
+            searched = len(buf)
+            if not self._fill(timer):
+                raise self._closed()
+        line = buf[:end]
+        del buf[: end + 2]
+        return line
+
+    def _take(self, n: int, timer: Timer | None) -> bytes:
+        """Exactly the next ``n`` bytes (a few: a chunk's CRLF)."""
+        while len(self._buf) < n:
+            if not self._fill(timer):
+                raise self._closed()
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def _final_head(self, timer: Timer) -> http11.Head:
+        """The head of the final answer, 1xx answers skipped (at most
+        ``MAX_INFORMATIONAL``)."""
+        informational = 0
+        while True:
+            head = http11.parse_head(self._block(timer, "header block", head=True))
+            if head.status >= 200:
+                return head
+            if head.status == 101:
+                # We never ask to switch protocols: what follows is not HTTP.
+                raise Protocol("protocol switch (101) that was not asked for")
+            informational += 1
+            if informational > MAX_INFORMATIONAL:
+                raise Protocol(f"more than {MAX_INFORMATIONAL} informational (1xx) answers")
 
     def receive(self, method: str, timer: Timer) -> tuple[int, Headers, Body]:
         """Read the status line and headers (skipping 1xx answers, at most
         ``MAX_INFORMATIONAL``); the head must arrive within ``timer.stall``."""
-        h = self._h
-        assert h is not None
         head_timer = timer.within(timer.stall, f"no complete answer within {timer.stall:g}s")
-        informational = 0
-        while True:
-            try:
-                ev = self.next_event(head_timer)
-            except Closed:
-                if not self._received:
-                    raise Closed("connection closed before the status line") from None
-                raise
-            if isinstance(ev, h11.InformationalResponse):
-                _fields(ev.headers, "informational answer")
-                informational += 1
-                if informational > MAX_INFORMATIONAL:
-                    raise Protocol(f"more than {MAX_INFORMATIONAL} informational (1xx) answers")
-                continue
-            if isinstance(ev, h11.Response):
-                break
-            if isinstance(ev, h11.ConnectionClosed):
-                raise Closed("connection closed before the status line")
-            raise Protocol(f"unexpected {type(ev).__name__} before the answer")
-        fields = _fields(ev.headers, "header block")
-        headers = Headers(fields)
-        status = ev.status_code
+        head = self._final_head(head_timer)
+        headers = Headers(head.fields)
+        status = head.status
         keep = (
-            ev.http_version == b"1.1"
-            and "close" not in _tokens(headers.get("Connection"))
+            head.version == b"1.1"
+            and "close" not in http11.tokens(headers.get_all("Connection"))
             and not self._absolute
         )
-        te = "Transfer-Encoding" in headers
-        if method == "HEAD" or status in _NO_BODY_STATUS or te or "Content-Length" not in headers:
-            # Chunked, close-delimited or empty: h11 reads it. Both
-            # Transfer-Encoding and Content-Length: chunking wins, and the
-            # connection is not reused (RFC 9112 §6.1: it may be a smuggling
-            # attempt).
-            keep = keep and not (te and "Content-Length" in headers)
-            return status, headers, FramedBody(self, timer, keep)
-        leftover, _ = h.trailing_data
-        length = int(headers["Content-Length"])  # h11 checked: 1-20 ASCII digits
-        return status, headers, LengthBody(self, timer, length, leftover, keep)
+        # Both Transfer-Encoding and Content-Length: chunking wins, and the
+        # connection is not reused (RFC 9112 §6.1: it may be a smuggling
+        # attempt).
+        keep = keep and not (head.chunked and head.length is not None)
+        if method == "HEAD" or status in _NO_BODY_STATUS:
+            return status, headers, EmptyBody(keep, bool(self._buf))
+        if head.chunked:
+            return status, headers, ChunkedBody(self, timer, keep)
+        leftover = bytes(self._buf)
+        self._buf = bytearray()
+        if head.length is not None:
+            return status, headers, LengthBody(self, timer, head.length, leftover, keep)
+        return status, headers, CloseBody(self, timer, leftover)
 
 
-def _framed(h: h11.Connection, data: memoryview) -> list[Any]:
-    """The pieces that send ``data`` in the request's framing (chunk size
-    lines around it when chunked); ``data`` itself is passed through, not copied."""
-    # h11 declares bytes but passes any buffer through.
-    return h.send_with_data_passthrough(h11.Data(data=data)) or []  # type: ignore[arg-type]
+class _BodyFramer:
+    """A request body in its framing: counted against the declared length,
+    or cut into chunks."""
 
+    def __init__(self, length: int | None) -> None:
+        self._left = length  # None: chunked
 
-def _fields(raw: Any, what: str) -> list[tuple[str, str]]:
-    """h11's fields as text, within the caps (count, and size: h11 bounds
-    only the part of the head it has not parsed yet)."""
-    fields = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw.raw_items()]
-    if len(fields) > MAX_FIELDS:
-        raise Protocol(f"{what} of more than {MAX_FIELDS} fields")
-    if sum(len(n) + len(v) + 4 for n, v in fields) > MAX_HEAD:
-        raise Protocol(f"{what} over {MAX_HEAD} bytes")
-    return fields
+    def pieces(self, data: memoryview) -> list[Any]:
+        """What sends ``data``; ``data`` itself is passed through, not copied."""
+        if not len(data):
+            return []  # an empty chunk would end a chunked body
+        if self._left is None:
+            return [b"%x\r\n" % len(data), data, b"\r\n"]
+        self._left -= len(data)
+        if self._left < 0:
+            raise ValueError("Too much data for declared Content-Length")
+        return [data]
+
+    def end(self) -> bytes:
+        if self._left is None:
+            return b"0\r\n\r\n"
+        if self._left:
+            raise ValueError("Too little data for declared Content-Length")
+        return b""
 
 
 class Body:
@@ -565,6 +561,21 @@ class Body:
         return bytes(out)
 
 
+class EmptyBody(Body):
+    """No body (HEAD, 204, 304): the answer ended with its head."""
+
+    length = 0
+    done = True
+
+    def __init__(self, keep: bool, extra: bool) -> None:
+        super().__init__(keep)
+        # A body sent anyway (or anything else) is not ours to read.
+        self._extra = extra
+
+    def readinto(self, buf: memoryview) -> int:
+        return 0
+
+
 class LengthBody(Body):
     """A Content-Length body, read from the socket into the caller's buffer."""
 
@@ -576,8 +587,8 @@ class LengthBody(Body):
         self._timer = timer
         self.length = length
         self._left = length
-        # What h11 had read past the head: the body's first bytes, and
-        # anything beyond the body is not ours to read.
+        # What was read past the head: the body's first bytes, and anything
+        # beyond the body is not ours to read.
         self._pending = memoryview(leftover)[:length]
         self._extra = len(leftover) > length
         self.done = length == 0
@@ -624,48 +635,96 @@ class LengthBody(Body):
         return n
 
 
-class FramedBody(Body):
-    """A chunked, close-delimited or empty body, read through h11."""
+class ChunkedBody(Body):
+    """A chunked body: chunk-size lines, data, CRLFs, the last chunk and a
+    trailer block (checked, then dropped: nothing here reads trailers)."""
 
     def __init__(self, conn: Connection, timer: Timer, keep: bool) -> None:
         super().__init__(keep)
         self._conn = conn
         self._timer = timer
-        self._pending = memoryview(b"")
-        # An empty body (HEAD, 204, 304, "Content-Length: 0") ends here,
-        # without a read; so may a small one that came with the head.
-        h = conn._h
-        assert h is not None
-        try:
-            ev = h.next_event()
-        except h11.RemoteProtocolError as e:
-            raise Protocol(_say(e)) from None
-        if ev is not h11.NEED_DATA:
-            self._event(ev)
-        if self.done and not self._pending:
+        self._left = 0  # data bytes left in the current chunk
+        self._crlf = False  # a chunk's data ended: its CRLF comes next
+        self._trailers = False  # the last chunk came: the trailer block is next
+        # An empty body that came with the head ends here, without a read
+        # (so the connection goes back to the pool).
+        with contextlib.suppress(_Wait):
+            self._next_chunk(None)
+        if self.done:
             self.length = 0
 
-    def _event(self, ev: Any) -> None:
-        h = self._conn._h
-        assert h is not None
-        if isinstance(ev, h11.Data):
-            self._pending = memoryview(ev.data)
-        elif isinstance(ev, h11.EndOfMessage):
-            _fields(ev.headers, "trailer block")
-            self.done = True
-            # Anything after the end is someone else's answer: not ours to read.
-            self._extra = bool(h.trailing_data[0]) or h.their_state is not h11.DONE
-        else:
-            raise Protocol(f"unexpected {type(ev).__name__} in a body")
+    def _next_chunk(self, timer: Timer | None) -> None:
+        """Read up to the next chunk's data, or to the end of the body.
+        Each step records its progress before the next may wait (``_Wait``
+        without a timer), so a later call goes on where this one stopped."""
+        conn = self._conn
+        if self._crlf:
+            if conn._take(2, timer) != b"\r\n":
+                raise Protocol("a chunk's data does not end with CRLF")
+            self._crlf = False
+        if not self._trailers:
+            size = http11.chunk_size(conn._line(timer))
+            if size:
+                self._left = size
+                self._crlf = True
+                return
+            self._trailers = True
+        http11.parse_trailers(conn._block(timer, "trailer block", head=False))
+        self.done = True
+        # Anything after the end is someone else's answer: not ours to read.
+        self._extra = bool(conn._buf)
 
     def readinto(self, buf: memoryview) -> int:
-        while not self._pending:
+        while not self._left:
             if self.done or not len(buf):
                 return 0
-            self._event(self._conn.next_event(self._timer))
-        n = min(len(buf), len(self._pending))
-        buf[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+            self._next_chunk(self._timer)
+        conn = self._conn
+        want = min(len(buf), self._left)
+        if conn._buf:
+            n = min(want, len(conn._buf))
+            buf[:n] = conn._buf[:n]
+            del conn._buf[:n]
+        else:
+            # Straight into the caller's buffer: a chunked blob is not copied
+            # through ours.
+            conn.sock.settimeout(self._timer.timeout())
+            try:
+                n = conn.sock.recv_into(buf[:want])
+            except TimeoutError as e:
+                raise self._timer.reason(e) from None
+            if not n:
+                raise Closed("connection closed inside a chunk")
+            conn._received += n
+        self._left -= n
+        return n
+
+
+class CloseBody(Body):
+    """A body that ends when the connection does (no length, not chunked);
+    the connection is never reused."""
+
+    def __init__(self, conn: Connection, timer: Timer, leftover: bytes) -> None:
+        super().__init__(False)
+        self._sock = conn.sock
+        self._timer = timer
+        self._pending = memoryview(leftover)
+
+    def readinto(self, buf: memoryview) -> int:
+        if self.done or not len(buf):
+            return 0
+        if self._pending:
+            n = min(len(buf), len(self._pending))
+            buf[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
+        self._sock.settimeout(self._timer.timeout())
+        try:
+            n = self._sock.recv_into(buf)
+        except TimeoutError as e:
+            raise self._timer.reason(e) from None
+        if not n:
+            self.done = True
         return n
 
 
@@ -678,18 +737,6 @@ def decimal(value: str | None, max_digits: int = 20) -> int | None:
     if not (0 < len(text) <= max_digits and text.isascii() and text.isdigit()):
         return None
     return int(text)
-
-
-def _say(e: Exception) -> str:
-    """h11's complaint, short: it may quote a whole hostile line."""
-    text = str(e)
-    if text == "Receive buffer too long":
-        return f"head or trailer block over {MAX_HEAD} bytes"
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _tokens(value: str | None) -> list[str]:
-    return [t.strip().lower() for t in value.split(",") if t.strip()] if value else []
 
 
 def _file_chunks(f: Any) -> Iterator[bytes]:

@@ -1,0 +1,482 @@
+"""The hand-written HTTP/1.1 framing (remotes/docker/http11.py, httpconn.py)
+refuses what h11 refused, and reads what h11 read, the same way.
+
+h11 framed every exchange until its import (+18 ms of every resolve and
+fetch) was traded for ~300 lines of our own. These tests hold the new code
+to the old standard: each refusal is shown on a real socket (a hostile
+server on loopback, the answer byte for byte), and a generated-answer test
+feeds the same bytes to both parsers: ours may be stricter only in the
+documented ways (bare CR or LF, a version other than HTTP/1.x, caps), never
+more lenient, and where both accept, status, fields and body agree.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from ocidist.errors import InvalidContent, Unavailable
+from ocidist.remotes.docker import http11
+from ocidist.remotes.docker.httpconn import Closed, Connection, Protocol, Timer
+from ocidist.remotes.docker.transport import Transport
+from tests.harness.hostile import HostileServer, Peer
+
+OK2 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.fixture
+def transport() -> Iterator[Transport]:
+    t = Transport()
+    yield t
+    t.close()
+
+
+def _serve(reply: bytes) -> HostileServer:
+    """Answers every request with ``reply``, then closes the connection."""
+
+    def script(peer: Peer) -> None:
+        if peer.request() is not None:
+            peer.send(reply)
+
+    return HostileServer(script).__enter__()
+
+
+# -- answers h11 refused, refused on a real socket ---------------------------------------
+REFUSED = {
+    # status line
+    "version-2": b"HTTP/2 200 OK\r\nContent-Length: 0\r\n\r\n",
+    "version-lowercase": b"http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    "two-digit-status": b"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
+    "status-below-100": b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
+    "no-space-after-status": b"HTTP/1.1 200OK\r\nContent-Length: 0\r\n\r\n",
+    "two-spaces-before-status": b"HTTP/1.1  200 OK\r\nContent-Length: 0\r\n\r\n",
+    "nul-in-reason": b"HTTP/1.1 200 O\x00K\r\nContent-Length: 0\r\n\r\n",
+    "empty-status-line": b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    # field lines
+    "obs-fold-first": b"HTTP/1.1 200 OK\r\n folded: x\r\nContent-Length: 0\r\n\r\n",
+    "space-before-colon": b"HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n",
+    "space-in-name": b"HTTP/1.1 200 OK\r\nX Evil: 1\r\nContent-Length: 0\r\n\r\n",
+    "empty-name": b"HTTP/1.1 200 OK\r\n: v\r\nContent-Length: 0\r\n\r\n",
+    "no-colon": b"HTTP/1.1 200 OK\r\nnot a field\r\nContent-Length: 0\r\n\r\n",
+    "nul-in-value": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
+    "bare-cr-in-value": b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",
+    "vt-in-value": b"HTTP/1.1 200 OK\r\nX-A: a\x0bb\r\nContent-Length: 0\r\n\r\n",
+    "101-switch": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nanything",
+    # Content-Length
+    "differing-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+    "differing-in-one-field": b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok",
+    "length-plus-sign": b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+    "length-21-digits": b"HTTP/1.1 200 OK\r\nContent-Length: " + b"0" * 21 + b"\r\n\r\nok",
+    "length-nbsp": b"HTTP/1.1 200 OK\r\nContent-Length: 2\xa0\r\n\r\nok",
+    "length-on-204": b"HTTP/1.1 204 No Content\r\nContent-Length: x\r\n\r\n",
+    "length-on-100": b"HTTP/1.1 100 Continue\r\nContent-Length: x\r\n\r\n" + OK2,
+    # Transfer-Encoding
+    "identity": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nok",
+    "gzip-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    "chunked-twice": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+    "two-te-fields": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n"
+    ),
+}
+# Refused once the body is read: the head was fine.
+REFUSED_IN_BODY = {
+    "chunk-size-not-hex": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n",
+    "chunk-size-empty": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\nok\r\n0\r\n\r\n",
+    "chunk-size-21-digits": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 20 + b"2\r\nok\r\n"
+    ),
+    "chunk-size-leading-space": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 2\r\nok\r\n0\r\n\r\n"
+    ),
+    "chunk-size-space-then-ext": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 ;x\r\nok\r\n0\r\n\r\n"
+    ),
+    "chunk-without-crlf": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokX\r\n0\r\n\r\n"
+    ),
+    "bad-trailer": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nbad trailer\r\n\r\n"
+    ),
+    "obs-fold-first-trailer": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n x: y\r\n\r\n"
+    ),
+}
+# Stricter than h11, which took a bare LF as a line end: parsers disagree on
+# where such a line ends, the ground of response splitting.
+REFUSED_NOT_BY_H11 = {
+    "bare-lf-head": b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+    "bare-lf-field": b"HTTP/1.1 200 OK\r\nX-A: a\nContent-Length: 2\r\n\r\nok",
+    "version-1.x-only": b"HTTP/3.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "nul-in-chunk-extension": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=\x00\r\nok\r\n0\r\n\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("reply", list(REFUSED.values()), ids=list(REFUSED))
+def test_answers_h11_refused_are_refused(transport: Transport, reply: bytes) -> None:
+    srv = _serve(reply)
+    try:
+        with pytest.raises(Unavailable, match="invalid HTTP response") as exc:
+            transport.request("GET", srv.url + "/", headers={}, what="probe")
+        assert len(str(exc.value)) < 200  # the hostile line, quoted short
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [*REFUSED_IN_BODY.values(), *REFUSED_NOT_BY_H11.values()],
+    ids=[*REFUSED_IN_BODY, *REFUSED_NOT_BY_H11],
+)
+def test_bad_framing_is_refused_at_the_head_or_in_the_body(
+    transport: Transport, reply: bytes
+) -> None:
+    srv = _serve(reply)
+    try:
+        with pytest.raises(Unavailable, match="invalid HTTP response"):
+            resp = transport.request("GET", srv.url + "/", headers={}, what="probe")
+            resp.read(1 << 20)
+    finally:
+        srv.close()
+
+
+def test_every_refusal_here_was_h11s_too() -> None:
+    """The two lists above say which refusals h11 made as well: checked
+    against h11 itself, so the lists cannot drift from what they claim."""
+    for name, reply in {**REFUSED, **REFUSED_IN_BODY}.items():
+        assert _h11(reply, "GET") == "refused", name
+    for name, reply in REFUSED_NOT_BY_H11.items():
+        assert _h11(reply, "GET") != "refused", name
+
+
+def test_an_oversized_head_arriving_at_once_is_refused(transport: Transport) -> None:
+    """All 70 KB in one send (h11 bounded only the part of a head it had not
+    parsed yet; the cap here is the head's size, however it arrives)."""
+    reply = b"HTTP/1.1 200 OK\r\n" + b"X-A: %s\r\n" % (b"a" * 70_000) + b"Content-Length: 0\r\n\r\n"
+    srv = _serve(reply)
+    try:
+        with pytest.raises(Unavailable, match="header block over 65536 bytes"):
+            transport.request("GET", srv.url + "/", headers={}, what="probe")
+    finally:
+        srv.close()
+
+
+def test_eleven_informational_answers_are_refused(transport: Transport) -> None:
+    srv = _serve(b"HTTP/1.1 100 Continue\r\n\r\n" * 11 + OK2)
+    try:
+        with pytest.raises(Unavailable, match="more than 10 informational"):
+            transport.request("GET", srv.url + "/", headers={}, what="probe")
+    finally:
+        srv.close()
+
+
+# -- what h11 read, read the same way ----------------------------------------------------
+def test_folded_lines_tabs_and_blanks_are_read_as_h11_did(transport: Transport) -> None:
+    reply = (
+        b"HTTP/1.1 200\r\n"  # no reason phrase
+        b"X-Fold: a\r\n\t b\r\n  c\r\n"
+        b"X-Blanks: \t v  w \t\r\n"
+        b"X-Empty:\r\n"
+        b"X-Ctl: \x01\x7f\xe9\r\n"
+        b"content-length: 2, 2\r\n"
+        b"Content-Length: 2\r\n\r\nok"
+    )
+    srv = _serve(reply)
+    try:
+        resp = transport.request("GET", srv.url + "/", headers={})
+        assert resp.status == 200
+        assert resp.header("X-Fold") == "a b c"
+        assert resp.header("X-Blanks") == "v  w"
+        assert resp.header("X-Empty") == ""
+        assert resp.header("X-Ctl") == "\x01\x7f\xe9"
+        assert resp.content_length() == 2
+        assert resp.read_capped(100) == b"ok"
+    finally:
+        srv.close()
+
+
+def test_chunked_body_in_pieces_with_trailers(transport: Transport) -> None:
+    """Chunk sizes in both cases, an extension, blanks after a size, a
+    trailer: sent a few bytes at a time, so every state waits on the socket."""
+    reply = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n"
+        b'A;name="v"\r\n0123456789\r\n1f \t\r\n' + b"x" * 31 + b"\r\n"
+        b"0\r\nX-Trailer: t\r\n more\r\n\r\n"
+    )
+
+    def script(peer: Peer) -> None:
+        while peer.request() is not None:
+            for i in range(0, len(reply), 3):
+                if not peer.send(reply[i : i + 3]):
+                    return
+
+    with HostileServer(script) as srv:
+        for _ in range(2):
+            resp = transport.request("GET", srv.url + "/", headers={})
+            assert resp.read_capped(1000) == b"0123456789" + b"x" * 31
+        assert srv.connections == 1  # read to its end: the connection was reused
+
+
+# -- requests that could be split are never sent -----------------------------------------
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/", {"Authorization": "Bearer s3cret\r\nX-Evil: 1"}),
+        ("GET", "/", {"Authorization": "Bearer s3cret\nX-Evil: 1"}),
+        ("GET", "/", {"Authorization": "Bearer s3cret\x00"}),
+        ("GET", "/", {"Authorization": " Bearer s3cret"}),
+        ("GET", "/", {"X-A": "s3cret\xe9"}),
+        ("GET", "/", {"X Evil": "s3cret"}),
+        ("GET", "/", {"X-Evil:": "s3cret"}),
+        ("GET", "/", {"": "s3cret"}),
+        ("GET", "/a\r\nX-Evil: 1", {}),
+        ("GET", "/\xe9", {}),
+        ("GET / HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET", "/", {}),
+        ("", "/", {}),
+        ("PUT", "/", {"Content-Length": "1x"}),
+        ("PUT", "/", {"Transfer-Encoding": "gzip"}),
+    ],
+    ids=["crlf-in-value", "lf-in-value", "nul-in-value", "leading-blank", "non-ascii-value",
+         "space-in-name", "colon-in-name", "empty-name", "crlf-in-target",
+         "non-ascii-target", "request-in-method", "empty-method", "bad-length",
+         "other-coding"],
+)  # fmt: skip
+def test_requests_that_could_be_split_are_never_sent(
+    transport: Transport, method: str, path: str, headers: dict[str, str]
+) -> None:
+    seen: list[bytes] = []
+
+    def script(peer: Peer) -> None:
+        while (req := peer.request()) is not None:
+            seen.append(req.raw_head)
+            peer.send(OK2)
+
+    with HostileServer(script) as srv:
+        with pytest.raises(InvalidContent, match="invalid request") as exc:
+            transport.request(method, srv.url + path, headers=headers)
+        assert "s3cret" not in str(exc.value)  # the value may be a credential
+        assert seen == []
+
+
+def test_a_body_that_does_not_match_its_length_is_refused(transport: Transport) -> None:
+    def script(peer: Peer) -> None:
+        peer.request()
+
+    with HostileServer(script) as srv:
+        for body in (b"abc", b"a"):
+            with pytest.raises(InvalidContent, match="invalid request"):
+                transport.request(
+                    "PUT", srv.url + "/", headers={"Content-Length": "2"}, body=iter([body])
+                )
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "name", "value"),
+    [
+        ("GET", "/a\tb", "X-A", "b"),  # urlsplit drops a tab from a URL: here it comes direct
+        ("GET", "/a b", "X-A", "b"),
+        ("GET", "", "X-A", "b"),
+        ("GET", "/\x7f", "X-A", "b"),
+        ("G(T", "/", "X-A", "b"),
+        ("GET", "/", "X-A", "b\x0c"),
+        ("GET", "/", "X-A", "b\t"),
+        ("GET", "/", "X-A", "b\rc"),
+        ("GET", "/", "X\x00A", "b"),
+    ],
+)
+def test_request_heads_that_could_be_split_are_refused(
+    method: str, target: str, name: str, value: str
+) -> None:
+    with pytest.raises(ValueError):
+        http11.request_head(method, target, [("Host", "h"), (name, value)])
+
+
+def test_request_head_layout() -> None:
+    head = http11.request_head("PUT", "/v2/a?x=1", [("Host", "h:1"), ("X-A", "b  c")])
+    assert head == b"PUT /v2/a?x=1 HTTP/1.1\r\nHost: h:1\r\nX-A: b  c\r\n\r\n"
+
+
+# -- the same bytes through both parsers -------------------------------------------------
+def _ours(raw: bytes, method: str) -> object:
+    """What our framing makes of ``raw`` (the whole answer, then the end of
+    the connection): ("ok", status, fields, body) or "refused"."""
+    a, b = socket.socketpair()
+
+    def write() -> None:
+        b.sendall(raw)
+        b.shutdown(socket.SHUT_WR)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        conn = Connection(a, "h")
+        status, headers, body = conn.receive(method, Timer(None, 5.0))
+        data = bytearray()
+        while piece := body.read(1 << 16):
+            data += piece
+        fields = [(n, v.lower() if n.lower() == "transfer-encoding" else v) for n, v in
+                  headers._fields]  # fmt: skip
+        return ("ok", status, fields, bytes(data))
+    except (Protocol, Closed) as e:
+        return ("refused", str(e))
+    finally:
+        writer.join()
+        a.close()
+        b.close()
+
+
+def _h11(raw: bytes, method: str) -> object:
+    """What h11 0.16 (which framed our exchanges before) makes of ``raw``."""
+    import h11
+
+    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=http11.MAX_HEAD)
+    h.send(h11.Request(method=method, target="/", headers=[("Host", "h")]))
+    h.send(h11.EndOfMessage())
+    h.receive_data(raw)
+    h.receive_data(b"")
+    response = None
+    data = bytearray()
+    try:
+        while True:
+            ev = h.next_event()
+            if isinstance(ev, h11.InformationalResponse):
+                continue
+            if isinstance(ev, h11.Response):
+                response = ev
+            elif isinstance(ev, h11.Data):
+                data += ev.data
+            elif isinstance(ev, h11.EndOfMessage):
+                break
+            else:  # ConnectionClosed before the end, or NEED_DATA
+                return "refused"
+    except h11.RemoteProtocolError:
+        return "refused"
+    assert response is not None
+    fields = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in response.headers.raw_items()]
+    return ("ok", response.status_code, fields, bytes(data))
+
+
+# Where ours is stricter than h11, on purpose (the module's docstring).
+_STRICTER = (
+    "bare CR or LF",
+    "bare LF in the",
+    "illegal status line",  # only HTTP/1.x: checked below
+    "informational",
+    "of more than 100 fields",
+    "illegal chunk extension",
+)
+
+
+# The parts of an answer as (good, bad) choices; each bad one is just off
+# the grammar.
+_EOL = ([b"\r\n"], [b"\n", b"\r", b"", b"\r\r\n", b"\n\r"])
+_STATUS = (
+    [b"HTTP/1.1 200 OK", b"HTTP/1.0 200 OK", b"HTTP/1.1 204 No Content", b"HTTP/1.1 304 x",
+     b"HTTP/1.1 404", b"HTTP/1.1 200 ", b"HTTP/1.1 999 \xff\x01", b"HTTP/1.1 200 O\tK"],
+    [b"HTTP/1.1 200\tOK", b"HTTP/1.1 20 OK", b"HTTP/1.1 099 x", b"HTTP/1.1  200 OK",
+     b"HTTP/2.0 200 OK", b"HTTP/1.10 200 OK", b"http/1.1 200 OK", b"HTTP/1.1 2000 OK",
+     b" HTTP/1.1 200 OK", b"HTTP/1.1 200 O\x00K", b"HTTP/1.1 200 O\x0bK", b"HTTP/1.1 101 S"],
+)  # fmt: skip
+_NAME = (
+    [b"X-A", b"x-a", b"X_B!#$%&'*+-.^`|~9", b"Connection"],
+    [b"X-A ", b" X-A", b"X A", b"", b"X\x00", b"X-\xe9", b"X(A)", b"X\tA"],
+)
+_COLON = ([b":", b": ", b":\t", b":  "], [b"", b"\x00:"])
+_VALUE = (
+    [b"v", b" v", b"v ", b"\tv\t", b"", b"  ", b"a b", b"a  \t b", b"\x01\x7f\xe9\xff", b"close",
+     b"keep-alive, close", b"a:b", b"a\r\n b", b"a\r\n\tb ", b"a\r\n \r\n c"],
+    [b"a\x00b", b"a\x0bb", b"a\x0cb", b"a\rb", b"a\n b", b"a\r\n", b"a\r\n\r\n b"],
+)  # fmt: skip
+_LENGTH = (
+    [b"2", b"2, 2", b"2,2", b" 2 ", b"02", b"0" * 19 + b"2", b"3", b"0", b"1"],
+    [b"2,", b"2, 3", b"+2", b"", b"-2", b"0x2", b"\xb2", b"2\xa0", b"1" * 21, b"2 2"],
+)
+_CODING = (
+    [b"chunked", b"Chunked", b" chunked ", b"CHUNKED"],
+    [b"chunked ,", b"gzip, chunked", b"chunked, chunked", b"identity", b"", b"chunked\x00"],
+)
+_SIZE = (
+    [b"2", b"02", b"0" * 19 + b"2", b"2 ", b"2\t", b"2;x", b'2;x="y"', b"2;", b"2;a=b;c"],
+    [b" 2", b"2 ;x", b"2;\x00", b"2;\r", b"x", b"", b"0" * 20 + b"2", b"-2", b"2\x00", b"0x2"],
+)
+_AFTER_DATA = ([b"\r\n"], [b"\n", b"", b"X\r\n", b" \r\n", b"\r", b"XY", b"\n\n"])
+_LAST = ([b"0", b"000", b"0;x", b"0 "], [b"0 ;x", b"", b"00x"])
+_TRAILERS = (
+    [b"", b"T: t\r\n", b"T: t\r\n t2\r\n", b"T:\r\nU: u\r\n"],
+    [b" t\r\n", b"bad\r\n", b"T : t\r\n", b"T: a\x00\r\n", b"T: t\n", b"T: t\r"],
+)
+_BODY = ([b"ok", b"", b"okok", b"o"], [b"ok"])
+
+
+@st.composite
+def answers(draw: st.DrawFn) -> bytes:
+    """Answers near the grammar's edges, built part by part, each part
+    right but for one time in twenty-five, then now and then a byte
+    changed. Drawn from ``random`` seeded by hypothesis: hypothesis's own
+    choices (and its ``randoms()``) favour the edges, which here meant nearly
+    every answer broken in its first line, hiding the rest."""
+    rnd = random.Random(draw(st.integers(0, 2**64)))
+
+    def part(choices: tuple[list[bytes], list[bytes]]) -> bytes:
+        good, bad = choices
+        return rnd.choice(bad if rnd.random() < 0.04 else good)
+
+    def field() -> bytes:
+        kind = rnd.choice(["plain", "plain", "length", "coding"])
+        if kind == "length":
+            name, value = rnd.choice([b"Content-Length", b"content-length"]), part(_LENGTH)
+        elif kind == "coding":
+            name, value = rnd.choice([b"Transfer-Encoding", b"transfer-encoding"]), part(_CODING)
+        else:
+            name, value = part(_NAME), part(_VALUE)
+        return name + part(_COLON) + value + part(_EOL)
+
+    out = b""
+    if rnd.random() < 0.2:
+        out += b"HTTP/1.1 100 Continue\r\n" + field() * rnd.randint(0, 1) + part(_EOL)
+    out += part(_STATUS) + part(_EOL)
+    out += b"".join(field() for _ in range(rnd.randint(0, 4)))
+    out += part(_EOL)
+    if rnd.random() < 0.5:
+        for _ in range(rnd.randint(0, 3)):
+            out += part(_SIZE) + part(_EOL) + b"ok" + part(_AFTER_DATA)
+        out += part(_LAST) + part(_EOL) + part(_TRAILERS) + part(_EOL)
+    else:
+        out += part(_BODY)
+    raw = bytearray(out)
+    if raw and rnd.random() < 0.1:
+        raw[rnd.randrange(len(raw))] = rnd.choice(b"\r\n \t:;0aX\x00")
+    return bytes(raw)
+
+
+def _agree(raw: bytes, method: str) -> None:
+    ours, theirs = _ours(raw, method), _h11(raw, method)
+    if theirs == "refused":
+        assert ours[0] == "refused", (raw, ours)  # type: ignore[index]
+        return
+    if ours[0] == "refused":  # type: ignore[index]
+        why = ours[1]  # type: ignore[index]
+        assert any(w in why for w in _STRICTER), (raw, why, theirs)
+        if "illegal status line" in why:
+            # h11 took any HTTP/d.d; a 1.x line it took, we must too.
+            assert "b'HTTP/1." not in why, (raw, why)
+        return
+    assert ours == theirs, (raw, ours, theirs)
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(answers(), st.sampled_from(["GET", "HEAD"]))
+@example(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+         "GET")  # fmt: skip
+@example(b"HTTP/1.1 200 OK\r\nX-A: a\r\n\r\n\r\n", "GET")
+@example(b"HTTP/1.1 304 x\r\nTransfer-Encoding: chunked\r\n\r\n", "GET")
+def test_both_parsers_agree(raw: bytes, method: str) -> None:
+    _agree(raw, method)
