@@ -429,10 +429,15 @@ class Connection:
                 return block
             if len(buf) > MAX_HEAD:
                 break
-            if buf.count(b"\n") != buf.count(b"\r\n"):
-                # Lines ended by a bare LF: the blank line we wait for may
-                # never come (http11 refuses it in a whole block too).
-                raise Protocol(f"bare LF in the {what}")
+            # Lines ended by a bare LF: the blank line we wait for may never
+            # come (http11 refuses it in a whole block too). Only the bytes
+            # new since the last look are searched: a head trickled a byte
+            # at a time is not rescanned from its start each time.
+            lf = buf.find(b"\n", searched)
+            while lf >= 0:
+                if buf[lf - 1 : lf] != b"\r":
+                    raise Protocol(f"bare LF in the {what}")
+                lf = buf.find(b"\n", lf + 1)
             searched = len(buf)
             if not self._fill(timer):
                 raise self._closed()
