@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-NAMES = ("reference", "digest", "manifest", "platform")
+NAMES = ("reference", "digest", "manifest", "platform", "http")
 
 # The child: instrument the product's parsers, then fuzz one target.
 CHILD = """
@@ -47,12 +48,26 @@ def main(argv: list[str] | None = None) -> int:
     artifacts = args.artifacts or Path(tempfile.mkdtemp(prefix="ocidist-fuzz-"))
     artifacts.mkdir(parents=True, exist_ok=True)
     each = max(1, args.seconds // len(args.targets))
+    sys.path.insert(0, str(ROOT))
+    from tests.fuzz.targets import SEEDS
+
     failed = []
     for name in args.targets:
         code = CHILD.format(root=str(ROOT), name=name)
         flags = [f"-max_total_time={each}", f"-artifact_prefix={artifacts}/{name}-",
                  "-rss_limit_mb=2048", "-print_final_stats=1"]  # fmt: skip
+        if (HERE / f"{name}.dict").exists():
+            flags.append(f"-dict={HERE / f'{name}.dict'}")
+        corpus = None
+        if name in SEEDS:
+            # A scratch corpus: libFuzzer adds what it finds to this directory.
+            corpus = Path(tempfile.mkdtemp(prefix=f"ocidist-fuzz-{name}-"))
+            for i, seed in enumerate(SEEDS[name]):
+                (corpus / f"seed{i}").write_bytes(seed)
+            flags.append(str(corpus))
         proc = subprocess.run([sys.executable, "-c", code, *flags], capture_output=True, text=True)
+        if corpus is not None:
+            shutil.rmtree(corpus, ignore_errors=True)
         stats = [ln for ln in proc.stderr.splitlines() if ln.startswith("stat::number_of_executed")]
         runs = stats[0].split(":")[-1].strip() if stats else "?"
         verdict = "ok" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"

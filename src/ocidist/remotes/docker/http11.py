@@ -24,7 +24,9 @@ on generated answers) plus a few of its own:
 - ``Transfer-Encoding`` only as one field that says ``chunked``;
   ``Content-Length`` 1-20 ASCII digits, repeated (in one field or several)
   only with the same value;
-- a chunk-size line is 1-20 hex digits, extensions ignored.
+- a chunk-size line is 1-20 hex digits, extensions ignored;
+- a trailer block's lines as a head's, its framing fields (which mean
+  nothing there) held to the same rules, as h11 held them.
 
 Plain loops over bytes and ``bytes.translate`` tables, no ``re``: compiling
 patterns would be start-up again.
@@ -194,7 +196,12 @@ def parse_trailers(block: bytes | bytearray) -> list[tuple[str, str]]:
     if not block:
         return []
     _line_ends(block, "trailer block")
-    return parse_fields(bytes(block).split(b"\r\n"), "trailer block")
+    fields = parse_fields(bytes(block).split(b"\r\n"), "trailer block")
+    # Framing fields held to the head's rules, as h11 held them: a trailer
+    # saying "Transfer-Encoding: gzip" is a peer another parser may read
+    # differently, even if nothing here uses trailers.
+    _framing(fields)
+    return fields
 
 
 def _line_ends(block: bytes | bytearray, what: str) -> None:
