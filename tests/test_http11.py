@@ -323,6 +323,52 @@ def test_request_head_layout() -> None:
     assert head == b"PUT /v2/a?x=1 HTTP/1.1\r\nHost: h:1\r\nX-A: b  c\r\n\r\n"
 
 
+# Characters near the edges of the request grammar.
+_REQ_CHARS = "aZ09-_/?=%:;,() \t\r\n\x00\x01\x7f\xe9\u2028"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(["GET", "PUT", "HEAD", "G(T", "GET ", "", "G\x00T", "P\xdcT"]),
+    st.text(_REQ_CHARS, max_size=8).map(lambda t: "/" + t),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["X-A", "x-a", "X A", "X:A", "", "X\x00", "Authorization", "X-\xe9"]),
+            st.text(_REQ_CHARS, max_size=8),
+        ),
+        max_size=3,
+    ),
+)
+def test_request_heads_h11_refuses_are_refused_and_the_rest_read_back(
+    method: str, target: str, fields: list[tuple[str, str]]
+) -> None:
+    """h11 as the oracle for the request side too: a head h11 would not
+    send, we do not send; a head we send, h11 as the server reads back as
+    the same method, target and fields."""
+    import h11
+
+    fields = [("Host", "h"), *fields]
+    try:
+        ours: bytes | None = http11.request_head(method, target, fields)
+    except ValueError:
+        ours = None
+    try:
+        h11.Request(method=method, target=target, headers=fields)
+        h11_sends = True
+    except (h11.LocalProtocolError, UnicodeError):
+        h11_sends = False
+    if not h11_sends:
+        assert ours is None, (method, target, fields, ours)
+    if ours is None:
+        return
+    server = h11.Connection(h11.SERVER)
+    server.receive_data(ours)
+    ev = server.next_event()
+    assert isinstance(ev, h11.Request), (ours, ev)
+    assert (ev.method, ev.target) == (method.encode(), target.encode())
+    assert [(n.decode(), v.decode()) for n, v in ev.headers.raw_items()] == fields
+
+
 # -- the same bytes through both parsers -------------------------------------------------
 # tests/fuzz/httpdiff.py holds the check (h11 is the oracle); atheris drives
 # it too (tests/fuzz/targets.py, `make reliability`).
