@@ -188,6 +188,27 @@ def test_an_oversized_head_arriving_at_once_is_refused(transport: Transport) -> 
         srv.close()
 
 
+@pytest.mark.parametrize("size", [70_000, 120_000])
+def test_an_oversized_chunk_size_line_arriving_at_once_is_refused(
+    transport: Transport, size: int
+) -> None:
+    """A chunk-size line (one long extension) sent at once: the cap is the
+    line's size, also when its CRLF is in the same read as the bytes that
+    pass the cap (the cap was only checked while the CRLF had not come, so
+    a line up to ~128 KiB went through)."""
+    reply = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2;" + b"e" * size + b"\r\nok\r\n0\r\n\r\n"
+    )
+    srv = _serve(reply)
+    try:
+        with pytest.raises(Unavailable, match="chunk size line over 65536 bytes"):
+            resp = transport.request("GET", srv.url + "/", headers={}, what="probe")
+            resp.read(1 << 20)
+    finally:
+        srv.close()
+
+
 def test_eleven_informational_answers_are_refused(transport: Transport) -> None:
     srv = _serve(b"HTTP/1.1 100 Continue\r\n\r\n" * 11 + OK2)
     try:
