@@ -453,6 +453,10 @@ class Connection:
             searched = len(buf)
             if not self._fill(timer):
                 raise self._closed()
+        # The line's size, not only the bytes searched before its CRLF came:
+        # a long line whose CRLF arrives in the read that passes the cap.
+        if end + 2 > MAX_HEAD:
+            raise Protocol(f"chunk size line over {MAX_HEAD} bytes")
         line = buf[:end]
         del buf[: end + 2]
         return line
