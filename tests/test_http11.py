@@ -14,8 +14,10 @@ body framing, body and the bytes left after the answer agree.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -23,8 +25,9 @@ from hypothesis import strategies as st
 
 from ocidist.errors import InvalidContent, Unavailable
 from ocidist.remotes.docker import http11
-from ocidist.remotes.docker.transport import Transport
+from ocidist.remotes.docker.transport import TLSConfig, Transport
 from tests.fuzz import httpdiff
+from tests.harness.certs import CA
 from tests.harness.hostile import HostileServer, Peer
 
 OK2 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -563,3 +566,42 @@ def cut_answers(draw: st.DrawFn) -> tuple[bytes, list[int]]:
 def test_both_parsers_agree(answer: tuple[bytes, list[int]], method: str) -> None:
     raw, cuts = answer
     httpdiff.agree(raw, method, cuts)
+
+
+# -- a close-delimited body over TLS ends only with the server's close_notify ------------
+@pytest.mark.parametrize("close_notify", [True, False], ids=["close-notify", "bare-tcp-close"])
+def test_a_close_delimited_body_over_tls_needs_close_notify(
+    tmp_path: Path, close_notify: bool
+) -> None:
+    """RFC 9112 §9.8: without Content-Length or chunking, an answer over TLS
+    is complete only when the server's closure alert came; a TCP FIN alone
+    (which anyone on the path can forge) may have cut the body short. The
+    body was taken as whole either way: the ssl module turns a TLS EOF
+    without close_notify into a clean end (suppress_ragged_eofs)."""
+    import ssl
+
+    ca = CA(tmp_path / "pki")
+    issued = ca.server("tls-close")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(issued.cert_path), str(issued.key_path))
+
+    def script(peer: Peer) -> None:
+        if peer.request() is None:
+            return
+        peer.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart of the b")
+        if close_notify:
+            with contextlib.suppress(OSError):
+                peer.sock.unwrap()  # type: ignore[attr-defined]
+
+    t = Transport()
+    tls = TLSConfig(ca_files=(str(ca.cert_path),))
+    with HostileServer(script, tls=ctx) as srv:
+        try:
+            resp = t.request("GET", srv.url + "/", headers={}, tls=tls, what="probe")
+            if close_notify:
+                assert resp.read(1 << 20) == b"part of the b"
+            else:
+                with pytest.raises(Unavailable, match="connection broken"):
+                    resp.read(1 << 20)
+        finally:
+            t.close()
