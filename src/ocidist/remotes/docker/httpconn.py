@@ -718,6 +718,13 @@ class CloseBody(Body):
         self._sock = conn.sock
         self._timer = timer
         self._pending = memoryview(leftover)
+        # RFC 9112 §9.8: over TLS such a body is whole only once the server's
+        # close_notify came; a bare TCP close (anyone on the path can forge
+        # one) may have cut it short. The ssl module reads both as a clean
+        # end unless told not to; this connection is not reused anyway.
+        sock: Any = conn.sock
+        if hasattr(sock, "suppress_ragged_eofs"):
+            sock.suppress_ragged_eofs = False
 
     def readinto(self, buf: memoryview) -> int:
         if self.done or not len(buf):
@@ -732,6 +739,11 @@ class CloseBody(Body):
             n = self._sock.recv_into(buf)
         except TimeoutError as e:
             raise self._timer.reason(e) from None
+        except OSError as e:
+            if _tls_eof(e):
+                why = "connection closed without TLS close_notify: the body may be cut short"
+                raise Closed(why) from e
+            raise
         if not n:
             self.done = True
         return n
@@ -751,6 +763,12 @@ def decimal(value: str | None, max_digits: int = 20) -> int | None:
 def _file_chunks(f: Any) -> Iterator[bytes]:
     while piece := f.read(1 << 20):
         yield piece
+
+
+def _tls_eof(e: BaseException) -> bool:
+    """An EOF without the TLS closure alert (``ssl.SSLEOFError``)."""
+    mod = sys.modules.get("ssl")
+    return mod is not None and isinstance(e, mod.SSLEOFError)
 
 
 def ssl_error_type() -> type[BaseException] | None:
