@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from ocidist.errors import InvalidContent, Unavailable
 from ocidist.remotes.docker import http11
+from ocidist.remotes.docker.httpconn import Closed, Connection, Protocol, Timer
 from ocidist.remotes.docker.transport import TLSConfig, Transport
 from tests.fuzz import httpdiff
 from tests.harness.certs import CA
@@ -566,6 +567,123 @@ def cut_answers(draw: st.DrawFn) -> tuple[bytes, list[int]]:
 def test_both_parsers_agree(answer: tuple[bytes, list[int]], method: str) -> None:
     raw, cuts = answer
     httpdiff.agree(raw, method, cuts)
+
+
+# -- reuse and fragmentation: the same decision however the bytes arrive -----------------
+class _Pieces:
+    """A socket whose peer sent ``data`` in pieces of the given sizes; at the
+    end it reads as closed (``eof``) or as open and silent (a timeout). In
+    memory, so that hundreds of answers can be cut a byte at a time."""
+
+    def __init__(self, data: bytes, sizes: list[int], eof: bool) -> None:
+        self._data, self._sizes, self._eof = data, sizes, eof
+        self._pos = self._piece = 0
+
+    def _next(self, want: int) -> int:
+        if self._pos >= len(self._data):
+            if self._eof:
+                return 0
+            raise TimeoutError("nothing more")
+        size = self._sizes[self._piece] if self._piece < len(self._sizes) else len(self._data)
+        self._piece += 1
+        return min(want, size, len(self._data) - self._pos)
+
+    def recv(self, n: int) -> bytes:
+        k = self._next(n)
+        self._pos += k
+        return self._data[self._pos - k : self._pos]
+
+    def recv_into(self, buf: memoryview) -> int:
+        k = self._next(len(buf))
+        buf[:k] = self._data[self._pos : self._pos + k]
+        self._pos += k
+        return k
+
+    def settimeout(self, seconds: float | None) -> None:
+        pass
+
+    @property
+    def unread(self) -> bool:
+        return self._pos < len(self._data)
+
+
+def _ours_cut(raw: bytes, method: str, sizes: list[int], eof: bool) -> tuple[object, ...]:
+    """("ok", status, fields, body, reusable), ("refused",) or ("incomplete",)."""
+    sock = _Pieces(raw, sizes, eof)
+    conn = Connection(sock, "h")  # type: ignore[arg-type]
+    try:
+        status, headers, body = conn.receive(method, Timer(None, 5.0))
+        data = bytearray()
+        while piece := body.read(1 << 16):
+            data += piece
+    except (Protocol, Closed):
+        return ("refused",)
+    except TimeoutError:
+        return ("incomplete",)
+    # What the pool checks: the answer's own verdict, then the idle socket.
+    reusable = body.reusable and not sock.unread and not eof
+    return ("ok", status, headers._fields, bytes(data), reusable)
+
+
+def _h11_reuse(raw: bytes, method: str, eof: bool) -> tuple[object, ...]:
+    """h11's verdict as main's httpconn used it: ("ok", reusable), or
+    ("refused",) or ("incomplete",)."""
+    import h11
+
+    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=http11.MAX_HEAD)
+    h.send(h11.Request(method=method, target="/", headers=[("Host", "h")]))
+    h.send(h11.EndOfMessage())
+    h.receive_data(raw)
+    if eof:
+        h.receive_data(b"")
+    te = cl = False
+    try:
+        while True:
+            ev = h.next_event()
+            if isinstance(ev, h11.Response):
+                names = {n.lower() for n, _ in ev.headers.raw_items()}
+                te, cl = b"transfer-encoding" in names, b"content-length" in names
+            elif isinstance(ev, h11.EndOfMessage):
+                break
+            elif ev is h11.NEED_DATA:
+                return ("incomplete",)
+            elif not isinstance(ev, h11.InformationalResponse | h11.Data):
+                return ("refused",)
+    except h11.RemoteProtocolError:
+        return ("refused",)
+    done = h.their_state is h11.DONE and not h.trailing_data[0]
+    return ("ok", done and not eof and not (te and cl))
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    answers(),
+    st.sampled_from(["GET", "HEAD"]),
+    st.sampled_from([b"", b"X", b"\r\n", OK2]),
+    st.randoms(use_true_random=False),
+)
+@example(OK2, "GET", OK2, random.Random(0))  # a second answer behind the first
+@example(b"HTTP/1.1 204 x\r\n\r\n", "GET", b"X", random.Random(0))
+@example(b"HTTP/1.1 200 OK\r\nConnection: x, close\r\n\r\n", "HEAD", b"", random.Random(0))
+@example(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "GET", b"", random.Random(0))
+@example(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", "HEAD", b"ok", random.Random(0))
+def test_reuse_and_fragmentation_decisions(
+    raw: bytes, method: str, tail: bytes, rnd: random.Random
+) -> None:
+    """Whole, a byte at a time, or in random pieces, with the connection
+    then closed or left open: our framing reaches the same answer each
+    way, and never keeps a connection h11 would not have kept (main's rule:
+    their_state DONE, nothing left over, not both Transfer-Encoding and
+    Content-Length); nor takes an answer as whole that h11 still waits on."""
+    raw += tail
+    for eof in (True, False):
+        cuts = [[], [1] * (len(raw) + 1), [rnd.randint(1, 7) for _ in range(len(raw) + 1)]]
+        seen = [_ours_cut(raw, method, sizes, eof) for sizes in cuts]
+        assert seen[0] == seen[1] == seen[2], (raw, eof, seen)
+        ours, theirs = seen[0], _h11_reuse(raw, method, eof)
+        if ours[0] == "ok":
+            assert theirs[0] == "ok", (raw, eof, ours, theirs)
+            assert theirs[1] or not ours[4], (raw, eof, ours, theirs)
 
 
 # -- a close-delimited body over TLS ends only with the server's close_notify ------------
