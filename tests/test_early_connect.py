@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,3 +178,28 @@ def test_an_early_connection_the_server_closed_is_not_used() -> None:
         earlyconnect.discard()
         t.close()
         srv.sock.close()
+
+
+def test_the_first_request_takes_the_early_connection_not_a_warm_one(
+    numbered: _Numbered,
+) -> None:
+    """The warm-up opens connections of its own and leaves the early one to
+    the first request, which takes it before any idle one: it was opened
+    first, so it is the furthest through its handshake. (A warm-up thread
+    took it and could still be adopting it when the first request looked
+    in the pool, which then opened a new connection: seen under load.)"""
+    port = numbered.sock.getsockname()[1]
+    t = Transport()
+    try:
+        earlyconnect.start("127.0.0.1", port)
+        deadline = time.monotonic() + 10
+        while numbered.accepted < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t.warm(numbered.url + "/v2/", 3)
+        while numbered.accepted < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert numbered.accepted == 4, "the warm-up took the early connection"
+        assert t.request("GET", numbered.url + "/a", headers={}).read_capped(10) == b"0"
+    finally:
+        earlyconnect.discard()
+        t.close()

@@ -77,11 +77,19 @@ def take(host: str, port: int, wait: float | None) -> _socket.socket | None:
     """The connection started to ``host``:``port``, once; waits up to
     ``wait`` seconds (None: as long as it takes) for a connect still going,
     which is still sooner than a new one. None if there is none, it failed,
-    or it is not done in time (it is then closed when it is)."""
+    or it is not done in time (it is then closed when it is). With ``wait``
+    0 a connect still going is left for a later ``take``."""
+    key = (host, port)
     with _lock:
-        early = _pending.pop((host, port), None)
-    if early is None:
-        return None
+        early = _pending.get(key)
+        if early is None:
+            return None
+        if wait == 0:
+            if not early.done.acquire(blocking=False):
+                return None
+            del _pending[key]
+            return early.sock
+        del _pending[key]
     if not early.done.acquire(timeout=-1 if wait is None else max(wait, 0.0)):
         with _lock:
             early.abandoned = True

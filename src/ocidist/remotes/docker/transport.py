@@ -433,22 +433,39 @@ class Transport:
 
     def _warm_one(self, key: _PoolKey) -> None:
         try:
-            conn = self._new(key, Timer(None, self._timeouts.connect), "warm-up")
+            # Not the command's early connection: the first request takes
+            # that (a warm-up's could still be on its way into the pool).
+            conn = self._new(key, Timer(None, self._timeouts.connect), "warm-up", early=False)
         except DistError:
             return
         self._release(key)(conn)
 
-    def _new(self, key: _PoolKey, timer: Timer, what: str) -> Connection:
+    def _early(
+        self, key: _PoolKey, timer: Timer, what: str, wait: float | None
+    ) -> Connection | None:
+        """The connection the command opened while it started
+        (ocidist.earlyconnect), if there is one to ``key``'s host and port
+        and it is still fit; ``wait`` as ``earlyconnect.take``."""
         scheme, host, port, tls, proxy = key
+        if proxy is not None:
+            return None
+        early = earlyconnect.take(host, port, wait)
+        if early is None:
+            return None
+        ctx = self._context(tls, what) if scheme == "https" else None
+        sock = httpconn.adopt(early, timer, ctx, host)
+        if sock is None:
+            return None
+        logs.debug(_LOGGER, "early connection to %s://%s:%d", scheme, host, port)
+        return Connection(sock, _host_header(scheme, host, port))
+
+    def _new(self, key: _PoolKey, timer: Timer, what: str, *, early: bool = True) -> Connection:
+        scheme, host, port, tls, proxy = key
+        if early and (conn := self._early(key, timer, what, timer.timeout())) is not None:
+            return conn  # a connect still going is sooner than a new one
         ctx = self._context(tls, what) if scheme == "https" else None
         host_header = _host_header(scheme, host, port)
         if proxy is None:
-            # The connection the command opened while it started, if any.
-            early = earlyconnect.take(host, port, timer.timeout())
-            sock = httpconn.adopt(early, timer, ctx, host) if early is not None else None
-            if sock is not None:
-                logs.debug(_LOGGER, "early connection to %s://%s:%d", scheme, host, port)
-                return Connection(sock, host_header)
             logs.debug(_LOGGER, "new connection to %s://%s:%d", scheme, host, port)
             try:
                 sock = httpconn.connect(host, port, timer, ctx)
@@ -505,7 +522,12 @@ class Transport:
         resendable = body is None or isinstance(body, bytes | bytearray | memoryview)
         pooled = True  # False once a reused connection turned out closed
         while True:
-            conn = self._checkout(key) if pooled else None
+            # The command's early connection before any idle one: it was
+            # opened first, so it is the furthest through its handshake.
+            conn = self._early(key, Timer(at, t.connect), what, 0) if pooled else None
+            conn = conn or (self._checkout(key) if pooled else None)
+            # An early connection may have been closed while it waited,
+            # like an idle one: a failed send is retried on a new one.
             reused = conn is not None
             if conn is None:
                 conn = self._new(key, Timer(at, t.connect), what)
