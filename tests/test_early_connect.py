@@ -146,17 +146,21 @@ def numbered() -> Iterator[_Numbered]:
     srv.sock.close()
 
 
-def test_the_pool_hands_out_its_oldest_idle_connection(numbered: _Numbered) -> None:
+def test_the_pool_hands_out_its_most_recently_used_connection(numbered: _Numbered) -> None:
     """Two connections idle, the older one released first: the next request
-    goes on the older (the one surest through its handshake: the early
-    connection, then the warm-up's). It went on the newest."""
+    goes on the one released last. On a real link a connection idle longer
+    than a retransmission timeout is back in TCP slow start, so the one just
+    used has the widest window; handed out oldest first (as from f02501f to
+    this test), a big blob's ranges went on the coldest connections and the
+    bench's 155 MB fetch through the wan relay took 2.4x as long. (The
+    command's early connection goes first by another way: the test below.)"""
     t = Transport()
     try:
         first = t.request("GET", numbered.url + "/a", headers={})
         second = t.request("GET", numbered.url + "/b", headers={})  # the first is busy: a new one
         assert first.read_capped(10) == b"0" and second.read_capped(10) == b"1"
         third = t.request("GET", numbered.url + "/c", headers={})
-        assert third.read_capped(10) == b"0"
+        assert third.read_capped(10) == b"1"
         assert numbered.accepted == 2
     finally:
         t.close()
