@@ -5,6 +5,7 @@ start-up can hide)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from ocidist import earlyconnect
+from ocidist.errors import TimedOut
 from ocidist.remotes.docker.hostsconfig import default_hosts_dir
-from ocidist.remotes.docker.transport import Transport
+from ocidist.remotes.docker.transport import Deadline, Timeouts, Transport
 from tests.harness import Registry, push_image, simple_image
 
 PROXY_VARIABLES = (
@@ -207,3 +209,83 @@ def test_the_first_request_takes_the_early_connection_not_a_warm_one(
     finally:
         earlyconnect.discard()
         t.close()
+
+
+def test_a_deadline_reached_in_the_early_connections_handshake_is_timed_out() -> None:
+    """--timeout passes while the early connection's TLS handshake waits (a
+    server that accepts TCP and says nothing): the request must fail as
+    TimedOut, like any connect past the deadline. Since 34a1616 the early
+    connection is adopted (handshake included) in _exchange; adopt swallows
+    the DeadlineReached, and _new's ``timer.timeout()`` (outside its try)
+    raises httpconn.DeadlineReached, a bare OSError: the CLI said
+    "dist: deadline reached", --json kind "OSError" (found in review)."""
+    srv = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody answers
+    port = srv.getsockname()[1]
+    t = Transport()
+    try:
+        earlyconnect.start("127.0.0.1", port)
+        early = earlyconnect._pending[("127.0.0.1", port)]
+        until = time.monotonic() + 10
+        while early.done.locked() and time.monotonic() < until:
+            time.sleep(0.01)
+        assert not early.done.locked()
+        with pytest.raises(TimedOut):
+            t.request(
+                "GET",
+                f"https://127.0.0.1:{port}/v2/",
+                headers={},
+                deadline=Deadline(time.monotonic() + 0.5),
+            )
+    finally:
+        earlyconnect.discard()
+        t.close()
+        srv.close()
+
+
+def test_an_early_connect_that_raises_other_than_oserror_still_ends() -> None:
+    """A host name the idna codec refuses (a label of 64+ characters: the
+    reference grammar has no length limit) makes _connect raise UnicodeError:
+    ``done`` is never released, so the first request waits its whole connect
+    stall (10 s by default) in take() before connecting itself, and the
+    thread's traceback was printed on stderr (found in review)."""
+    name = "a" * 64 + ".invalid"
+    earlyconnect.start(name, 443)
+    try:
+        started = time.monotonic()
+        assert earlyconnect.take(name, 443, 3.0) is None
+        assert time.monotonic() - started < 1.5, "take waited for a connect that had died"
+    finally:
+        earlyconnect.discard()
+
+
+def test_the_first_request_does_not_wait_twice_its_connect_stall() -> None:
+    """The early connect still going when the first request needs a
+    connection (SYN unanswered): _new waits up to the connect stall for it,
+    then connected with a full stall of its own (2x; found in review). Shown
+    with a listening socket whose backlog is full (Linux drops the SYN)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue: later SYNs are dropped
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.1", port))
+            fillers.append(c)
+        time.sleep(0.2)
+        t = Transport(timeouts=Timeouts(connect=1.0))
+        earlyconnect.start("127.0.0.1", port)
+        time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(TimedOut):
+            t.request("GET", f"http://127.0.0.1:{port}/v2/", headers={})
+        took = time.monotonic() - started
+        assert took < 1.6, f"the first connection took {took:.2f} s for a 1 s stall"
+    finally:
+        earlyconnect.discard()
+        for c in fillers:
+            c.close()
+        srv.close()

@@ -63,22 +63,30 @@ def _connect(key: tuple[str, int], early: _Early, timeout: float) -> None:
             except OSError:
                 sock.close()
                 sock = None
-    except OSError:
-        sock = None
-    with _lock:
-        if early.abandoned and sock is not None:
+    except Exception:  # best effort: the transport reports its own errors
+        # Not only OSError: the idna codec raises UnicodeError for a label
+        # of 64+ characters (the reference grammar has no length limit),
+        # and a thread that dies here would leave ``done`` held, so the
+        # first request waited its whole connect stall for nothing.
+        if sock is not None:
             sock.close()
-        else:
-            early.sock = sock
-    early.done.release()
+        sock = None
+    finally:
+        with _lock:
+            if early.abandoned and sock is not None:
+                sock.close()
+            else:
+                early.sock = sock
+        early.done.release()
 
 
 def take(host: str, port: int, wait: float | None) -> _socket.socket | None:
     """The connection started to ``host``:``port``, once; waits up to
     ``wait`` seconds (None: as long as it takes) for a connect still going,
-    which is still sooner than a new one. None if there is none, it failed,
-    or it is not done in time (it is then closed when it is). With ``wait``
-    0 a connect still going is left for a later ``take``."""
+    which is still sooner than a new one. None if there is none or it
+    failed; TimeoutError if it is not done in time (it is then closed when
+    it is). With ``wait`` 0 a connect still going is left for a later
+    ``take``."""
     key = (host, port)
     with _lock:
         early = _pending.get(key)
@@ -95,7 +103,9 @@ def take(host: str, port: int, wait: float | None) -> _socket.socket | None:
             early.abandoned = True
             if early.sock is not None:  # done after all, between the two
                 early.sock.close()
-        return None
+        # The caller's own connect would have stalled as long: that is its
+        # connect timing out (one attempt), not a reason to wait again.
+        raise TimeoutError(f"connect to {host}:{port} timed out")
     return early.sock
 
 

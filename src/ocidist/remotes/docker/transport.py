@@ -467,8 +467,17 @@ class Transport:
 
     def _new(self, key: _PoolKey, timer: Timer, what: str, *, early: bool = True) -> Connection:
         scheme, host, port, tls, proxy = key
-        if early and (conn := self._early(key, timer, what, timer.timeout())) is not None:
-            return conn  # a connect still going is sooner than a new one
+        if early:
+            try:
+                # A connect still going is sooner than a new one; the wait
+                # is this connect's own stall (or what is left before the
+                # deadline), and when it runs out that is this connect
+                # timing out, not a reason to start a second full stall.
+                conn = self._early(key, timer, what, timer.timeout())
+            except OSError as e:  # the deadline passed, or the wait ran out
+                raise _connect_error(e, what) from e
+            if conn is not None:
+                return conn
         ctx = self._context(tls, what) if scheme == "https" else None
         host_header = _host_header(scheme, host, port)
         if proxy is None:
