@@ -570,46 +570,13 @@ def test_both_parsers_agree(answer: tuple[bytes, list[int]], method: str) -> Non
 
 
 # -- reuse and fragmentation: the same decision however the bytes arrive -----------------
-class _Pieces:
-    """A socket whose peer sent ``data`` in pieces of the given sizes; at the
-    end it reads as closed (``eof``) or as open and silent (a timeout). In
-    memory, so that hundreds of answers can be cut a byte at a time."""
-
-    def __init__(self, data: bytes, sizes: list[int], eof: bool) -> None:
-        self._data, self._sizes, self._eof = data, sizes, eof
-        self._pos = self._piece = 0
-
-    def _next(self, want: int) -> int:
-        if self._pos >= len(self._data):
-            if self._eof:
-                return 0
-            raise TimeoutError("nothing more")
-        size = self._sizes[self._piece] if self._piece < len(self._sizes) else len(self._data)
-        self._piece += 1
-        return min(want, size, len(self._data) - self._pos)
-
-    def recv(self, n: int) -> bytes:
-        k = self._next(n)
-        self._pos += k
-        return self._data[self._pos - k : self._pos]
-
-    def recv_into(self, buf: memoryview) -> int:
-        k = self._next(len(buf))
-        buf[:k] = self._data[self._pos : self._pos + k]
-        self._pos += k
-        return k
-
-    def settimeout(self, seconds: float | None) -> None:
-        pass
-
-    @property
-    def unread(self) -> bool:
-        return self._pos < len(self._data)
-
-
 def _ours_cut(raw: bytes, method: str, sizes: list[int], eof: bool) -> tuple[object, ...]:
     """("ok", status, fields, body, reusable), ("refused",) or ("incomplete",)."""
-    sock = _Pieces(raw, sizes, eof)
+    pieces, at = [], 0
+    for size in [*sizes, len(raw)]:  # what is left after the sizes: one piece
+        pieces.append(raw[at : at + size])
+        at += size
+    sock = httpdiff.Pieces(pieces, eof)
     conn = Connection(sock, "h")  # type: ignore[arg-type]
     try:
         status, headers, body = conn.receive(method, Timer(None, 5.0))
@@ -621,7 +588,7 @@ def _ours_cut(raw: bytes, method: str, sizes: list[int], eof: bool) -> tuple[obj
     except TimeoutError:
         return ("incomplete",)
     # What the pool checks: the answer's own verdict, then the idle socket.
-    reusable = body.reusable and not sock.unread and not eof
+    reusable = body.reusable and not sock.left() and not eof
     return ("ok", status, headers._fields, bytes(data), reusable)
 
 

@@ -63,10 +63,13 @@ Outcome = tuple[Any, ...]
 
 class Pieces:
     """A socket stand-in: each ``recv``/``recv_into`` returns at most what
-    is left of the current piece, then b"" (the peer closed)."""
+    is left of the current piece, then b"" (the peer closed) or, with
+    ``eof`` False, TimeoutError (the peer keeps the connection open and
+    says nothing more)."""
 
-    def __init__(self, pieces: list[bytes]) -> None:
+    def __init__(self, pieces: list[bytes], eof: bool = True) -> None:
         self._pieces = [memoryview(p) for p in pieces if p]
+        self._eof = eof
 
     def settimeout(self, timeout: float | None) -> None:
         pass
@@ -79,7 +82,9 @@ class Pieces:
 
     def recv(self, n: int) -> bytes:
         if not self._pieces:
-            return b""
+            if self._eof:
+                return b""
+            raise TimeoutError("nothing more")
         piece = self._pieces[0]
         out, rest = piece[:n], piece[n:]
         if rest:
