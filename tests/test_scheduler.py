@@ -104,11 +104,24 @@ def test_light_jobs_run_beyond_the_concurrency_heavy_ones_within_it() -> None:
     assert peaks(Scheduler(2)) == (2, 2)
 
 
-def test_the_first_jobs_run_while_the_pool_still_grows() -> None:
+def test_the_first_jobs_run_while_the_pool_still_grows(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forty ready jobs: the first ones run while the later threads are
     still being started, not after all of them (a far registry's small
     blobs, requested at once: starting 40 threads under the scheduler's
     lock held every request back 50-100 ms)."""
+    # Each start made 5 ms slower (a busy GIL does that): starting all 40
+    # takes 200 ms or more, so a job that waits for them is told apart from
+    # one that does not by a wide margin, also on a loaded machine (with
+    # plain starts the tree before the fix sometimes passed, and under
+    # four test workers this tree's first job once saw 24 threads).
+    real_start = threading.Thread.start
+
+    def slow_start(self: threading.Thread) -> None:
+        real_start(self)
+        if self.name.startswith("grow-"):
+            time.sleep(0.005)
+
+    monkeypatch.setattr(threading.Thread, "start", slow_start)
     s = Scheduler(1, name="grow", light=40)
     started_then: list[int] = []
     lock = threading.Lock()
@@ -123,9 +136,8 @@ def test_the_first_jobs_run_while_the_pool_still_grows() -> None:
         s.add(f"j{i}", job, light=True)
     s.run()
     assert len(started_then) == 40
-    # Old tree: the first job saw 39-40 threads (all started under the
-    # lock); this tree: 3-8. Half way tells them apart under load, where
-    # "< 40" passed on the old tree 4 times in 10 (found in review).
+    # Tree before the fix: the first job saw 39-40 threads (all started
+    # under the lock); this tree: a few.
     assert min(started_then) < 20, "no job ran before most threads were started"
 
 
