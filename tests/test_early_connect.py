@@ -97,11 +97,11 @@ def test_none_where_a_hosts_directory_may_name_other_hosts(
 
 
 def test_the_default_hosts_directory_is_the_resolvers(tmp_path: Path) -> None:
-    """cli.main finds the hosts directory without importing the transport:
-    the same path as hostsconfig's."""
-    from ocidist.cli.main import _default_hosts_dir
+    """cli.program finds the hosts directory without importing the
+    transport: the same path as hostsconfig's."""
+    from ocidist.cli.program import default_hosts_dir as programs
 
-    assert _default_hosts_dir() == default_hosts_dir()
+    assert programs() == default_hosts_dir()
 
 
 class _Numbered:

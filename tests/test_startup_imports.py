@@ -136,3 +136,18 @@ def test_fetch_of_a_small_image_loads_only_what_it_needs(small_ref: str, tmp_pat
     assert sorted(NEVER & loaded) == []
     assert sorted(_commands(loaded)) == ["ocidist.cli.fetch"]
     assert _exec_made(loaded) == []
+
+
+def test_blobs_below_the_range_threshold_never_load_the_ranged_fetch(
+    small_ref: str, tmp_path: Path
+) -> None:
+    """With ranges asked for (a far registry's default; here the flag, which
+    skips the near-registry check), blobs below the threshold are one
+    stream each, and the fetcher says so itself: the ranged fetch (with
+    urllib.parse and ipaddress, ~3 ms between a far image's manifest and
+    its layers' requests) is not imported for them."""
+    for command in (["fetch", "-q", small_ref], ["unpack", "-q", small_ref, str(tmp_path / "d")]):
+        root = str(tmp_path / command[0])
+        loaded = _loaded("--root", root, "--range-threshold", "1MiB", *command)
+        assert "ocidist.remotes.docker.rangefetch" not in loaded, command
+        assert "urllib.parse" not in loaded, command

@@ -1,5 +1,5 @@
 """`python -m ocidist` runs the `dist` command."""
 
-from ocidist.cli.main import run
+from ocidist.cli.program import run
 
 run()

@@ -11,19 +11,31 @@ port. It never sends a byte (TLS and requests are the transport's), and it
 is best effort: a failure leaves nothing behind, the transport connects as
 it always did.
 
-The caller (``cli.main``) starts one only where the address follows from
-the reference alone: no proxy in the environment (the connection would go
-around it), no hosts.toml directory for the registry (mirrors or another
-server may be configured), no daemon doing the work.
+The callers (``cli.program`` before the command line is parsed, where it
+plainly names the reference; ``cli.main`` after, which also closes what
+the parsed command does not dial) start one only where the address
+follows from the reference alone: no proxy in the environment (the
+connection would go around it), no hosts.toml directory for the registry
+(mirrors or another server may be configured), no daemon doing the work.
 """
 
 from __future__ import annotations
 
 import _socket
 import _thread
+import sys
 
 _lock = _thread.allocate_lock()
 _pending: dict[tuple[str, int], _Early] = {}
+# Until a connect thread is about to send its SYN, the interpreter hands the
+# GIL over after this long instead of the default 5 ms: the thread needs it
+# to run at all (and again after the name lookup), and the main thread,
+# importing the command's modules, kept it for whole intervals (the
+# connection began 6-7 ms after start() was called). Only a thread that
+# asks for the GIL makes the main thread give it up, so the short interval
+# costs nothing else; the default is back before the connect waits.
+_EAGER_SWITCH = 0.0002
+_switching: list[float] = []  # the interval to restore, while one is eager
 
 
 class _Early:
@@ -41,21 +53,38 @@ def start(host: str, port: int, timeout: float = 30.0) -> None:
         if key in _pending:
             return
         early = _pending[key] = _Early()
+        if not _switching:
+            _switching.append(sys.getswitchinterval())
+            sys.setswitchinterval(min(_EAGER_SWITCH, _switching[0]))
     try:
         _thread.start_new_thread(_connect, (key, early, timeout))
     except RuntimeError:  # no thread to be had: nothing to take
         with _lock:
             _pending.pop(key, None)
+            _unhurry()
         early.done.release()
+
+
+def _unhurry() -> None:
+    """The default GIL switch interval again (under ``_lock``)."""
+    if _switching:
+        sys.setswitchinterval(_switching.pop())
 
 
 def _connect(key: tuple[str, int], early: _Early, timeout: float) -> None:
     sock = None
     try:
+        # The name as bytes: given str, getaddrinfo encodes it with the idna
+        # codec, whose first use imports it (encodings.idna, stringprep,
+        # unicodedata: ~5 ms, holding the GIL) before the SYN could leave.
+        # Domains here are ASCII (dialling.domain_of, reference's grammar),
+        # for which the codec changes nothing.
         for family, kind, proto, _, addr in _socket.getaddrinfo(
-            key[0], key[1], 0, _socket.SOCK_STREAM
+            key[0].encode("ascii"), key[1], 0, _socket.SOCK_STREAM
         ):
             sock = _socket.socket(family, kind, proto)
+            with _lock:
+                _unhurry()  # this thread runs; the SYN leaves in a moment
             try:
                 sock.settimeout(timeout)
                 sock.connect(addr)
@@ -73,6 +102,7 @@ def _connect(key: tuple[str, int], early: _Early, timeout: float) -> None:
         sock = None
     finally:
         with _lock:
+            _unhurry()
             if early.abandoned and sock is not None:
                 sock.close()
             else:
@@ -89,6 +119,9 @@ def take(host: str, port: int, wait: float | None) -> _socket.socket | None:
     ``take``."""
     key = (host, port)
     with _lock:
+        # The command has reached its first request: a connect thread still
+        # waiting for a slow name lookup does not keep the GIL hurried.
+        _unhurry()
         early = _pending.get(key)
         if early is None:
             return None
@@ -111,9 +144,18 @@ def take(host: str, port: int, wait: float | None) -> _socket.socket | None:
 
 def discard() -> None:
     """Close what was never taken (the command is over)."""
+    keep_only(None)
+
+
+def keep_only(address: tuple[str, int] | None) -> None:
+    """Close every connection started but to ``address`` (cli.main: what
+    ``cli.program`` began before the command line was parsed, where the
+    parsed command dials elsewhere or nowhere)."""
     with _lock:
-        left = list(_pending.values())
-        _pending.clear()
+        _unhurry()
+        left = [e for key, e in _pending.items() if key != address]
+        for key in [key for key in _pending if key != address]:
+            del _pending[key]
         for early in left:
             early.abandoned = True
             if early.sock is not None:

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import re
 
+from ocidist.dialling import DOCKER_HUB, DOCKER_HUB_ALIASES, split_domain
 from ocidist.digest import Digest, InvalidDigest
 from ocidist.errors import InvalidReference
 from ocidist.value import Value
 
-DEFAULT_DOMAIN = "docker.io"
+DEFAULT_DOMAIN = DOCKER_HUB
 OFFICIAL_PREFIX = "library/"
-DOCKER_DOMAIN_ALIASES = frozenset({"index.docker.io", "registry-1.docker.io"})
+DOCKER_DOMAIN_ALIASES = DOCKER_HUB_ALIASES
 # Distribution refuses repository names (domain/path) longer than this.
 NAME_TOTAL_LENGTH_MAX = 255
 
@@ -99,7 +100,7 @@ class Reference(Value):
         # Unlike Docker, keep the domain when the short form would read back
         # as another registry ("docker.io/a.b/c" is not "a.b/c"), so that
         # parse(ref.familiar()) == ref always holds.
-        if _split_docker_domain(path)[0] != DEFAULT_DOMAIN:
+        if split_domain(path)[0] != DEFAULT_DOMAIN:
             return self.repository + self._suffix()
         return path + self._suffix()
 
@@ -135,7 +136,7 @@ def parse(text: str, *, default_tag: str = "latest") -> Reference:
             f"invalid reference {text!r}: cannot specify 64-byte hexadecimal strings"
         )
     rest, dgst = _split_digest(text)
-    domain, remainder = _split_docker_domain(rest)
+    domain, remainder = split_domain(rest)
     path, tag = _split_tag(text, remainder)
     if path.lower() != path:
         raise InvalidReference(f"invalid reference {text!r}: repository name must be lowercase")
@@ -194,13 +195,6 @@ def _parse_digest(text: str, dgst_text: str) -> Digest:
     if str(dgst) != dgst_text:
         raise InvalidReference(f"invalid reference {text!r}: invalid digest {dgst_text!r}")
     return dgst
-
-
-def _split_docker_domain(name: str) -> tuple[str, str]:
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
-        return first, rest
-    return DEFAULT_DOMAIN, name
 
 
 def _split_tag(text: str, remainder: str) -> tuple[str, str | None]:

@@ -25,6 +25,7 @@ else:
 
 from ocidist.cli.context import Context, add_global_options, report_error
 from ocidist.cli.parsing import Formatter, Parser
+from ocidist.cli.program import PROXY_VARIABLES, command_at, default_hosts_dir
 from ocidist.errors import DistError, TimedOut
 
 __all__ = ["COMMANDS", "Formatter", "Parser", "build_parser", "main", "run"]
@@ -51,8 +52,6 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "ocidist.cli.artifact": ("artifact", "attach", "referrers"),
 }
 COMMAND_MODULES = tuple(COMMANDS)
-# Global options that take a value as the next word (to find the command).
-_VALUE_OPTIONS = frozenset({"--root", "--hosts-dir", "--user", "-u", "--timeout", "--address"})
 
 EXAMPLES = (
     "dist resolve redis",
@@ -66,15 +65,10 @@ EXAMPLES = (
 
 def command_module(argv: Sequence[str]) -> str | None:
     """The module of the command ``argv`` names, or None (help, typo, none)."""
-    words = iter(argv)
-    for word in words:
-        if word in _VALUE_OPTIONS:
-            next(words, None)
-        elif word == "--":
-            return None
-        elif not word.startswith("-"):
-            return next((m for m, names in COMMANDS.items() if word in names), None)
-    return None
+    at = command_at(argv)
+    if at is None:
+        return None
+    return next((m for m, names in COMMANDS.items() if argv[at] in names), None)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -171,46 +165,44 @@ def main(
         ctx.close()
 
 
-_PROXY_VARIABLES = (
-    *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"),
-    *("http_proxy", "https_proxy", "all_proxy"),
-)
-
-
 def _connect_early(args: argparse.Namespace) -> None:
     """A command that starts with a request to the registry of its argument
     ``args.early_connect`` names (fetch, pull, unpack) gets a connection to
-    it opened now, beside its start-up (ocidist.earlyconnect): where the
+    it opened now, beside its start-up (ocidist.earlyconnect), unless
+    ``cli.program`` began it before the command line was parsed: where the
     address follows from the reference alone, no proxy is set (the
     connection would go around it), no hosts.toml directory may name mirrors
-    or another server, and no daemon (--address) does the work."""
+    or another server, and no daemon (--address) does the work. What
+    ``cli.program`` began for another address, or where the parsed command
+    says none is to be, is closed."""
+    address = _early_address(args)
+    if "ocidist.earlyconnect" in sys.modules or address is not None:
+        from ocidist import earlyconnect
+
+        earlyconnect.keep_only(address)
+        if address is not None:
+            earlyconnect.start(*address)
+
+
+def _early_address(args: argparse.Namespace) -> tuple[str, int] | None:
     dest = getattr(args, "early_connect", None)
     ref = getattr(args, dest, None) if dest else None
     if not isinstance(ref, str) or getattr(args, "address", None):
-        return
-    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
-        return
+        return None
+    if any(os.environ.get(v) for v in PROXY_VARIABLES):
+        return None
     from ocidist import earlyconnect, reference
     from ocidist.errors import DistError
 
     try:
         domain = reference.parse(ref).domain
     except DistError:
-        return  # a stored name, or an invalid one: the command says which
-    hosts_dir = getattr(args, "hosts_dir", None) or _default_hosts_dir()
+        return None  # a stored name, or an invalid one: the command says which
+    hosts_dir = getattr(args, "hosts_dir", None) or default_hosts_dir()
     for name in (domain, "_default"):
         if os.path.exists(os.path.join(hosts_dir, name)):
-            return
-    address = earlyconnect.dial(domain, bool(getattr(args, "plain_http", False)))
-    if address is not None:
-        earlyconnect.start(*address)
-
-
-def _default_hosts_dir() -> str:
-    # As remotes.docker.hostsconfig.default_hosts_dir, without importing the
-    # transport while the command starts (tests check the two agree).
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "ocidist", "certs.d")
+            return None
+    return earlyconnect.dial(domain, bool(getattr(args, "plain_http", False)))
 
 
 def _interrupted(e: KeyboardInterrupt, *, as_json: bool) -> int:

@@ -18,7 +18,8 @@ from ocidist.content import Store
 from ocidist.descriptor import Descriptor, Platform, is_config, is_index, is_layer, is_manifest
 from ocidist.digest import Digest
 from ocidist.errors import DistError, InvalidContent, NotFound
-from ocidist.images.walk import Handler, read_manifest, walk
+from ocidist.images.handlers import FetchHandler
+from ocidist.images.walk import read_manifest, walk
 from ocidist.value import Value
 
 # A config is JSON read into memory; real ones are a few kB (history included).
@@ -51,18 +52,22 @@ class ImageParts(Value):
 
 
 def fetch_parts(
-    handler: Handler,
+    handler: FetchHandler,
     store: Store,
     target: Descriptor,
     name: str,
-    start_layers: Callable[[tuple[Descriptor, ...]], None] | None = None,
+    start_fetch: Callable[[Descriptor, tuple[Descriptor, ...]], Callable[[], None]] | None = None,
 ) -> ImageParts:
     """Walk ``handler`` (a fetching one that keeps one platform) from
-    ``target`` down to the platform manifest and its config, and read them;
-    the layers are left for the caller to fetch. ``start_layers``, if given,
-    is handed them as soon as the manifest is read, before the config is
-    fetched: the config's round trip then overlaps the layers' (a small
-    image's pull on a far link is a chain of round trips)."""
+    ``target`` down to the platform manifest and its config, and read them.
+    Without ``start_fetch`` the config is fetched here and the layers are
+    left for the caller. With it, the caller is handed the config and the
+    layers as soon as the manifest is read and fetches them together,
+    returning a wait for the config: on a far link a small image's pull is
+    a chain of round trips, and the config's then overlaps the layers'
+    with no request waiting for another thread to be let run (fetched here
+    while another thread started the layers, theirs left 4-5 ms after it:
+    the new thread waited for the interpreter's lock)."""
     found: list[Descriptor] = []
 
     def to_manifest(desc: Descriptor) -> list[Descriptor]:
@@ -78,16 +83,25 @@ def fetch_parts(
     walk(to_manifest, [target])
     if not found:
         raise NotFound(f"{name}: the index lists no manifests")
-    config, layers = manifest_parts(store, found[0])
-    if start_layers is not None:
-        start_layers(layers)
-    handler(config)
+    config, layers = decode_parts(handler.held(found[0]), found[0])
+    if start_fetch is not None:
+        wait_config = start_fetch(config, layers)
+        handler.settle()  # the manifest's commit (commit_behind) went on meanwhile
+        wait_config()
+    else:
+        handler.settle()
+        handler(config)
     return read_config(store, found[0], config, layers)
 
 
 def manifest_parts(store: Store, desc: Descriptor) -> tuple[Descriptor, tuple[Descriptor, ...]]:
     """(config, layers) of the manifest ``desc``, read from the store."""
-    decoded = manifest.decode(read_manifest(store, desc), desc.media_type)
+    return decode_parts(read_manifest(store, desc), desc)
+
+
+def decode_parts(data: bytes, desc: Descriptor) -> tuple[Descriptor, tuple[Descriptor, ...]]:
+    """(config, layers) of the manifest ``desc`` whose bytes are ``data``."""
+    decoded = manifest.decode(data, desc.media_type)
     if isinstance(decoded, manifest.Index):
         raise InvalidContent(f"{desc.digest}: an index where a manifest was expected")
     if decoded.config.media_type and not is_config(decoded.config.media_type):

@@ -37,6 +37,7 @@ from ocidist.descriptor import (
     MAX_MANIFEST_SIZE,
     OCI_INDEX,
     Descriptor,
+    is_config,
     is_index,
     is_manifest,
     is_manifest_or_index,
@@ -128,7 +129,11 @@ def walk(
 
 
 def _priority(desc: Descriptor) -> tuple[int, int]:
-    return (0 if is_manifest_or_index(desc.media_type) else 1, -desc.size)
+    # Manifests, indexes and configs first (small, and what the rest waits
+    # for: unpack's applier needs the config before its first layer), then
+    # the largest blobs first.
+    first = is_manifest_or_index(desc.media_type) or is_config(desc.media_type)
+    return (0 if first else 1, -desc.size)
 
 
 # -- reading -----------------------------------------------------------------------
