@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocidist.cli.context import Context, add_global_options
 from ocidist.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # The global options that mean something to the daemon: where the store and
 # the socket are, and how daemon-side pulls reach registries.
@@ -92,24 +94,42 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     # starting is honoured once started, through the one shutdown path.
     import signal  # here: every `dist --help` imports this module
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # A stop is a byte on a pipe, written by the C-level handler itself
+    # (set_wakeup_fd) whichever thread the kernel hands the signal to; the
+    # main thread's blocking read of it returns at once. The Python handler
+    # does nothing and takes no lock. It set a threading.Event before: run
+    # while the main thread was inside that Event's own wait() (holding the
+    # Event's lock, as at each of its wake-ups), set() deadlocked and the
+    # daemon never stopped (~1 SIGSTOP/SIGCONT'd daemon in 6). A plain read
+    # with a Python handler writing would not do: a signal taken by one of
+    # grpc's threads runs no Python until the main thread runs some.
+    stops = frozenset({signal.SIGTERM, signal.SIGINT})
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    previous = {s: signal.signal(s, lambda signum, frame: None) for s in stops}
     from ocidist.cli import main
 
     if main.terminate_requested:  # before this handler, and its exception lost
-        stop.set()
+        os.write(wake_w, bytes([signal.SIGTERM]))
     try:
-        return _serve(args, ctx, stop)
+        return _serve(args, ctx, lambda: _wait_for(wake_r, stops))
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        signal.set_wakeup_fd(wakeup)
+        os.close(wake_r)
+        os.close(wake_w)
 
 
-def _serve(args: argparse.Namespace, ctx: Context, stop: threading.Event) -> int:
+def _wait_for(fd: int, signals: frozenset[int]) -> None:
+    """Until one of ``signals`` is among the signal numbers read from ``fd``
+    (others with a Python handler are written there too)."""
+    while not signals.intersection(os.read(fd, 512)):
+        pass
+
+
+def _serve(args: argparse.Namespace, ctx: Context, wait_for_stop: Callable[[], None]) -> int:
     from ocidist.extras import require_serve
 
     require_serve("serve")
@@ -127,9 +147,7 @@ def _serve(args: argparse.Namespace, ctx: Context, stop: threading.Event) -> int
         server.start()
         if not ctx.quiet:
             print(f"dist serve: listening on {server.listening}", file=sys.stderr, flush=True)
-        # A timed wait, so signal handlers run promptly in the main thread.
-        while not stop.wait(0.5):
-            pass
+        wait_for_stop()
         if not ctx.quiet:
             print("dist serve: shutting down", file=sys.stderr, flush=True)
     finally:
