@@ -212,21 +212,22 @@ class _Committer:
 
     def submit(self, dgst: Digest, data: bytes, commit: Callable[[], None]) -> None:
         with self._cond:
-            self._held[dgst] = data
-            start = self._thread is None
-            if start:
-                self._thread = threading.Thread(target=self._run, name="commit", daemon=True)
-        if start:
-            assert self._thread is not None
-            try:
-                self._thread.start()
-            except RuntimeError:  # "can't start new thread": committed here, as before
-                with self._cond:
-                    self._thread = None
-                    del self._held[dgst]
-                    self._cond.notify_all()
-                commit()
-                return
+            # Started under the lock, so that no other submit queues a job
+            # for a thread that then fails to start (the new thread takes
+            # the lock only once it has a job).
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="commit", daemon=True)
+                try:
+                    thread.start()
+                    self._thread = thread
+                except RuntimeError:  # "can't start new thread"
+                    pass
+            inline = self._thread is None
+            if not inline:
+                self._held[dgst] = data
+        if inline:
+            commit()  # here, as without commit_behind (a later submit tries again)
+            return
         self._jobs.put((dgst, commit))
 
     def settle(self) -> None:
