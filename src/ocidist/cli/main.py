@@ -25,7 +25,7 @@ else:
 
 from ocidist.cli.context import Context, add_global_options, report_error
 from ocidist.cli.parsing import Formatter, Parser
-from ocidist.cli.program import PROXY_VARIABLES, command_at, default_hosts_dir
+from ocidist.cli.program import command_at, default_hosts_dir, hosts_configured, proxy_set
 from ocidist.errors import DistError, TimedOut
 
 __all__ = ["COMMANDS", "Formatter", "Parser", "build_parser", "main", "run"]
@@ -189,7 +189,7 @@ def _early_address(args: argparse.Namespace) -> tuple[str, int] | None:
     ref = getattr(args, dest, None) if dest else None
     if not isinstance(ref, str) or getattr(args, "address", None):
         return None
-    if any(os.environ.get(v) for v in PROXY_VARIABLES):
+    if proxy_set():
         return None
     from ocidist import earlyconnect, reference
     from ocidist.errors import DistError
@@ -199,9 +199,8 @@ def _early_address(args: argparse.Namespace) -> tuple[str, int] | None:
     except DistError:
         return None  # a stored name, or an invalid one: the command says which
     hosts_dir = getattr(args, "hosts_dir", None) or default_hosts_dir()
-    for name in (domain, "_default"):
-        if os.path.exists(os.path.join(hosts_dir, name)):
-            return None
+    if hosts_configured(hosts_dir, domain):
+        return None
     return earlyconnect.dial(domain, bool(getattr(args, "plain_http", False)))
 
 

@@ -73,7 +73,7 @@ def connect_first(words: Sequence[str]) -> None:
     if at is None or words[at] not in EARLY_COMMANDS or at + 1 >= len(words):
         return
     ref = words[at + 1]
-    if ref.startswith("-") or any(os.environ.get(v) for v in PROXY_VARIABLES):
+    if ref.startswith("-") or proxy_set():
         return
     # DIST_ADDRESS is --address's default: cli.main opens nothing for it.
     if os.environ.get("DIST_ADDRESS"):
@@ -89,9 +89,8 @@ def connect_first(words: Sequence[str]) -> None:
     if domain is None:
         return
     hosts_dir = os.environ.get("DIST_HOSTS_DIR") or default_hosts_dir()
-    for name in (domain, "_default"):
-        if os.path.exists(os.path.join(hosts_dir, name)):
-            return
+    if hosts_configured(hosts_dir, domain):
+        return
     plain = any(len(w) > 5 and "--plain-http".startswith(w) for w in words)
     address = earlyconnect.dial(domain, plain)
     if address is not None:
@@ -114,6 +113,18 @@ def _short_help(word: str) -> bool:
     # Conservative: an -h that is the value of a short option (-uhal) only
     # costs the early connection.
     return word.startswith("-") and not word.startswith("--") and "h" in word
+
+
+def proxy_set() -> bool:
+    """A proxy variable is set: an early connection would go around it."""
+    return any(os.environ.get(v) for v in PROXY_VARIABLES)
+
+
+def hosts_configured(hosts_dir: str, domain: str) -> bool:
+    """``hosts_dir`` has a hosts.toml directory for ``domain`` (or
+    ``_default``): mirrors or another server may be named there, so the
+    address does not follow from the reference alone."""
+    return any(os.path.exists(os.path.join(hosts_dir, n)) for n in (domain, "_default"))
 
 
 def default_hosts_dir() -> str:
