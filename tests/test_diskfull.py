@@ -316,3 +316,39 @@ def test_full_disk_store_from_before_the_lease_tables(mnt: Path) -> None:
     ok(dist(root, "images", "rm", "old"))
     assert names_recorded(root) == []
     assert {"images", "ns_leases"} <= tables_of(root / "metadata.db", mnt.parent / "scratch")
+
+
+def test_full_disk_read_sees_a_name_a_pull_left_in_the_wal(
+    mnt: Path, image: tuple[str, BuiltImage]
+) -> None:
+    """A `dist pull` exits leaving its name in the WAL (made durable there,
+    not checkpointed: issue 20's tail); on a disk then full, where the
+    shared-memory index cannot be rebuilt, the exclusive-mode read still
+    finds it, and removing it still works."""
+    ref, img = image
+    resize(mnt, room_for(img))
+    root = mnt / "root"
+    ok(dist(root, "pull", "--all-platforms", ref))
+    assert (root / "metadata.db-wal").stat().st_size > 0
+    (root / "metadata.db-shm").unlink()  # no process has the store open
+    fill(mnt)
+    assert names_recorded(root) == [ref]
+    ok(dist(root, "images", "rm", ref))
+    assert names_recorded(root) == []
+
+
+def test_full_disk_deletion_that_used_the_reserve_is_checkpointed_at_exit(
+    mnt: Path, image: tuple[str, BuiltImage]
+) -> None:
+    """A `dist images rm` on a full disk gives up the reserve for its WAL
+    frames; the checkpoint at close is then what gives that room back, so
+    the command closes the store as it exits rather than leaving the WAL
+    (as a command that had its reserve does)."""
+    ref, img = image
+    resize(mnt, room_for(img))
+    root = mnt / "root"
+    ok(dist(root, "pull", "--all-platforms", ref))
+    fill(mnt)
+    ok(dist(root, "images", "rm", ref))
+    assert not (root / "metadata.db-wal").exists()
+    assert names_recorded(root) == []

@@ -168,6 +168,14 @@ class OpeningInBackground:
         if self._store is not None:
             self._store.close()
 
+    def leave(self) -> None:
+        """``MetadataStore.leave`` once opened (the process is exiting)."""
+        self._thread.join()
+        if isinstance(self._store, MetadataStore):
+            self._store.leave()
+        elif self._store is not None:
+            self._store.close()
+
 
 class MetadataStore(SQLiteFile):
     def __init__(self, path: str) -> None:

@@ -372,6 +372,59 @@ class SQLiteFile:
         # room again for a reserve a deletion used.
         self._ensure_reserve()
 
+    def prime(self) -> None:
+        """Begin an empty WAL now, for a command that will write later (a
+        pull records its name at the end): the first frame of a WAL syncs
+        its header and, the file being new, its directory, ~1.5 ms that
+        would otherwise come after the last layer. The write is one that
+        changes nothing (``user_version`` set to what it is). Best effort:
+        any failure (a busy or full database) leaves it for that write."""
+        import sqlite3
+
+        with self._lock:
+            if self._db is None or self._journal_mode.upper() != "WAL":
+                return
+            try:
+                if os.path.getsize(self.path + "-wal"):
+                    return  # frames there: the next write appends
+            except OSError:
+                pass
+            with suppress(sqlite3.Error):
+                self._db.execute(f"PRAGMA user_version = {int(self._version)}")
+
+    def leave(self) -> None:
+        """End this object's use in a process that exits without closing
+        (``dist`` ends with ``os._exit``): what was committed through it is
+        made durable by one fdatasync of the WAL, where ``close``'s
+        checkpoint syncs the WAL, writes the pages into the database and
+        syncs that (under ``synchronous = NORMAL`` a commit is durable only
+        after one or the other). The WAL stays for the next connection,
+        which reads it as after any crash, and SQLite checkpoints it as it
+        grows. Where the checkpoint is what gives space back (the full-disk
+        reserve was used, or the disk was full at open), this closes."""
+        with self._lock:
+            keep = (
+                self._db is not None
+                and self._journal_mode.upper() == "WAL"
+                and os.path.exists(self._reserve)
+            )
+            if keep:
+                try:
+                    fd = os.open(self.path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    return  # nothing written through a WAL
+                except OSError:
+                    keep = False
+                else:
+                    try:
+                        os.fdatasync(fd)
+                        return
+                    except OSError:
+                        keep = False  # the checkpoint then says what is wrong
+                    finally:
+                        os.close(fd)
+        self.close()
+
 
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:

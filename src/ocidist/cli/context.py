@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ocidist.api.client import Daemon
     from ocidist.content import Store
     from ocidist.content.tuning import Tuning
-    from ocidist.metadata import Metadata
+    from ocidist.metadata import Metadata, MetadataStore
     from ocidist.remotes.docker.auth import Credential, CredentialFunc
     from ocidist.remotes.docker.resolver import DockerResolver
     from ocidist.remotes.docker.upload import PushOptions
@@ -302,6 +302,13 @@ def report_error(
         print(f"dist: {escape(message, MAX_ERROR_LINE)}", file=sys.stderr)
 
 
+def _primed(store: MetadataStore) -> MetadataStore:
+    """``store``, its WAL begun (``prime``): opened in the background by a
+    command that records a name at its end (fetch, pull, unpack)."""
+    store.prime()
+    return store
+
+
 class Context:
     """Per-invocation state shared by command handlers."""
 
@@ -360,7 +367,7 @@ class Context:
             if daemon:
                 self._metadata = daemon.metadata()
             elif background:
-                self._metadata = OpeningInBackground(lambda: MetadataStore(path))
+                self._metadata = OpeningInBackground(lambda: _primed(MetadataStore(path)))
             else:
                 self._metadata = MetadataStore(path)
         return self._metadata
@@ -507,13 +514,21 @@ class Context:
         report_error(message, code, e, as_json=self.json)
         return code
 
-    def close(self) -> None:
+    def close(self, *, exiting: bool = False) -> None:
+        """Close what the command opened; ``exiting``: the process ends
+        next (``os._exit``), so a local metadata store is only made durable
+        (``MetadataStore.leave``), not checkpointed and closed."""
         from ocidist import earlyconnect
 
         earlyconnect.discard()  # opened at start-up, never needed (cli.main)
         if self._resolver is not None:
             self._resolver.close()
         if self._metadata is not None:
-            self._metadata.close()
+            from ocidist.metadata import MetadataStore, OpeningInBackground
+
+            if exiting and isinstance(self._metadata, MetadataStore | OpeningInBackground):
+                self._metadata.leave()
+            else:
+                self._metadata.close()
         if self._daemon is not None:
             self._daemon.close()

@@ -162,7 +162,7 @@ def main(
     except OSError as e:
         return ctx.fail(e)
     finally:
-        ctx.close()
+        ctx.close(exiting=_program)
 
 
 def _connect_early(args: argparse.Namespace) -> None:

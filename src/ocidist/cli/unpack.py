@@ -55,7 +55,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         result = unpack_image(
             ctx.resolver(),
             ctx.store(),
-            ctx.metadata(),
+            # Opened (and its WAL begun) in a thread; the lookup of a stored
+            # name waits for it.
+            ctx.metadata(background=True),
             args.ref,
             args.dir,
             matcher=matcher,
