@@ -7,16 +7,19 @@ no longer comes after the last layer. At the end (``SQLiteFile.leave``) the
 `dist` program, which exits with ``os._exit``, makes its commit durable with
 one fdatasync of the WAL instead of a checkpoint, and leaves the WAL for the
 next connection. What that must keep: the name durable and seen by every
-later reader, and a program that calls ``main`` closing what it opened.
-(The full disk's side is in test_diskfull.)
+later reader, a busy store never delaying a command, and a program that
+calls ``main`` closing what it opened. (The full disk's side is in
+test_diskfull.)
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -143,6 +146,42 @@ def test_a_pull_leaves_its_name_in_a_synced_wal(
     assert not any(path == wal for call, path in calls if call == "unlink")
     assert wal_size(root) > WAL_HEADER
     assert names(root) == [ref]
+
+
+def test_a_busy_store_does_not_delay_the_command(
+    tmp_path: Path, registry: Registry, repo_name: str
+) -> None:
+    """Another process holds the store's write lock (BEGIN IMMEDIATE) while
+    `dist unpack` of a stored name runs: the unpack only reads the store, so
+    beginning the WAL (a write) must not wait for that lock (the busy
+    timeout is 10 s) but give up at once. A pull, which must record its
+    name, still waits for the lock as before: the holder lets go after
+    1.5 s and the pull succeeds."""
+    root = tmp_path / "root"
+    ref = pulled(registry, repo_name, root)
+    MetadataStore(str(root / "metadata.db")).close()  # the last close: the WAL checkpointed away
+    assert wal_size(root) == -1
+    holder = sqlite3.connect(root / "metadata.db", isolation_level=None, check_same_thread=False)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        start = time.monotonic()
+        ok(run_dist("--root", str(root), "unpack", ref, str(tmp_path / "rootfs"), timeout=60))
+        took = time.monotonic() - start
+        assert took < 5, took
+        assert (tmp_path / "rootfs" / "app" / "main.py").is_file()
+
+        push_image(registry, repo_name, "v2", simple_image(tag=f"{repo_name}-v2"))
+        release = threading.Timer(1.5, holder.execute, ("ROLLBACK",))
+        release.start()
+        try:
+            ok(run_dist("--root", str(root), "pull", f"{registry.host}/{repo_name}:v2"))
+        finally:
+            release.join()
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    assert names(root) == sorted([ref, f"{registry.host}/{repo_name}:v2"])
 
 
 def test_main_called_in_a_program_closes_the_store(

@@ -375,10 +375,12 @@ class SQLiteFile:
     def prime(self) -> None:
         """Begin an empty WAL now, for a command that will write later (a
         pull records its name at the end): the first frame of a WAL syncs
-        its header and, the file being new, its directory, ~1.5 ms that
-        would otherwise come after the last layer. The write is one that
-        changes nothing (``user_version`` set to what it is). Best effort:
-        any failure (a busy or full database) leaves it for that write."""
+        its header and its directory, ~1.5 ms that would otherwise come
+        after the last layer. The write is one that changes nothing
+        (``user_version`` set to what it is). Best effort: a busy or full
+        database leaves it for that write, and a busy one is not waited for
+        (another process's write may take the busy timeout's 10 s, and the
+        command may never need the lock)."""
         import sqlite3
 
         with self._lock:
@@ -389,8 +391,15 @@ class SQLiteFile:
                     return  # frames there: the next write appends
             except OSError:
                 pass
+            db = self._db
             with suppress(sqlite3.Error):
-                self._db.execute(f"PRAGMA user_version = {int(self._version)}")
+                db.execute("PRAGMA busy_timeout = 0")
+                try:
+                    with _transaction(db):
+                        (version,) = db.execute("PRAGMA user_version").fetchone()
+                        db.execute(f"PRAGMA user_version = {int(version)}")
+                finally:
+                    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def leave(self) -> None:
         """End this object's use in a process that exits without closing
