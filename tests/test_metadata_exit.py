@@ -7,9 +7,9 @@ no longer comes after the last layer. At the end (``SQLiteFile.leave``) the
 `dist` program, which exits with ``os._exit``, makes its commit durable with
 one fdatasync of the WAL instead of a checkpoint, and leaves the WAL for the
 next connection. What that must keep: the name durable and seen by every
-later reader, a busy store never delaying a command, and a program that
-calls ``main`` closing what it opened. (The full disk's side is in
-test_diskfull.)
+later reader, a command that only reads syncing nothing, a busy store never
+delaying a command, and a program that calls ``main`` closing what it
+opened. (The full disk's side is in test_diskfull.)
 """
 
 from __future__ import annotations
@@ -145,6 +145,21 @@ def test_a_pull_leaves_its_name_in_a_synced_wal(
     assert any(i > writes[0] for i in dir_syncs), calls
     assert not any(path == wal for call, path in calls if call == "unlink")
     assert wal_size(root) > WAL_HEADER
+    assert names(root) == [ref]
+
+
+def test_a_command_that_only_reads_syncs_nothing(
+    tmp_path: Path, registry: Registry, repo_name: str
+) -> None:
+    """`dist images ls` after a pull that left its WAL: nothing is synced (an
+    fdatasync, even of a clean file, is a disk cache flush on ext4), and the
+    WAL is left as it was."""
+    root = tmp_path / "root"
+    ref = pulled(registry, repo_name, root)
+    size = wal_size(root)
+    calls = _calls(_strace(root, "images", "ls"))
+    assert not [c for c in calls if "sync" in c[0]], calls
+    assert wal_size(root) == size
     assert names(root) == [ref]
 
 

@@ -25,8 +25,9 @@ A full disk (issue 21). The file must stay usable when the disk fills, since
 - Deletable on a full disk: a deletion still writes WAL frames. A small
   reserve file (``metadata.db.reserve``, made whenever there is room) is
   given up when a deletion finds no space and the deletion retried; once the
-  WAL is checkpointed away at close, the reserve is made again. Writes that
-  add do not get the reserve.
+  WAL is checkpointed away at close, the reserve is made again (a `dist`
+  command that used it closes as it exits, rather than leaving the WAL:
+  ``leave``). Writes that add do not get the reserve.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class SQLiteFile:
         self._tables = tuple(tables)
         self._journal_mode = journal_mode
         self._lock = threading.Lock()
+        # Whether a transaction of ours committed (what ``leave`` must make
+        # durable).
+        self._committed = False
         # None: the disk was full at open; every operation opens its own
         # connection (see the module docstring).
         self._db: sqlite3.Connection | None = None
@@ -342,6 +346,7 @@ class SQLiteFile:
             if self._db is not None:
                 with _transaction(self._db) as db:
                     yield db
+                self._committed = True
                 return
             with self._exclusive() as (db, missing):
                 if missing & set(self._tables):
@@ -403,36 +408,43 @@ class SQLiteFile:
 
     def leave(self) -> None:
         """End this object's use in a process that exits without closing
-        (``dist`` ends with ``os._exit``): what was committed through it is
-        made durable by one fdatasync of the WAL, where ``close``'s
-        checkpoint syncs the WAL, writes the pages into the database and
-        syncs that (under ``synchronous = NORMAL`` a commit is durable only
-        after one or the other). The WAL stays for the next connection,
-        which reads it as after any crash, and SQLite checkpoints it as it
-        grows. Where the checkpoint is what gives space back (the full-disk
-        reserve was used, or the disk was full at open), this closes."""
+        (``dist`` ends with ``os._exit``). Under ``synchronous = NORMAL`` a
+        WAL commit is not synced: ``close``'s checkpoint makes it durable
+        (it syncs the WAL, writes the pages into the database and syncs
+        that), and so does one fdatasync of the WAL, done here instead when
+        something was committed through this object (nothing at all for a
+        command that only read). The WAL stays for the next connection,
+        which reads it as after any crash. That one sync is enough: the
+        WAL's directory entry is durable once it holds a frame (SQLite syncs
+        the directory with the first sync of each connection's WAL, and a
+        first frame syncs the header), the WAL cannot be removed while this
+        connection is open, and another `dist` process's checkpoint syncs
+        the database before the WAL may start over. This closes instead
+        where the checkpoint gives room back: the full-disk reserve was used
+        (or the disk was full at open: no shared connection); and where the
+        sync failed (the checkpoint syncs again)."""
         with self._lock:
+            wal = self.path + "-wal"
+            try:
+                size = os.path.getsize(wal)
+            except OSError:
+                size = -1  # no WAL (not in WAL mode): a close has no checkpoint to do
             keep = (
                 self._db is not None
-                and self._journal_mode.upper() == "WAL"
+                and size >= 0
                 and os.path.exists(self._reserve)
             )
-            if keep:
+            if size > 0 and self._db is not None and self._committed:
                 try:
-                    fd = os.open(self.path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    return  # nothing written through a WAL
-                except OSError:
-                    keep = False
-                else:
+                    fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
                     try:
                         os.fdatasync(fd)
-                        return
-                    except OSError:
-                        keep = False  # the checkpoint then says what is wrong
                     finally:
                         os.close(fd)
-        self.close()
+                except OSError:
+                    keep = False
+        if not keep:
+            self.close()
 
 
 @contextmanager
