@@ -7,13 +7,14 @@ no longer comes after the last layer. At the end (``SQLiteFile.leave``) the
 `dist` program, which exits with ``os._exit``, makes its commit durable with
 one fdatasync of the WAL instead of a checkpoint, and leaves the WAL for the
 next connection. What that must keep: the name durable and seen by every
-later reader, a command that only reads syncing nothing, a busy store never
-delaying a command, and a program that calls ``main`` closing what it
-opened. (The full disk's side is in test_diskfull.)
+later reader, the WAL bounded, a command that only reads syncing nothing, a
+busy store never delaying a command, and a program that calls ``main``
+closing what it opened. (The full disk's side is in test_diskfull.)
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sqlite3
@@ -26,9 +27,11 @@ from pathlib import Path
 import pytest
 
 from ocidist.metadata import MetadataStore
+from ocidist.sqlitedb import LEAVE_WAL_BYTES
 from tests.dist_cli import json_list, run_dist
 from tests.harness import FaultProxy, Registry, push_image, simple_image
 
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 WAL_HEADER = 32
 
 
@@ -197,6 +200,43 @@ def test_a_busy_store_does_not_delay_the_command(
             holder.execute("ROLLBACK")
         holder.close()
     assert names(root) == sorted([ref, f"{registry.host}/{repo_name}:v2"])
+
+
+def _crashed_writer(db: Path, count: int) -> None:
+    """``count`` names committed by a process that then dies (no checkpoint):
+    a WAL of ``count`` commits is left behind."""
+    code = (
+        "import os, sys\n"
+        "from ocidist.descriptor import Descriptor\n"
+        "from ocidist.digest import Digest\n"
+        "from ocidist.metadata import MetadataStore\n"
+        "md = MetadataStore(sys.argv[1])\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    d = Descriptor('application/x', Digest.from_bytes(b'%d' % i), 1)\n"
+        "    md.put_image(f'left/{i}', d, {'why': 'x' * 200})\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(db), str(count)],
+        env={**os.environ, "PYTHONPATH": SRC},
+        check=True,
+    )
+
+
+def test_a_long_wal_is_checkpointed_at_exit(
+    tmp_path: Path, registry: Registry, repo_name: str
+) -> None:
+    """Every later first opener rebuilds its index from the whole WAL that
+    was left (~2 ms for SQLite's 1000-page autocheckpoint), and the file
+    never shrinks: a `dist` command that finds the WAL past the bound
+    checkpoints it away as it exits."""
+    root = tmp_path / "root"
+    root.mkdir()
+    _crashed_writer(root / "metadata.db", 60)
+    assert wal_size(root) > LEAVE_WAL_BYTES
+    ref = pulled(registry, repo_name, root)
+    assert wal_size(root) in (-1, 0)
+    assert len(names(root)) == 61 and ref in names(root)
 
 
 def test_main_called_in_a_program_closes_the_store(

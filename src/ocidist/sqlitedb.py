@@ -47,6 +47,11 @@ if TYPE_CHECKING:
     import sqlite3
 
 BUSY_TIMEOUT_MS = 10_000
+# The most WAL a `dist` command leaves behind as it exits (``leave``): each
+# later first opener rebuilds its index from all of it (~2 us a frame here,
+# ~2 ms at SQLite's own 1000-page autocheckpoint), and the file does not
+# shrink by itself. Past this, the exiting command checkpoints it away.
+LEAVE_WAL_BYTES = 256 * 1024
 # What a deletion's WAL frames need (a frame is a 4 KiB page + 24 bytes; a
 # delete touches a few pages per B-tree), with room to spare.
 RESERVE_BYTES = 64 * 1024
@@ -421,8 +426,9 @@ class SQLiteFile:
         connection is open, and another `dist` process's checkpoint syncs
         the database before the WAL may start over. This closes instead
         where the checkpoint gives room back: the full-disk reserve was used
-        (or the disk was full at open: no shared connection); and where the
-        sync failed (the checkpoint syncs again)."""
+        (or the disk was full at open: no shared connection), or the WAL has
+        grown past ``LEAVE_WAL_BYTES``; and where the sync failed (the
+        checkpoint syncs again)."""
         with self._lock:
             wal = self.path + "-wal"
             try:
@@ -431,7 +437,7 @@ class SQLiteFile:
                 size = -1  # no WAL (not in WAL mode): a close has no checkpoint to do
             keep = (
                 self._db is not None
-                and size >= 0
+                and 0 <= size <= LEAVE_WAL_BYTES
                 and os.path.exists(self._reserve)
             )
             if size > 0 and self._db is not None and self._committed:
