@@ -10,7 +10,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ocidist.errors import NoSpace
 from ocidist.metadata import MetadataStore
 from tests.dist_cli import json_list, one_error_line, run_dist
 from tests.harness import BuiltImage, Registry, large_image, push_image
+from tests.harness.crashedwriter import names_left_in_wal
 from tests.harness.tmpfs import can_mount, fill, free_bytes, resize, tmpfs, used_bytes
 
 pytestmark = pytest.mark.skipif(not can_mount(), reason="mounting a tmpfs needs root")
@@ -187,16 +187,7 @@ def test_full_disk_read_sees_commit_only_in_wal(mnt: Path) -> None:
     resize(mnt, 256)
     root = mnt / "root"
     _record(root, "first", b"1")  # closed: checkpointed into metadata.db
-    code = (
-        "import os, sys\n"
-        "from ocidist.descriptor import Descriptor\n"
-        "from ocidist.digest import Digest\n"
-        "from ocidist.metadata import MetadataStore\n"
-        "md = MetadataStore(sys.argv[1])\n"
-        "md.put_image('second', Descriptor('application/x', Digest.from_bytes(b'2'), 1))\n"
-        "os.kill(os.getpid(), 9)\n"
-    )
-    subprocess.run([sys.executable, "-c", code, str(root / "metadata.db")], check=False)
+    names_left_in_wal(root / "metadata.db", ["second"])
     wal = root / "metadata.db-wal"
     assert wal.exists() and wal.stat().st_size > 0
     # No process has the store open: its shared-memory index may go (the

@@ -14,7 +14,6 @@ closing what it opened. (The full disk's side is in test_diskfull.)
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sqlite3
@@ -30,6 +29,7 @@ from ocidist.metadata import MetadataStore
 from ocidist.sqlitedb import LEAVE_WAL_BYTES
 from tests.dist_cli import json_list, run_dist
 from tests.harness import FaultProxy, Registry, push_image, simple_image
+from tests.harness.crashedwriter import names_left_in_wal
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 WAL_HEADER = 32
@@ -202,27 +202,6 @@ def test_a_busy_store_does_not_delay_the_command(
     assert names(root) == sorted([ref, f"{registry.host}/{repo_name}:v2"])
 
 
-def _crashed_writer(db: Path, count: int) -> None:
-    """``count`` names committed by a process that then dies (no checkpoint):
-    a WAL of ``count`` commits is left behind."""
-    code = (
-        "import os, sys\n"
-        "from ocidist.descriptor import Descriptor\n"
-        "from ocidist.digest import Digest\n"
-        "from ocidist.metadata import MetadataStore\n"
-        "md = MetadataStore(sys.argv[1])\n"
-        "for i in range(int(sys.argv[2])):\n"
-        "    d = Descriptor('application/x', Digest.from_bytes(b'%d' % i), 1)\n"
-        "    md.put_image(f'left/{i}', d, {'why': 'x' * 200})\n"
-        "os._exit(0)\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", code, str(db), str(count)],
-        env={**os.environ, "PYTHONPATH": SRC},
-        check=True,
-    )
-
-
 def test_a_long_wal_is_checkpointed_at_exit(
     tmp_path: Path, registry: Registry, repo_name: str
 ) -> None:
@@ -232,7 +211,7 @@ def test_a_long_wal_is_checkpointed_at_exit(
     checkpoints it away as it exits."""
     root = tmp_path / "root"
     root.mkdir()
-    _crashed_writer(root / "metadata.db", 60)
+    names_left_in_wal(root / "metadata.db", [f"left/{i}" for i in range(60)], {"why": "x" * 200})
     assert wal_size(root) > LEAVE_WAL_BYTES
     ref = pulled(registry, repo_name, root)
     assert wal_size(root) in (-1, 0)
