@@ -178,11 +178,7 @@ class SQLiteFile:
                     db.execute(f"PRAGMA journal_mode = {self._journal_mode}")
             finally:
                 db.close()
-            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _sync_file(tmp, os.fsync)
             with suppress(FileExistsError):
                 os.link(tmp, self.path)
             from ocidist.content.fsutil import fsync_dir
@@ -442,11 +438,7 @@ class SQLiteFile:
             )
             if size > 0 and self._db is not None and self._committed:
                 try:
-                    fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
-                    try:
-                        os.fdatasync(fd)
-                    finally:
-                        os.close(fd)
+                    _sync_file(wal, os.fdatasync)
                 except OSError:
                     keep = False
         if not keep:
@@ -463,6 +455,16 @@ def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         # A failed COMMIT (SQLITE_FULL) may leave the transaction open.
         if db.in_transaction:
             db.execute("ROLLBACK")
+
+
+def _sync_file(path: str, sync: Callable[[int], None]) -> None:
+    """``sync`` (fsync, fdatasync) a file SQLite or we wrote, by its path:
+    a sync reaches the file's pages whichever descriptor wrote them."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sync(fd)
+    finally:
+        os.close(fd)
 
 
 def _code(e: BaseException) -> int:
