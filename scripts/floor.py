@@ -29,7 +29,15 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench import dist_argv, dist_env, log  # noqa: E402
 from benchlib import workloads  # noqa: E402
-from benchlib.comparisons import Context, _containerd, _CtrRuns, _interleave, _rm  # noqa: E402
+from benchlib.comparisons import (  # noqa: E402
+    Context,
+    _containerd,
+    _CtrRuns,
+    _interleave,
+    _rm,
+    ctr_pull,
+    dist_unpack,
+)
 from benchlib.measure import Sample, run  # noqa: E402
 from tests.harness import Registry  # noqa: E402
 from tests.harness.netrelay import PROFILES, NetRelay  # noqa: E402
@@ -59,14 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         ctx.profile = PROFILES[args.network]
 
-        def ours() -> Sample:
-            store, dest = ctx.fresh("dist-store"), ctx.fresh("dist-rootfs")
-            try:
-                return run([*ctx.dist, "--root", str(store), "unpack", w.ref, str(dest), "--json"],
-                           env=ctx.env)  # fmt: skip
-            finally:
-                _rm(store, dest)
-
         def minimal() -> Sample:
             out = ctx.fresh("minimal")
             try:
@@ -77,13 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         with _containerd(ctx, "floor") as daemon:
             runs = _CtrRuns(ctx, daemon, w.ref) if daemon is not None else None
 
-            def ctr() -> Sample:
-                assert runs is not None and daemon is not None
-                return runs.run(
-                    "images", "pull", "--plain-http", "--snapshotter", daemon.snapshotter
-                )
-
-            o, m, c = _interleave(ctx, [ours, minimal, ctr if runs is not None else None])
+            ctr = (lambda: ctr_pull(runs, daemon)) if runs and daemon else None
+            o, m, c = _interleave(ctx, [lambda: dist_unpack(ctx, w), minimal, ctr])
         med = {
             k: statistics.median(s.wall for s in v)
             for k, v in (("dist", o), ("minimal", m), ("ctr", c))

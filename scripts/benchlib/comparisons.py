@@ -346,6 +346,21 @@ def fetch_ctr(ctx: Context, w: Workload) -> Row | None:
         )
 
 
+def dist_unpack(ctx: Context, w: Workload) -> Sample:
+    """``dist unpack REF DIR --json`` into a fresh store and directory."""
+    store, dest = ctx.fresh("dist-store"), ctx.fresh("dist-rootfs")
+    try:
+        return run([*ctx.dist, "--root", str(store), "unpack", w.ref, str(dest), "--json"],
+                   env=ctx.env)  # fmt: skip
+    finally:
+        _rm(store, dest)
+
+
+def ctr_pull(runs: _CtrRuns, daemon: Containerd) -> Sample:
+    """``ctr images pull`` into the daemon's snapshotter (cleaned after)."""
+    return runs.run("images", "pull", "--plain-http", "--snapshotter", daemon.snapshotter)
+
+
 def pull_unpack_ctr(ctx: Context, w: Workload) -> Row | None:
     """``dist unpack REF DIR`` from an empty store (fetch + apply) vs ``ctr
     images pull`` (fetch, then unpack into the snapshotter), this machine's
@@ -357,19 +372,11 @@ def pull_unpack_ctr(ctx: Context, w: Workload) -> Row | None:
         phases: dict[str, list[float]] = {"downloadSeconds": [], "applySeconds": []}
 
         def ours() -> Sample:
-            store, dest = ctx.fresh("dist-store"), ctx.fresh("dist-rootfs")
-            argv = [*ctx.dist, "--root", str(store), "unpack", w.ref, str(dest), "--json"]
-            try:
-                s = run(argv, env=ctx.env)
-            finally:
-                _rm(store, dest)
+            s = dist_unpack(ctx, w)
             _collect_phases(s.stdout, phases)
             return s
 
-        def ctr() -> Sample:
-            return runs.run("images", "pull", "--plain-http", "--snapshotter", daemon.snapshotter)
-
-        o, p = _interleave(ctx, [ours, ctr])
+        o, p = _interleave(ctx, [ours, lambda: ctr_pull(runs, daemon)])
         extra = {k: statistics.median(v) for k, v in phases.items() if v} | runs.extra()
         peer = f"ctr/{daemon.snapshotter}"
         return Row(
